@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` and `make test`. Both create the virtualenv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv serve bench screenshots clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/neon-tui --demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+serve: $(STAMP)
+	$(BIN)/neon-tui simulator serve
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.rotate_bench
+
+screenshots: $(STAMP)
+	$(BIN)/python -m benchmarks.screenshots
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache
