@@ -1,0 +1,40 @@
+"""Command line: the TUI (default), `neon-tui rotate` and `neon-tui simulator serve`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from neon_tui import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neon-tui", description="Rotate leaked Neon Postgres role passwords on every branch.")
+    p.add_argument("--version", action="version", version=f"neon-tui {__version__}")
+    p.add_argument("--demo", action="store_true", help="run against an in-process simulated Neon account")
+    p.add_argument("--read-only", action="store_true", help="browse and plan, never write")
+    sub = p.add_subparsers(dest="command")
+
+    sim = sub.add_parser("simulator", help="the simulated Neon API")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    serve = sim_sub.add_parser("serve", help="serve a simulated Neon account over HTTP on loopback")
+    from neon_tui.simulator import serve as serve_mod
+
+    serve_mod.add_arguments(serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    if ns.command == "simulator":
+        from neon_tui.simulator import serve as serve_mod
+
+        return serve_mod.main(ns)
+    from neon_tui.tree_print import print_tree
+
+    return asyncio.run(print_tree(demo=ns.demo))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

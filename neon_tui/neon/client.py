@@ -1,0 +1,545 @@
+"""The async Neon API v2 client: one httpx client, typed results, safe retries and the rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from neon_tui import __version__
+from neon_tui.neon.errors import (
+    InsecureTransportError,
+    NeonError,
+    NetworkError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    RequestTimeoutError,
+    UnexpectedResponseError,
+    error_for_status,
+)
+from neon_tui.neon.models import (
+    ApiKey,
+    AuthInfo,
+    Branch,
+    CreatedApiKey,
+    CurrentUser,
+    Database,
+    Endpoint,
+    Operation,
+    Organization,
+    Project,
+    Role,
+    RoleOperations,
+)
+from neon_tui.neon.ratelimit import RateLimiter
+from neon_tui.neon.secret import Secret
+
+log = logging.getLogger("neon_tui.neon")
+
+DEFAULT_HOST = "https://console.neon.tech/api/v2"
+MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+# Answers that prove a mutation was not applied, so it may be sent again (spec: GeneralError response).
+MUTATION_RETRY_STATUSES = frozenset({423, 429, 503})
+# Transport failures that happen before any byte of the request left: safe to resend even a mutation.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_SECRET_KEYS = frozenset({"password", "uri"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff with jitter; Retry-After wins when Neon sends it."""
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after) + random.uniform(0, 0.1)
+        cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        # Equal jitter: never hammer at once, never wait much longer than the cap.
+        return cap / 2 + random.uniform(0, cap / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One HTTP attempt, for the command log: never headers, bodies or query values that could be secret."""
+
+    method: str
+    path: str
+    status: int | None
+    duration: float
+    attempt: int
+    request_id: str | None
+    error: str | None = None
+    started: float = 0.0
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the key to each request; httpx masks the Authorization header in reprs."""
+
+    def __init__(self, key: Secret) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = "Bearer " + self._key.reveal()
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(********)"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(base_url: str) -> str:
+    """Validate the API base URL: https anywhere, plain http only to loopback."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InsecureTransportError(f"NEON_API_HOST must be an http(s) URL, got {base_url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise InsecureTransportError(
+            f"refusing to send the API key over plain http to {parts.hostname}; use https (or a loopback address)"
+        )
+    if parts.username or parts.password:
+        raise InsecureTransportError("NEON_API_HOST must not carry credentials")
+    return base_url.rstrip("/")
+
+
+def _hook(obj: dict) -> dict:
+    # Wrap secrets the moment JSON becomes Python, so no plain password sits in a local variable.
+    for k in _SECRET_KEYS:
+        if isinstance(obj.get(k), str):
+            obj[k] = Secret(obj[k])
+    if isinstance(obj.get("key"), str) and "id" in obj and "name" in obj:
+        obj["key"] = Secret(obj["key"])
+    return obj
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def seg(value: str) -> str:
+    """One URL path segment: role and database names may hold spaces, unicode, slashes and quotes."""
+    return quote(value, safe="")
+
+
+class NeonClient:
+    """Async client for the Neon API v2.
+
+    Retries: GETs on network errors, 5xx, 423 and 429; mutations only on 423, 429 and 503 (answers
+    that prove nothing happened) or when the connection was never made. A mutation whose answer is
+    lost raises OutcomeUnknownError and is never resent: a blind reset_password retry would mint a
+    second password nobody saw.
+    """
+
+    def __init__(
+        self,
+        api_key: str | Secret,
+        *,
+        host: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limiter: RateLimiter | None | bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        on_request: Callable[[RequestRecord], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        history: int = 500,
+    ) -> None:
+        key = api_key if isinstance(api_key, Secret) else Secret(api_key)
+        if not key.reveal().strip():
+            raise NeonError("no API key: set NEON_API_KEY or pass a key")
+        self.base_url = check_host(host or os.environ.get("NEON_API_HOST") or DEFAULT_HOST)
+        self.limiter = RateLimiter() if limiter is True else (limiter or None)
+        self.retry = retry or RetryPolicy()
+        self.on_request = on_request
+        self._sleep = sleep
+        self.history: deque[RequestRecord] = deque(maxlen=history)
+        self.requests_sent = 0
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url + "/",
+            auth=_BearerAuth(key),
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": f"neon-tui/{__version__}", "Accept": "application/json"},
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @classmethod
+    def from_env(cls, **kw: Any) -> NeonClient:
+        """Build from NEON_API_KEY and NEON_API_HOST, the names the official Neon CLI uses."""
+        key = os.environ.get("NEON_API_KEY", "")
+        if not key.strip():
+            raise NeonError("NEON_API_KEY is not set")
+        return cls(key, **kw)
+
+    def __repr__(self) -> str:
+        return f"NeonClient(host={self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> NeonClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---------------------------------------------------------------- transport
+
+    def _record(self, rec: RequestRecord) -> None:
+        self.history.append(rec)
+        log.debug("%s %s -> %s in %.3fs (attempt %d, request id %s)", rec.method, rec.path, rec.status or rec.error,
+                  rec.duration, rec.attempt, rec.request_id)
+        if self.on_request is not None:
+            try:
+                self.on_request(rec)
+            except Exception:  # a broken observer must not break an API call
+                log.exception("on_request observer failed")
+
+    async def request(
+        self,
+        method: str,
+        route: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """Send one logical request (with retries); return the decoded JSON (None for 204).
+
+        `route` is the path template, the unit of Neon's per-route burst limit.
+        """
+        mutating = method in MUTATING
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None:
+                await self.limiter.acquire(f"{method} {route}")
+            request_id = str(uuid.uuid4())
+            started = time.monotonic()
+            self.requests_sent += 1
+            try:
+                response = await self._http.request(
+                    method, path.lstrip("/"), params=params, json=body, headers={"X-Request-ID": request_id}
+                )
+            except httpx.HTTPError as exc:
+                kind = type(exc).__name__
+                self._record(RequestRecord(method, path, None, time.monotonic() - started, attempt, request_id, kind, started))
+                not_sent = isinstance(exc, _NOT_SENT)
+                timeout = isinstance(exc, httpx.TimeoutException)
+                if mutating and not not_sent:
+                    raise OutcomeUnknownError(
+                        f"the answer to {method} {path} was lost ({kind}); it may or may not have been applied",
+                        method=method, path=path, request_id=request_id,
+                    ) from None
+                if attempt < self.retry.max_attempts:
+                    await self._sleep(self.retry.delay(attempt))
+                    continue
+                cls = RequestTimeoutError if timeout else NetworkError
+                raise cls(f"could not reach the Neon API at {self.base_url} ({kind})", method=method, path=path,
+                          request_id=request_id) from None
+            status = response.status_code
+            rid = response.headers.get("x-neon-ret-request-id") or request_id
+            self._record(RequestRecord(method, path, status, time.monotonic() - started, attempt, rid, None, started))
+            if status < 400:
+                return self._decode(response, method, path, rid)
+            err = self._error(response, method, path, rid)
+            retryable = (status in MUTATION_RETRY_STATUSES) if mutating else (status >= 500 or status in (423, 429))
+            if retryable and attempt < self.retry.max_attempts:
+                retry_after = err.retry_after if isinstance(err, RateLimitedError) else None
+                await self._sleep(self.retry.delay(attempt, retry_after))
+                continue
+            raise err
+
+    def _decode(self, response: httpx.Response, method: str, path: str, rid: str) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return json.loads(response.content, object_hook=_hook)
+        except (ValueError, UnicodeDecodeError):
+            raise UnexpectedResponseError(
+                "Neon answered with something that is not JSON", status=response.status_code, method=method, path=path,
+                request_id=rid,
+            ) from None
+
+    def _error(self, response: httpx.Response, method: str, path: str, rid: str) -> NeonError:
+        status = response.status_code
+        message, code = "", ""
+        try:
+            data = json.loads(response.content, object_hook=_hook) if response.content else None
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if isinstance(data, dict):
+            message = data.get("message") if isinstance(data.get("message"), str) else ""
+            code = data.get("code") if isinstance(data.get("code"), str) else ""
+            if isinstance(data.get("request_id"), str) and data["request_id"]:
+                rid = data["request_id"]
+        message = message or response.reason_phrase or f"HTTP {status}"
+        cls = error_for_status(status)
+        kw = dict(status=status, request_id=rid, code=code, method=method, path=path)
+        if cls is RateLimitedError:
+            return RateLimitedError(message, retry_after=_retry_after(response.headers.get("retry-after")), **kw)
+        return cls(message, **kw)
+
+    async def _get(self, route: str, path: str, **params: Any) -> Any:
+        return await self.request("GET", route, path, params=params)
+
+    @staticmethod
+    def _obj(data: Any, key: str, what: str) -> Any:
+        if not isinstance(data, dict) or key not in data:
+            raise UnexpectedResponseError(f"{what}: the answer has no '{key}'")
+        return data[key]
+
+    def _list(self, data: Any, key: str, model: Any, what: str) -> list[Any]:
+        items = self._obj(data, key, what)
+        if not isinstance(items, list):
+            raise UnexpectedResponseError(f"{what}: '{key}' is not a list")
+        return [model.from_api(i) for i in items]
+
+    # ---------------------------------------------------------------- identity
+
+    async def get_auth(self) -> AuthInfo:
+        return AuthInfo.from_api(await self._get("/auth", "/auth"))
+
+    async def get_current_user(self) -> CurrentUser:
+        return CurrentUser.from_api(await self._get("/users/me", "/users/me"))
+
+    async def list_organizations(self) -> list[Organization]:
+        data = await self._get("/users/me/organizations", "/users/me/organizations")
+        return self._list(data, "organizations", Organization, "organizations")
+
+    async def get_organization(self, org_id: str) -> Organization:
+        return Organization.from_api(await self._get("/organizations/{org_id}", f"/organizations/{seg(org_id)}"))
+
+    # ---------------------------------------------------------------- projects
+
+    async def iter_project_pages(
+        self, org_id: str | None = None, *, search: str | None = None, page_size: int = 400
+    ) -> AsyncIterator[list[Project]]:
+        """Pages of projects. Personal keys must pass org_id; org keys may omit it."""
+        if not 1 <= page_size <= 400:
+            raise ValueError("page_size must be 1..400")
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            data = await self._get("/projects", "/projects", org_id=org_id, search=search, limit=page_size, cursor=cursor)
+            page = self._list(data, "projects", Project, "projects")
+            if page:
+                yield page
+            pagination = data.get("pagination") if isinstance(data, dict) else None
+            cursor = pagination.get("cursor") if isinstance(pagination, dict) else None
+            if len(page) < page_size or not cursor:
+                return
+            if cursor in seen:
+                raise UnexpectedResponseError("projects: the pagination cursor repeats")
+            seen.add(cursor)
+
+    async def list_projects(self, org_id: str | None = None, *, search: str | None = None) -> list[Project]:
+        return [p async for page in self.iter_project_pages(org_id, search=search) for p in page]
+
+    async def get_project(self, project_id: str) -> Project:
+        data = await self._get("/projects/{project_id}", f"/projects/{seg(project_id)}")
+        return Project.from_api(self._obj(data, "project", "project"))
+
+    async def set_allowed_ips(self, project_id: str, ips: list[str]) -> tuple[Project, list[Operation]]:
+        body = {"project": {"settings": {"allowed_ips": {"ips": list(ips)}}}}
+        data = await self.request("PATCH", "/projects/{project_id}", f"/projects/{seg(project_id)}", body=body)
+        ops = self._list(data, "operations", Operation, "update project") if "operations" in (data or {}) else []
+        return Project.from_api(self._obj(data, "project", "update project")), ops
+
+    # ---------------------------------------------------------------- branches
+
+    async def iter_branch_pages(self, project_id: str, *, page_size: int = 1000) -> AsyncIterator[list[Branch]]:
+        """Pages of branches; this endpoint has its own cursor style (`pagination.next`)."""
+        route = "/projects/{project_id}/branches"
+        path = f"/projects/{seg(project_id)}/branches"
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            data = await self._get(route, path, limit=page_size, cursor=cursor)
+            page = self._list(data, "branches", Branch, "branches")
+            if page:
+                yield page
+            pagination = data.get("pagination") if isinstance(data, dict) else None
+            cursor = pagination.get("next") if isinstance(pagination, dict) else None
+            if not page or not cursor:
+                return
+            if cursor in seen:
+                raise UnexpectedResponseError("branches: the pagination cursor repeats")
+            seen.add(cursor)
+
+    async def list_branches(self, project_id: str) -> list[Branch]:
+        return [b async for page in self.iter_branch_pages(project_id) for b in page]
+
+    async def get_branch(self, project_id: str, branch_id: str) -> Branch:
+        data = await self._get("/projects/{project_id}/branches/{branch_id}",
+                               f"/projects/{seg(project_id)}/branches/{seg(branch_id)}")
+        return Branch.from_api(self._obj(data, "branch", "branch"))
+
+    # ---------------------------------------------------------------- roles
+
+    @staticmethod
+    def _role_path(project_id: str, branch_id: str, role: str | None = None, tail: str = "") -> str:
+        path = f"/projects/{seg(project_id)}/branches/{seg(branch_id)}/roles"
+        if role is not None:
+            path += f"/{seg(role)}"
+        return path + tail
+
+    _ROLES = "/projects/{project_id}/branches/{branch_id}/roles"
+    _ROLE = _ROLES + "/{role_name}"
+
+    async def list_roles(self, project_id: str, branch_id: str) -> list[Role]:
+        data = await self._get(self._ROLES, self._role_path(project_id, branch_id))
+        return self._list(data, "roles", Role, "roles")
+
+    async def get_role(self, project_id: str, branch_id: str, role_name: str) -> Role:
+        data = await self._get(self._ROLE, self._role_path(project_id, branch_id, role_name))
+        return Role.from_api(self._obj(data, "role", "role"))
+
+    async def create_role(self, project_id: str, branch_id: str, role_name: str, *, no_login: bool = False) -> RoleOperations:
+        data = await self.request("POST", self._ROLES, self._role_path(project_id, branch_id),
+                                  body={"role": {"name": role_name, "no_login": no_login}})
+        return RoleOperations.from_api(data)
+
+    async def delete_role(self, project_id: str, branch_id: str, role_name: str) -> RoleOperations | None:
+        """Delete a role; None when it did not exist (Neon answers 204)."""
+        data = await self.request("DELETE", self._ROLE, self._role_path(project_id, branch_id, role_name))
+        return None if data is None else RoleOperations.from_api(data)
+
+    async def reset_role_password(self, project_id: str, branch_id: str, role_name: str) -> RoleOperations:
+        """Reset the password. The new one (role.password) works once every returned operation finishes.
+
+        Raises OutcomeUnknownError if the answer was lost: reconcile, never resend blindly.
+        """
+        data = await self.request("POST", self._ROLE + "/reset_password",
+                                  self._role_path(project_id, branch_id, role_name, "/reset_password"))
+        result = RoleOperations.from_api(data)
+        if result.role.password is None:
+            raise UnexpectedResponseError("reset_password answered without a password")
+        return result
+
+    async def reveal_role_password(self, project_id: str, branch_id: str, role_name: str) -> Secret:
+        """The stored password; PasswordsNotStoredError (412) when the project does not store passwords."""
+        data = await self._get(self._ROLE + "/reveal_password",
+                               self._role_path(project_id, branch_id, role_name, "/reveal_password"))
+        value = self._obj(data, "password", "reveal_password")
+        if not isinstance(value, Secret):
+            raise UnexpectedResponseError("reveal_password: 'password' is not a string")
+        return value
+
+    # ---------------------------------------------------------------- databases, endpoints, URIs
+
+    async def list_databases(self, project_id: str, branch_id: str) -> list[Database]:
+        data = await self._get("/projects/{project_id}/branches/{branch_id}/databases",
+                               f"/projects/{seg(project_id)}/branches/{seg(branch_id)}/databases")
+        return self._list(data, "databases", Database, "databases")
+
+    async def get_database(self, project_id: str, branch_id: str, database_name: str) -> Database:
+        data = await self._get("/projects/{project_id}/branches/{branch_id}/databases/{database_name}",
+                               f"/projects/{seg(project_id)}/branches/{seg(branch_id)}/databases/{seg(database_name)}")
+        return Database.from_api(self._obj(data, "database", "database"))
+
+    async def list_endpoints(self, project_id: str, branch_id: str | None = None) -> list[Endpoint]:
+        """Endpoints of a project, or of one branch."""
+        if branch_id is None:
+            data = await self._get("/projects/{project_id}/endpoints", f"/projects/{seg(project_id)}/endpoints")
+        else:
+            data = await self._get("/projects/{project_id}/branches/{branch_id}/endpoints",
+                                   f"/projects/{seg(project_id)}/branches/{seg(branch_id)}/endpoints")
+        return self._list(data, "endpoints", Endpoint, "endpoints")
+
+    async def get_connection_uri(
+        self, project_id: str, *, database_name: str, role_name: str, branch_id: str | None = None,
+        endpoint_id: str | None = None, pooled: bool = False,
+    ) -> Secret:
+        data = await self._get("/projects/{project_id}/connection_uri", f"/projects/{seg(project_id)}/connection_uri",
+                               database_name=database_name, role_name=role_name, branch_id=branch_id,
+                               endpoint_id=endpoint_id, pooled="true" if pooled else None)
+        uri = self._obj(data, "uri", "connection_uri")
+        if not isinstance(uri, Secret):
+            raise UnexpectedResponseError("connection_uri: 'uri' is not a string")
+        return uri
+
+    # ---------------------------------------------------------------- operations
+
+    async def get_operation(self, project_id: str, operation_id: str) -> Operation:
+        data = await self._get("/projects/{project_id}/operations/{operation_id}",
+                               f"/projects/{seg(project_id)}/operations/{seg(operation_id)}")
+        return Operation.from_api(self._obj(data, "operation", "operation"))
+
+    async def list_operations(
+        self, project_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Operation], str | None]:
+        """One page of the project's operations, newest first, and the cursor for the next page."""
+        data = await self._get("/projects/{project_id}/operations", f"/projects/{seg(project_id)}/operations",
+                               limit=limit, cursor=cursor)
+        ops = self._list(data, "operations", Operation, "operations")
+        pagination = data.get("pagination") if isinstance(data, dict) else None
+        return ops, (pagination.get("cursor") if isinstance(pagination, dict) else None)
+
+    # ---------------------------------------------------------------- API keys
+
+    def _keys(self, data: Any, what: str) -> list[ApiKey]:
+        # These lists are bare JSON arrays, unlike every other list in the API.
+        if not isinstance(data, list):
+            raise UnexpectedResponseError(f"{what}: expected a JSON array")
+        return [ApiKey.from_api(i) for i in data]
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return self._keys(await self._get("/api_keys", "/api_keys"), "api keys")
+
+    async def create_api_key(self, name: str) -> CreatedApiKey:
+        return CreatedApiKey.from_api(await self.request("POST", "/api_keys", "/api_keys", body={"key_name": name}))
+
+    async def revoke_api_key(self, key_id: int) -> ApiKey:
+        return ApiKey.from_api(await self.request("DELETE", "/api_keys/{key_id}", f"/api_keys/{int(key_id)}"))
+
+    async def list_org_api_keys(self, org_id: str) -> list[ApiKey]:
+        data = await self._get("/organizations/{org_id}/api_keys", f"/organizations/{seg(org_id)}/api_keys")
+        return self._keys(data, "organization api keys")
+
+    async def create_org_api_key(self, org_id: str, name: str, *, project_id: str | None = None) -> CreatedApiKey:
+        body: dict[str, Any] = {"key_name": name}
+        if project_id:
+            body["project_id"] = project_id
+        data = await self.request("POST", "/organizations/{org_id}/api_keys", f"/organizations/{seg(org_id)}/api_keys",
+                                  body=body)
+        return CreatedApiKey.from_api(data)
+
+    async def revoke_org_api_key(self, org_id: str, key_id: int) -> ApiKey:
+        data = await self.request("DELETE", "/organizations/{org_id}/api_keys/{key_id}",
+                                  f"/organizations/{seg(org_id)}/api_keys/{int(key_id)}")
+        return ApiKey.from_api(data)
