@@ -22,6 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     from neon_tui.simulator import serve as serve_mod
 
     serve_mod.add_arguments(serve)
+
+    from neon_tui import rotate_cli
+
+    rotate = sub.add_parser("rotate", help="plan or run password resets without the TUI",
+                            description=rotate_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rotate_cli.add_arguments(rotate)
     return p
 
 
@@ -31,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui.simulator import serve as serve_mod
 
         return serve_mod.main(ns)
+    if ns.command == "rotate":
+        from neon_tui import rotate_cli
+
+        return rotate_cli.main(ns)
     from neon_tui.tree_print import print_tree
 
     return asyncio.run(print_tree(demo=ns.demo))

@@ -1,0 +1,396 @@
+"""The rotation engine: one mutation in flight per project, projects in parallel, every reset journaled,
+waited for, and reconciled (never retried blindly) when its answer is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Protocol
+
+from neon_tui.neon import NeonClient
+from neon_tui.neon.errors import (
+    LockedError,
+    NeonError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PasswordsNotStoredError,
+    ServerError,
+)
+from neon_tui.neon.models import TERMINAL_FAILED, Operation
+from neon_tui.neon.secret import Secret
+from neon_tui.rotation.events import Connection, RotationResult, RunFinished, RunStarted, TargetChanged
+from neon_tui.rotation.journal import (
+    APPLYING,
+    CANCELLED,
+    DELIVERED,
+    FAILED,
+    PLANNED,
+    RESETTING,
+    ROTATED,
+    SKIPPED,
+    UNKNOWN,
+    Journal,
+    JournalState,
+    JournalTarget,
+    now_wall,
+)
+from neon_tui.rotation.plan import Plan, Target, TargetKey, connection_uri
+
+log = logging.getLogger("neon_tui.rotation")
+
+Event = RunStarted | TargetChanged | RunFinished
+RESUMABLE = frozenset({PLANNED, CANCELLED, RESETTING, UNKNOWN, APPLYING})
+LOST_PASSWORD = ("the reset was applied but its new password was lost and this project does not store passwords; "
+                 "reset it again (--retry-failed, or r in the app)")
+
+
+class Sink(Protocol):
+    """Somewhere the user chose to send new connection strings."""
+
+    name: str
+
+    async def deliver(self, result: RotationResult) -> None: ...
+
+
+class OperationFailed(Exception):
+    def __init__(self, op: Operation) -> None:
+        super().__init__(f"operation {op.action} {op.status}: {op.error or 'no error text'}")
+        self.op = op
+
+
+class RotationEngine:
+    """Runs a plan. `run()` is an async iterator of events; `cancel()` stops new resets and lets
+    the ones in flight finish."""
+
+    def __init__(
+        self,
+        client: NeonClient,
+        *,
+        journal: Journal | None = None,
+        sinks: Iterable[Sink] = (),
+        host: str | None = None,
+        first_poll: float = 1.0,
+        poll_min: float = 0.25,
+        poll_max: float = 5.0,
+        lock_timeout: float = 600.0,
+        reconcile_pause: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.sinks = list(sinks)
+        self.host = host or client.base_url
+        self.first_poll = first_poll
+        self.poll_min = poll_min
+        self.poll_max = poll_max
+        self.lock_timeout = lock_timeout
+        self.reconcile_pause = reconcile_pause
+        self._sleep = sleep
+        self._cancel = asyncio.Event()
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._durations: deque[float] = deque(maxlen=32)
+        self.states: dict[TargetKey, str] = {}
+        self.results: dict[TargetKey, RotationResult] = {}
+        self._jt: dict[TargetKey, JournalTarget] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    async def run(
+        self, plan: Plan, *, resume: JournalState | None = None, retry_failed: bool = False,
+        selectors: list[str] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Execute the plan (or the rest of a resumed run) and yield events until every target is final."""
+        started = time.monotonic()
+        requests_before = self.client.requests_sent
+        self._prepare(plan, resume, selectors)
+        journal_path = str(self.journal.path) if self.journal else ""
+        run_id = self.journal.run_id if self.journal else "unjournaled"
+        yield RunStarted(run_id, journal_path, len(plan.targets), resumed=resume is not None)
+        for t in plan.targets:
+            jt = self._jt[t.key]
+            yield TargetChanged(t, jt.state, jt.reason, attempt=jt.attempts)
+        by_project: dict[str, list[Target]] = {}
+        for t in plan.targets:
+            by_project.setdefault(t.project_id, []).append(t)
+        workers = [asyncio.create_task(self._project_worker(ts, retry_failed), name=f"rotate {pid}")
+                   for pid, ts in by_project.items()]
+        done = asyncio.ensure_future(asyncio.gather(*workers, return_exceptions=True))
+        done.add_done_callback(lambda _: self._queue.put_nowait(None))
+        try:
+            while True:
+                ev = await self._queue.get()
+                if ev is None:
+                    break
+                yield ev
+            for r in done.result():
+                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                    log.error("project worker crashed: %s", type(r).__name__)
+        finally:
+            if not done.done():
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+        counts: dict[str, int] = {}
+        for s in self.states.values():
+            counts[s] = counts.get(s, 0) + 1
+        if self.journal:
+            unfinished = any(s in RESUMABLE for s in self.states.values())
+            if unfinished:
+                self.journal.write("paused", counts=counts, cancelled=self.cancelled)
+            else:
+                self.journal.write("end", counts=counts)
+        yield RunFinished(run_id, counts, self.cancelled, time.monotonic() - started,
+                          self.client.requests_sent - requests_before)
+
+    def mark_delivered(self, key: TargetKey, sink: str) -> None:
+        """Record that the user delivered a result by hand (the TUI's copy or keyring actions)."""
+        if self.journal:
+            self.journal.write("delivered", target=list(key), sink=sink)
+        self.states[key] = DELIVERED
+
+    # ------------------------------------------------------------------ set-up
+
+    def _prepare(self, plan: Plan, resume: JournalState | None, selectors: list[str] | None) -> None:
+        if resume is not None:
+            self._jt = dict(resume.targets)
+            for t in plan.targets:
+                self._jt.setdefault(t.key, JournalTarget(t.key, t.label, t.role_updated_at))
+            if self.journal:
+                self.journal.write("resumed", counts=resume.counts())
+        else:
+            self._jt = {t.key: JournalTarget(t.key, t.label, t.role_updated_at) for t in plan.targets}
+            if self.journal:
+                self.journal.write(
+                    "run", host=self.host, org_id=plan.org_id, selectors=selectors or [],
+                    targets=[{"target": list(t.key), "label": t.label, "role_updated_at": t.role_updated_at,
+                              "store_passwords": t.store_passwords} for t in plan.targets],
+                    skipped=[{"label": s.label, "reason": s.reason} for s in plan.skipped],
+                )
+        for t in plan.targets:
+            self.states[t.key] = self._jt[t.key].state
+
+    # ------------------------------------------------------------------ events and journal
+
+    def _set(self, t: Target, state: str, reason: str | None = None, *, operations: tuple[Operation, ...] = (),
+             result: RotationResult | None = None, journal: bool = True, **extra) -> None:
+        jt = self._jt[t.key]
+        if state == RESETTING:
+            jt.attempts += 1
+        jt.state, jt.reason = state, reason
+        self.states[t.key] = state
+        if journal and self.journal:
+            fields = {"target": list(t.key), "state": state}
+            if reason:
+                fields["reason"] = reason
+            if operations:
+                fields["operations"] = [o.id for o in operations]
+            fields.update(extra)
+            self.journal.write("state", **fields)
+        self._queue.put_nowait(TargetChanged(t, state, reason, operations, result, jt.attempts))
+
+    # ------------------------------------------------------------------ the work
+
+    async def _project_worker(self, targets: list[Target], retry_failed: bool) -> None:
+        # One target at a time per project: a reset locks the project until its operations finish.
+        for t in targets:
+            jt = self._jt[t.key]
+            if jt.state in (ROTATED, DELIVERED, SKIPPED) or (jt.state == FAILED and not retry_failed):
+                if jt.state == ROTATED and self.sinks and not jt.delivered_to:
+                    await self._recover_for_delivery(t)
+                continue
+            if self._cancel.is_set() and jt.state in (PLANNED, CANCELLED):
+                self._set(t, CANCELLED, "cancelled before it started")
+                continue
+            try:
+                await self._target(t, jt)
+            except asyncio.CancelledError:
+                raise
+            except NeonError as e:
+                self._set(t, FAILED, str(e))
+            except Exception as e:  # never let one target's surprise stop the others
+                log.error("unexpected error on %s: %s", t.label, type(e).__name__)
+                self._set(t, FAILED, f"internal error: {type(e).__name__}")
+
+    async def _target(self, t: Target, jt: JournalTarget) -> None:
+        password: Secret | None = None
+        op_ids: list[str] = []
+        if jt.state in (RESETTING, UNKNOWN, APPLYING):
+            applied, password = await self._reconcile(t, jt)
+            if applied is None:
+                return
+        elif jt.state == FAILED:
+            # An explicit retry: take a fresh baseline so reconciling compares against now.
+            role = await self.client.get_role(t.project_id, t.branch_id, t.role_name)
+            jt.role_updated_at = _iso(role.updated_at)
+        if password is None:
+            outcome = await self._reset(t, jt)
+            if outcome is None:
+                return
+            password, op_ids = outcome
+        await self._wait_ops(t, op_ids)
+        await self._finish(t, password)
+
+    async def _reset(self, t: Target, jt: JournalTarget) -> tuple[Secret, list[str]] | None:
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            self._set(t, RESETTING, before=jt.role_updated_at, wall=now_wall())
+            try:
+                res = await self.client.reset_role_password(t.project_id, t.branch_id, t.role_name)
+            except LockedError as e:
+                # 423 proves nothing was applied; wait for the project's operations, then try again.
+                if time.monotonic() > deadline:
+                    self._set(t, FAILED, f"project stayed locked for {self.lock_timeout:.0f}s: {e.message}")
+                    return None
+                self._set(t, PLANNED, f"project busy ({e.message}); waiting", journal=False)
+                await self._wait_project_idle(t, deadline)
+                continue
+            except (OutcomeUnknownError, ServerError) as e:
+                if isinstance(e, ServerError) and e.status == 503:
+                    raise
+                # The reset may have been applied: find out, never send it again blindly.
+                self._set(t, UNKNOWN, f"answer lost ({e.message}); reconciling")
+                applied, password = await self._reconcile(t, jt)
+                if applied is None:
+                    return None
+                if applied and password is not None:
+                    return password, []
+                continue  # proven not applied: a new reset is not a double reset
+            self._set(t, APPLYING, operations=res.operations, role_updated_at=_iso(res.role.updated_at))
+            return res.role.password, [o.id for o in res.operations]
+
+    async def _reconcile(self, t: Target, jt: JournalTarget) -> tuple[bool | None, Secret | None]:
+        """Did an earlier reset land? Returns (applied, recovered password); applied is None when the
+        target ended here (failed). Proof of a reset is the role's updated_at moving past the baseline
+        the journal recorded before the reset was sent."""
+        if jt.state != APPLYING:
+            try:
+                role = await self.client.get_role(t.project_id, t.branch_id, t.role_name)
+                if _iso(role.updated_at) == jt.role_updated_at:
+                    # The request may still be on its way through Neon: look once more before deciding.
+                    await self._sleep(self.reconcile_pause)
+                    role = await self.client.get_role(t.project_id, t.branch_id, t.role_name)
+            except NotFoundError:
+                self._set(t, FAILED, "the role no longer exists on this branch")
+                return None, None
+            if _iso(role.updated_at) == jt.role_updated_at:
+                return False, None
+        # Applied; the password died with the answer (or the process). Let the operations finish,
+        # then read it back where Neon stores passwords.
+        ops, _ = await self.client.list_operations(t.project_id, limit=50)
+        pending = [o.id for o in ops if o.branch_id == t.branch_id and not o.done]
+        await self._wait_ops(t, list(dict.fromkeys(jt.operations + pending)))
+        password = await self._recover(t)
+        if password is None:
+            self._set(t, FAILED, LOST_PASSWORD)
+            return None, None
+        return True, password
+
+    async def _recover(self, t: Target) -> Secret | None:
+        if not t.store_passwords:
+            return None
+        try:
+            return await self.client.reveal_role_password(t.project_id, t.branch_id, t.role_name)
+        except PasswordsNotStoredError:
+            return None
+
+    async def _recover_for_delivery(self, t: Target) -> None:
+        password = await self._recover(t)
+        if password is None:
+            self._set(t, FAILED, "rotated, but the new password was lost before delivery and this project does "
+                                 "not store passwords; reset it again (--retry-failed)")
+            return
+        await self._finish(t, password, journal_rotated=False)
+
+    async def _wait_project_idle(self, t: Target, deadline: float) -> None:
+        delay = self.poll_min
+        while time.monotonic() < deadline:
+            ops, _ = await self.client.list_operations(t.project_id, limit=20)
+            if not any(o.status in ("scheduling", "running", "cancelling") for o in ops):
+                return
+            await self._sleep(delay)
+            delay = min(delay * 2, self.poll_max)
+
+    def _estimate(self) -> float:
+        if not self._durations:
+            return self.first_poll
+        ordered = sorted(self._durations)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+
+    async def _wait_ops(self, t: Target, op_ids: list[str]) -> None:
+        """Poll (one list request per round) until every operation is terminal; raise on failure."""
+        if not op_ids:
+            return
+        started = time.monotonic()
+        await self._sleep(self._estimate())
+        delay = self.poll_min
+        while True:
+            ops, _ = await self.client.list_operations(t.project_id, limit=max(10, 2 * len(op_ids) + 4))
+            by_id = {o.id: o for o in ops}
+            for missing in [i for i in op_ids if i not in by_id]:
+                by_id[missing] = await self.client.get_operation(t.project_id, missing)
+            mine = tuple(by_id[i] for i in op_ids)
+            bad = [o for o in mine if o.status in TERMINAL_FAILED]
+            if bad:
+                raise _OpError(str(OperationFailed(bad[0])))
+            if all(o.done for o in mine):
+                self._durations.append(self._observed(mine, time.monotonic() - started))
+                return
+            self._set(t, APPLYING, operations=mine, journal=False)
+            await self._sleep(delay)
+            delay = min(delay * 2, self.poll_max)
+
+    @staticmethod
+    def _observed(ops: tuple[Operation, ...], local: float) -> float:
+        # Neon's own timestamps say how long the operations took; our wall time only bounds it.
+        spans = [(o.updated_at - o.created_at).total_seconds() for o in ops if o.updated_at and o.created_at]
+        if spans and max(spans) > 0:
+            return min(max(spans) + 0.05, local)
+        return local
+
+    async def _finish(self, t: Target, password: Secret, *, journal_rotated: bool = True) -> None:
+        result = build_result(t, password)
+        self.results[t.key] = result
+        self._set(t, ROTATED, result=result, journal=journal_rotated)
+        for sink in self.sinks:
+            try:
+                await sink.deliver(result)
+            except Exception as e:
+                self._set(t, ROTATED, f"delivery to {sink.name} failed: {e}", result=result, journal=False)
+                continue
+            if self.journal:
+                self.journal.write("delivered", target=list(t.key), sink=sink.name)
+            self._jt[t.key].delivered_to.append(sink.name)
+            self._set(t, DELIVERED, f"delivered to {sink.name}", result=result, journal=False)
+
+
+class _OpError(NeonError):
+    title = "Operation failed"
+
+
+def build_result(t: Target, password: Secret) -> RotationResult:
+    """Connection strings from the password reset_password returned (never fetched back from Neon)."""
+    ep = t.connect_endpoint
+    conns: list[Connection] = []
+    if ep is not None:
+        for db in t.connection_databases():
+            direct = connection_uri(t.role_name, password, ep.host, db.name)
+            pooled = connection_uri(t.role_name, password, ep.pooler_host, db.name)
+            conns.append(Connection(db.name, direct, pooled, ep.host))
+    return RotationResult(t, password, tuple(conns))
+
+
+def _iso(dt) -> str | None:
+    return dt.isoformat() if dt is not None else None
+
+
+__all__ = ["RotationEngine", "Sink", "build_result"]

@@ -1,0 +1,133 @@
+"""What the key can see, loaded lazily: organizations, projects, branch trees, roles, databases, endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from neon_tui.neon import NeonClient
+from neon_tui.neon.errors import NeonError
+from neon_tui.neon.models import Branch, Database, Endpoint, Organization, Project, Role
+
+
+@dataclass(slots=True)
+class BranchInfo:
+    branch: Branch
+    roles: list[Role] | None = None
+    databases: list[Database] | None = None
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def read_write_endpoint(self) -> Endpoint | None:
+        return next((e for e in self.endpoints if e.read_write), None)
+
+    @property
+    def has_compute(self) -> bool:
+        return bool(self.endpoints)
+
+
+@dataclass(slots=True)
+class ProjectInfo:
+    project: Project
+    branches: dict[str, BranchInfo] | None = None  # by branch id, once loaded
+
+    def children(self, branch_id: str | None) -> list[BranchInfo]:
+        """Branches whose parent is `branch_id` (None: the roots), default branch first, then by name."""
+        assert self.branches is not None
+        kids = [b for b in self.branches.values() if b.branch.parent_id == branch_id
+                or (branch_id is None and b.branch.parent_id not in self.branches)]
+        return sorted(kids, key=lambda b: (not b.branch.default, b.branch.name))
+
+    def parent(self, info: BranchInfo) -> BranchInfo | None:
+        assert self.branches is not None
+        return self.branches.get(info.branch.parent_id or "")
+
+
+def shares_parent_password(project: ProjectInfo, info: BranchInfo, role: Role) -> bool:
+    """Likely still holding the parent branch's password for this role.
+
+    Neon copies roles with their passwords onto a child branch (new ones if the parent is protected);
+    neither copy changes until one of them is reset, which moves that role's updated_at.
+    """
+    parent = project.parent(info)
+    if parent is None or parent.branch.protected or parent.roles is None:
+        return False
+    theirs = next((r for r in parent.roles if r.name == role.name), None)
+    born: datetime | None = info.branch.created_at
+    if theirs is None or born is None or role.updated_at is None or theirs.updated_at is None:
+        return False
+    return role.updated_at <= born and theirs.updated_at <= born
+
+
+class Inventory:
+    """A lazily filled cache of the account, shared by the plan builder and the TUI."""
+
+    def __init__(self, client: NeonClient, *, concurrency: int = 16) -> None:
+        self.client = client
+        self.organizations: list[Organization] | None = None
+        self.projects: dict[str, ProjectInfo] = {}
+        self._sem = asyncio.Semaphore(concurrency)
+
+    async def load_organizations(self) -> list[Organization]:
+        if self.organizations is None:
+            try:
+                self.organizations = await self.client.list_organizations()
+            except NeonError:
+                auth = await self.client.get_auth()
+                if not auth.is_org_key:
+                    raise
+                # An organization key may not list the user's organizations; it implies its own.
+                self.organizations = []
+        return self.organizations
+
+    async def resolve_org(self, wanted: str | None) -> Organization | None:
+        """The organization named by id, name or handle; else the only or first one; None for an org key."""
+        orgs = await self.load_organizations()
+        if wanted:
+            for o in orgs:
+                if wanted in (o.id, o.name, o.handle):
+                    return o
+            names = ", ".join(f"{o.name} ({o.id})" for o in orgs) or "none visible to this key"
+            raise LookupError(f"no organization {wanted!r}; organizations: {names}")
+        return orgs[0] if orgs else None
+
+    async def load_projects(self, org_id: str | None, *, on_page=None) -> list[ProjectInfo]:
+        found: list[ProjectInfo] = []
+        async for page in self.client.iter_project_pages(org_id):
+            infos = []
+            for p in page:
+                info = self.projects.get(p.id) or ProjectInfo(p)
+                info.project = p
+                self.projects[p.id] = info
+                infos.append(info)
+            found.extend(infos)
+            if on_page is not None:
+                on_page(infos)
+        return found
+
+    async def load_branches(self, project: ProjectInfo) -> dict[str, BranchInfo]:
+        """Branches and the project's endpoints (one request for all endpoints)."""
+        if project.branches is None:
+            async with self._sem:
+                branches, endpoints = await asyncio.gather(
+                    self.client.list_branches(project.project.id), self.client.list_endpoints(project.project.id)
+                )
+            infos = {b.id: BranchInfo(b) for b in branches}
+            for e in endpoints:
+                if e.branch_id in infos:
+                    infos[e.branch_id].endpoints.append(e)
+            project.branches = infos
+        return project.branches
+
+    async def load_roles(self, project: ProjectInfo, info: BranchInfo) -> list[Role]:
+        if info.roles is None:
+            async with self._sem:
+                info.roles = await self.client.list_roles(project.project.id, info.branch.id)
+        return info.roles
+
+    async def load_databases(self, project: ProjectInfo, info: BranchInfo) -> list[Database]:
+        if info.databases is None:
+            async with self._sem:
+                info.databases = await self.client.list_databases(project.project.id, info.branch.id)
+        return info.databases

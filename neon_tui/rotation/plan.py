@@ -1,0 +1,252 @@
+"""From a selection (selectors or marked nodes) to a plan: concrete targets, skips with reasons, warnings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from urllib.parse import quote
+
+from neon_tui.neon.models import Database, Endpoint, Role
+from neon_tui.neon.secret import Secret
+from neon_tui.rotation.inventory import BranchInfo, Inventory, ProjectInfo, shares_parent_password
+
+TargetKey = tuple[str, str, str]  # (project_id, branch_id, role_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One role on one branch to reset."""
+
+    project_id: str
+    project_name: str
+    branch_id: str
+    branch_name: str
+    role_name: str
+    role_updated_at: str | None
+    store_passwords: bool
+    protected_branch: bool
+    endpoints: tuple[Endpoint, ...] = ()
+    databases: tuple[Database, ...] = ()
+
+    @property
+    def key(self) -> TargetKey:
+        return (self.project_id, self.branch_id, self.role_name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.project_name}/{self.branch_name}/{self.role_name}"
+
+    @property
+    def read_write_endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(e for e in self.endpoints if e.read_write)
+
+    @property
+    def connect_endpoint(self) -> Endpoint | None:
+        """The endpoint connection strings point at: the read-write one, else any."""
+        rw = self.read_write_endpoints
+        return rw[0] if rw else (self.endpoints[0] if self.endpoints else None)
+
+    def connection_databases(self) -> list[Database]:
+        """Databases to produce strings for: those the role owns first, then the rest of the branch's."""
+        return sorted(self.databases, key=lambda d: (d.owner_name != self.role_name, d.name))
+
+    def consequences(self) -> list[str]:
+        out = []
+        rw = self.read_write_endpoints
+        for e in rw:
+            out.append(f"connections to {e.id} are dropped")
+            if e.current_state != "active":
+                out.append(f"idle compute {e.id} wakes for a short time")
+        if rw:
+            out.append("the old password keeps working until the reset's operations finish")
+        else:
+            out.append("no read-write compute: the new password applies at once")
+        if not self.endpoints:
+            out.append("no compute on this branch: no connection string until an endpoint exists")
+        if not self.store_passwords:
+            out.append("the project does not store passwords: a lost answer cannot be recovered")
+        if self.protected_branch:
+            out.append("protected branch")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    project_name: str
+    branch_name: str
+    role_name: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.project_name}/{self.branch_name}/{self.role_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class CopyWarning:
+    """A branch that holds the same role name but is not in the plan."""
+
+    project_name: str
+    branch_name: str
+    branch_id: str
+    role_name: str
+    likely_same_password: bool
+
+    def __str__(self) -> str:
+        why = ("likely still holds the same (leaked) password, inherited from its parent" if self.likely_same_password
+               else "has its own copy of this role")
+        return f"{self.project_name}/{self.branch_name} is not selected but {why}: {self.role_name}"
+
+
+@dataclass(slots=True)
+class Plan:
+    targets: list[Target] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[CopyWarning] = field(default_factory=list)
+    org_id: str | None = None
+
+    @property
+    def touches_protected_branch(self) -> bool:
+        return any(t.protected_branch for t in self.targets)
+
+    @property
+    def projects(self) -> list[str]:
+        return sorted({t.project_id for t in self.targets})
+
+
+def skip_reason(role: Role) -> str | None:
+    if role.protected:
+        return "system-protected role (managed by Neon)"
+    if role.authentication_method == "no_login":
+        return "no_login role: it has no password to leak"
+    if role.authentication_method not in ("password", ""):
+        return f"{role.authentication_method} role: it does not log in with a password"
+    return None
+
+
+def connection_uri(role_name: str, password: Secret, host: str, database: str) -> Secret:
+    """The libpq URI Neon's console shows, with every part percent-encoded."""
+    user = quote(role_name, safe="")
+    pw = quote(password.reveal(), safe="")
+    db = quote(database, safe="")
+    return Secret(f"postgresql://{user}:{pw}@{host}/{db}?sslmode=require&channel_binding=require")
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """PROJECT[/BRANCH[/ROLE]] with shell-style globs, matched against names or ids.
+
+    Role names may contain '/', so everything after the second '/' is the role pattern.
+    """
+
+    project: str
+    branch: str = "*"
+    role: str = "*"
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        if not text or not text.strip():
+            raise ValueError("empty selector")
+        parts = text.split("/", 2)
+        return cls(*[p if p else "*" for p in parts])
+
+    @staticmethod
+    def _match(pattern: str, *values: str | None) -> bool:
+        return any(v is not None and fnmatchcase(v, pattern) for v in values)
+
+    def matches_project(self, p: ProjectInfo) -> bool:
+        return self._match(self.project, p.project.name, p.project.id)
+
+    def matches_branch(self, b: BranchInfo) -> bool:
+        return self._match(self.branch, b.branch.name, b.branch.id)
+
+    def matches_role(self, r: Role) -> bool:
+        return self._match(self.role, r.name)
+
+
+async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], org_id: str | None) -> Plan:
+    """Expand selectors over everything the key can see in one organization."""
+    sels = [Selector.parse(s) for s in selectors]
+    projects = await inventory.load_projects(org_id)
+    wanted = [p for p in projects if any(s.matches_project(p) for s in sels)]
+    await asyncio.gather(*(inventory.load_branches(p) for p in wanted))
+    chosen: set[TargetKey] = set()
+    loads = []
+    for p in wanted:
+        for b in (p.branches or {}).values():
+            loads.append(inventory.load_roles(p, b))
+    await asyncio.gather(*loads)
+    for p in wanted:
+        for b in (p.branches or {}).values():
+            for r in b.roles or []:
+                if any(s.matches_project(p) and s.matches_branch(b) and s.matches_role(r) for s in sels):
+                    chosen.add((p.project.id, b.branch.id, r.name))
+    plan = await build_plan(inventory, chosen)
+    plan.org_id = org_id
+    return plan
+
+
+async def build_plan(inventory: Inventory, chosen: Iterable[TargetKey]) -> Plan:
+    """Turn chosen (project, branch, role) keys into a plan. Projects and branches must be loaded."""
+    chosen = set(chosen)
+    plan = Plan()
+    by_project: dict[str, set[str]] = {}
+    for pid, bid, _ in chosen:
+        by_project.setdefault(pid, set()).add(bid)
+    # Every branch of a touched project needs its roles, to warn about unselected copies.
+    loads = []
+    for pid in by_project:
+        p = inventory.projects[pid]
+        for b in (p.branches or {}).values():
+            loads.append(inventory.load_roles(p, b))
+            if b.branch.id in by_project[pid]:
+                loads.append(inventory.load_databases(p, b))
+    await asyncio.gather(*loads)
+    for pid in sorted(by_project, key=lambda i: inventory.projects[i].project.name):
+        p = inventory.projects[pid]
+        assert p.branches is not None
+        selected_names: set[str] = set()
+        for b in _tree_order(p):
+            for r in sorted(b.roles or [], key=lambda r: r.name):
+                if (pid, b.branch.id, r.name) not in chosen:
+                    continue
+                reason = skip_reason(r)
+                if reason:
+                    plan.skipped.append(Skipped(p.project.name, b.branch.name, r.name, reason))
+                    continue
+                selected_names.add(r.name)
+                plan.targets.append(Target(
+                    project_id=pid, project_name=p.project.name, branch_id=b.branch.id, branch_name=b.branch.name,
+                    role_name=r.name, role_updated_at=_iso(r.updated_at), store_passwords=p.project.store_passwords,
+                    protected_branch=b.branch.protected, endpoints=tuple(b.endpoints), databases=tuple(b.databases or ()),
+                ))
+        for b in _tree_order(p):
+            for r in b.roles or []:
+                if r.name in selected_names and (pid, b.branch.id, r.name) not in chosen and skip_reason(r) is None:
+                    plan.warnings.append(CopyWarning(p.project.name, b.branch.name, b.branch.id, r.name,
+                                                     shares_parent_password(p, b, r)))
+    return plan
+
+
+def _tree_order(p: ProjectInfo) -> list[BranchInfo]:
+    out: list[BranchInfo] = []
+    seen: set[str] = set()
+
+    def walk(parent: str | None) -> None:
+        for b in p.children(parent):
+            if b.branch.id in seen:
+                continue
+            seen.add(b.branch.id)
+            out.append(b)
+            walk(b.branch.id)
+
+    walk(None)
+    # Anything unreachable (a cycle in malformed data) still gets listed.
+    out.extend(b for b in (p.branches or {}).values() if b.branch.id not in seen)
+    return out
+
+
+def _iso(dt) -> str | None:
+    return dt.isoformat() if dt is not None else None
