@@ -28,6 +28,7 @@ class SimConfig:
     epoch: dt.datetime | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "faults", tuple(self.faults))
         if self.rate_limit not in ("off", "neon"):
             raise ValueError(f"rate_limit must be 'off' or 'neon', not {self.rate_limit!r}")
         if not 0.0 <= self.fault_rate <= 1.0:

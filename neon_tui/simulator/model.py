@@ -194,6 +194,7 @@ class Account:
         self.keys: dict[int, ApiKey] = {}
         self.user = User(id="", email="", name="", last_name="", login="", image="")
         self._op_walls: dict[str, set[dt.datetime]] = {}
+        self._pending: list[Role] = []  # settle() only looks here, so big accounts stay cheap
 
     # --- time -------------------------------------------------------------------------------
     def wall(self, t: float) -> dt.datetime:
@@ -230,14 +231,18 @@ class Account:
 
     def settle(self, now: float) -> None:
         """Apply or discard reset passwords whose operations have reached a terminal state."""
-        for project in self.projects.values():
-            for branch in project.branches.values():
-                for role in branch.roles.values():
-                    pending = role.pending
-                    if pending is not None and now >= pending.apply_t:
-                        if not pending.fails:
-                            role.password = pending.password
-                        role.pending = None
+        still: list[Role] = []
+        for role in self._pending:
+            pending = role.pending
+            if pending is None:
+                continue
+            if now >= pending.apply_t:
+                if not pending.fails:
+                    role.password = pending.password
+                role.pending = None
+            else:
+                still.append(role)
+        self._pending = still
 
     def locked(self, project: Project, now: float) -> bool:
         return any(op.active(now) for op in reversed(project.operations))
@@ -281,6 +286,7 @@ class Account:
         role.reset_count += 1
         if ops:
             role.pending = Pending(new_password, max(op.end_t for op in ops), fail)
+            self._pending.append(role)
         else:
             role.password = new_password
             role.pending = None
