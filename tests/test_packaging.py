@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_core_never_imports_textual_or_rich():
+    # httpx imports its optional command-line module (click, rich, pygments) whenever those happen to
+    # be installed; block that module so the check sees only what our code imports.
     code = (
         "import sys\n"
+        "sys.modules['httpx._main'] = None\n"
         "import neon_tui.neon, neon_tui.neon.client, neon_tui.simulator, neon_tui.simulator.serve\n"
         "import importlib, pkgutil\n"
         "for pkg in ('neon_tui.neon', 'neon_tui.simulator', 'neon_tui.rotation'):\n"
@@ -30,6 +33,23 @@ def test_core_never_imports_textual_or_rich():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "", f"UI modules imported by the core: {out.stdout}"
+
+
+def test_core_sources_do_not_import_ui():
+    """A static check as well, so a lazy import inside a function cannot hide."""
+    import ast
+
+    bad = []
+    for pkg in ("neon", "rotation", "simulator"):
+        for path in (ROOT / "neon_tui" / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                bad += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("textual", "rich")]
+    assert not bad
 
 
 @pytest.mark.slow
