@@ -14,9 +14,11 @@ from neon_tui.neon import NeonClient
 from neon_tui.neon.errors import (
     LockedError,
     NeonError,
+    NetworkError,
     NotFoundError,
     OutcomeUnknownError,
     PasswordsNotStoredError,
+    RateLimitedError,
     ServerError,
 )
 from neon_tui.neon.models import TERMINAL_FAILED, Operation
@@ -42,6 +44,8 @@ from neon_tui.rotation.plan import Plan, Target, TargetKey, connection_uri
 log = logging.getLogger("neon_tui.rotation")
 
 Event = RunStarted | TargetChanged | RunFinished
+# Reads that fail for these reasons are worth repeating: the answer will come.
+TRANSIENT = (NetworkError, RateLimitedError, ServerError, LockedError)
 RESUMABLE = frozenset({PLANNED, CANCELLED, RESETTING, UNKNOWN, APPLYING})
 LOST_PASSWORD = ("the reset was applied but its new password was lost and this project does not store passwords; "
                  "reset it again (--retry-failed, or r in the app)")
@@ -76,6 +80,7 @@ class RotationEngine:
         poll_min: float = 0.25,
         poll_max: float = 5.0,
         lock_timeout: float = 600.0,
+        patience: float = 900.0,
         reconcile_pause: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -87,6 +92,7 @@ class RotationEngine:
         self.poll_min = poll_min
         self.poll_max = poll_max
         self.lock_timeout = lock_timeout
+        self.patience = patience
         self.reconcile_pause = reconcile_pause
         self._sleep = sleep
         self._cancel = asyncio.Event()
@@ -274,11 +280,11 @@ class RotationEngine:
         the journal recorded before the reset was sent."""
         if jt.state != APPLYING:
             try:
-                role = await self.client.get_role(t.project_id, t.branch_id, t.role_name)
+                role = await self._read(self.client.get_role, t.project_id, t.branch_id, t.role_name)
                 if _iso(role.updated_at) == jt.role_updated_at:
                     # The request may still be on its way through Neon: look once more before deciding.
                     await self._sleep(self.reconcile_pause)
-                    role = await self.client.get_role(t.project_id, t.branch_id, t.role_name)
+                    role = await self._read(self.client.get_role, t.project_id, t.branch_id, t.role_name)
             except NotFoundError:
                 self._set(t, FAILED, "the role no longer exists on this branch")
                 return None, None
@@ -286,7 +292,7 @@ class RotationEngine:
                 return False, None
         # Applied; the password died with the answer (or the process). Let the operations finish,
         # then read it back where Neon stores passwords.
-        ops, _ = await self.client.list_operations(t.project_id, limit=50)
+        ops, _ = await self._read(self.client.list_operations, t.project_id, limit=50)
         pending = [o.id for o in ops if o.branch_id == t.branch_id and not o.done]
         await self._wait_ops(t, list(dict.fromkeys(jt.operations + pending)))
         password = await self._recover(t)
@@ -295,11 +301,25 @@ class RotationEngine:
             return None, None
         return True, password
 
+    async def _read(self, fn, *args, **kw):
+        """A GET that must not give up quickly: once a reset is applied, the new password is in our
+        hands and a passing 429 or 5xx while we look at operations must not throw it away."""
+        deadline = time.monotonic() + self.patience
+        delay = self.poll_min
+        while True:
+            try:
+                return await fn(*args, **kw)
+            except TRANSIENT:
+                if time.monotonic() > deadline:
+                    raise
+                await self._sleep(delay)
+                delay = min(delay * 2, self.poll_max)
+
     async def _recover(self, t: Target) -> Secret | None:
         if not t.store_passwords:
             return None
         try:
-            return await self.client.reveal_role_password(t.project_id, t.branch_id, t.role_name)
+            return await self._read(self.client.reveal_role_password, t.project_id, t.branch_id, t.role_name)
         except PasswordsNotStoredError:
             return None
 
@@ -314,7 +334,7 @@ class RotationEngine:
     async def _wait_project_idle(self, t: Target, deadline: float) -> None:
         delay = self.poll_min
         while time.monotonic() < deadline:
-            ops, _ = await self.client.list_operations(t.project_id, limit=20)
+            ops, _ = await self._read(self.client.list_operations, t.project_id, limit=20)
             if not any(o.status in ("scheduling", "running", "cancelling") for o in ops):
                 return
             await self._sleep(delay)
@@ -334,10 +354,10 @@ class RotationEngine:
         await self._sleep(self._estimate())
         delay = self.poll_min
         while True:
-            ops, _ = await self.client.list_operations(t.project_id, limit=max(10, 2 * len(op_ids) + 4))
+            ops, _ = await self._read(self.client.list_operations, t.project_id, limit=max(10, 2 * len(op_ids) + 4))
             by_id = {o.id: o for o in ops}
             for missing in [i for i in op_ids if i not in by_id]:
-                by_id[missing] = await self.client.get_operation(t.project_id, missing)
+                by_id[missing] = await self._read(self.client.get_operation, t.project_id, missing)
             mine = tuple(by_id[i] for i in op_ids)
             bad = [o for o in mine if o.status in TERMINAL_FAILED]
             if bad:

@@ -138,32 +138,45 @@ def connection_uri(role_name: str, password: Secret, host: str, database: str) -
 class Selector:
     """PROJECT[/BRANCH[/ROLE]] with shell-style globs, matched against names or ids.
 
-    Role names may contain '/', so everything after the second '/' is the role pattern.
+    Branch names often hold '/' (dev/alice, preview/pr-142) and role names may too, so with three or
+    more parts every split of the rest into BRANCH/ROLE is tried; the role is at least the last part.
+    `p/dev/alice/*` is every role on branch dev/alice; `p/dev/alice` is role alice on branch dev.
     """
 
     project: str
-    branch: str = "*"
-    role: str = "*"
+    rest: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Selector:
         if not text or not text.strip():
             raise ValueError("empty selector")
-        parts = text.split("/", 2)
-        return cls(*[p if p else "*" for p in parts])
+        project, *rest = text.strip().split("/")
+        return cls(project or "*", tuple(rest))
 
     @staticmethod
     def _match(pattern: str, *values: str | None) -> bool:
-        return any(v is not None and fnmatchcase(v, pattern) for v in values)
+        return any(v is not None and fnmatchcase(v, pattern or "*") for v in values)
 
     def matches_project(self, p: ProjectInfo) -> bool:
         return self._match(self.project, p.project.name, p.project.id)
 
     def matches_branch(self, b: BranchInfo) -> bool:
-        return self._match(self.branch, b.branch.name, b.branch.id)
+        """Could any split select something on this branch?"""
+        if not self.rest:
+            return True
+        if len(self.rest) == 1:
+            return self._match(self.rest[0], b.branch.name, b.branch.id)
+        return any(self._match("/".join(self.rest[:i]), b.branch.name, b.branch.id) for i in range(1, len(self.rest)))
 
-    def matches_role(self, r: Role) -> bool:
-        return self._match(self.role, r.name)
+    def matches(self, b: BranchInfo, r: Role) -> bool:
+        if not self.rest:
+            return True
+        if len(self.rest) == 1:
+            return self._match(self.rest[0], b.branch.name, b.branch.id)
+        return any(
+            self._match("/".join(self.rest[:i]), b.branch.name, b.branch.id) and self._match("/".join(self.rest[i:]), r.name)
+            for i in range(1, len(self.rest))
+        )
 
 
 async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], org_id: str | None) -> Plan:
@@ -181,7 +194,7 @@ async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], or
     for p in wanted:
         for b in (p.branches or {}).values():
             for r in b.roles or []:
-                if any(s.matches_project(p) and s.matches_branch(b) and s.matches_role(r) for s in sels):
+                if any(s.matches_project(p) and s.matches(b, r) for s in sels):
                     chosen.add((p.project.id, b.branch.id, r.name))
     plan = await build_plan(inventory, chosen)
     plan.org_id = org_id
