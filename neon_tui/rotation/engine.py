@@ -243,8 +243,8 @@ class RotationEngine:
             if outcome is None:
                 return
             password, op_ids = outcome
-        await self._wait_ops(t, op_ids)
-        await self._finish(t, password)
+        final_ops = await self._wait_ops(t, op_ids)
+        await self._finish(t, password, operations=final_ops)
 
     async def _reset(self, t: Target, jt: JournalTarget) -> tuple[Secret, list[str]] | None:
         deadline = time.monotonic() + self.lock_timeout
@@ -346,10 +346,10 @@ class RotationEngine:
         ordered = sorted(self._durations)
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
-    async def _wait_ops(self, t: Target, op_ids: list[str]) -> None:
+    async def _wait_ops(self, t: Target, op_ids: list[str]) -> tuple[Operation, ...]:
         """Poll (one list request per round) until every operation is terminal; raise on failure."""
         if not op_ids:
-            return
+            return ()
         started = time.monotonic()
         await self._sleep(self._estimate())
         delay = self.poll_min
@@ -364,7 +364,7 @@ class RotationEngine:
                 raise _OpError(str(OperationFailed(bad[0])))
             if all(o.done for o in mine):
                 self._durations.append(self._observed(mine, time.monotonic() - started))
-                return
+                return mine
             self._set(t, APPLYING, operations=mine, journal=False)
             await self._sleep(delay)
             delay = min(delay * 2, self.poll_max)
@@ -377,10 +377,11 @@ class RotationEngine:
             return min(max(spans) + 0.05, local)
         return local
 
-    async def _finish(self, t: Target, password: Secret, *, journal_rotated: bool = True) -> None:
+    async def _finish(self, t: Target, password: Secret, *, journal_rotated: bool = True,
+                      operations: tuple[Operation, ...] = ()) -> None:
         result = build_result(t, password)
         self.results[t.key] = result
-        self._set(t, ROTATED, result=result, journal=journal_rotated)
+        self._set(t, ROTATED, result=result, journal=journal_rotated, operations=operations)
         for sink in self.sinks:
             try:
                 await sink.deliver(result)

@@ -1,0 +1,154 @@
+"""The real `neon-tui rotate` process against a simulator on loopback, including SIGKILL and --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from neon_tui.rotation.journal import read_journal
+
+
+def passwords(sim):
+    return {sim.inspect.password(*k) for k in sim.inspect.login_roles()}
+
+
+def test_plan_only_changes_nothing(served):
+    out = served.run("rotate", "acme-prod/staging")
+    assert out.returncode == 0, out.stderr
+    assert "rotate  acme-prod/staging/app" in out.stdout
+    assert "skip    acme-prod/staging/authenticator" in out.stdout
+    assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
+    assert not served.journals()
+
+
+def test_apply_needs_yes_without_a_terminal_and_a_delivery_choice(served):
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--deliver", "stdout")
+    assert out.returncode == 2 and "--yes" in out.stderr
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes")
+    assert out.returncode == 2 and "--deliver" in out.stderr
+    assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
+
+
+def test_json_apply_with_stdout_delivery(served):
+    sim = served.sim
+    out = served.run("rotate", "acme-prod/staging/*", "--org", "Acme Robotics", "--apply", "--yes", "--json",
+                     "--deliver", "stdout")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["summary"] and set(doc["summary"]) == {"delivered"}
+    for t in doc["targets"]:
+        key = (t["project_id"], t["branch_id"], t["role"])
+        assert t["state"] == "delivered"
+        assert sim.inspect.reset_count(*key) == 1
+        assert t["operations"] and all(o["status"] in ("finished", "skipped") for o in t["operations"])
+        for c in t["connections"]:
+            assert sim.inspect.password(*key) in c["direct"] and "-pooler." in c["pooled"]
+    assert doc["skipped"] and all(s["reason"] for s in doc["skipped"])
+    # the journal has no secret
+    (journal,) = served.journals()
+    text = journal.read_text()
+    assert not any(p in text for p in passwords(sim)) and sim.api_key not in text
+
+
+def test_passwords_only_reach_the_chosen_sink(served):
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "none")
+    assert out.returncode == 0, out.stderr
+    blob = out.stdout + out.stderr
+    assert not any(p in blob for p in passwords(served.sim))
+    assert "connections" not in json.loads(out.stdout)["targets"][0]
+
+
+def test_keyring_delivery_fails_loudly_before_any_reset(served):
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--deliver", "keyring")
+    assert out.returncode == 2
+    assert "no keyring backend" in out.stderr and "plain text" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
+
+
+def test_bad_key_and_unreachable_api_are_clear_messages(served):
+    env = dict(served.env, NEON_API_KEY="napi_not_a_real_key")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "neon_tui.cli", "rotate", "*"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "HTTP 401" in out.stderr and "Traceback" not in out.stderr
+    assert "napi_not_a_real_key" not in out.stderr
+    env = dict(served.env, NEON_API_HOST="http://127.0.0.1:9/api/v2")
+    out = subprocess.run([sys.executable, "-m", "neon_tui.cli", "rotate", "*"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "could not reach" in out.stderr and "Traceback" not in out.stderr
+    env = dict(served.env, NEON_API_HOST="http://example.com/api/v2")
+    out = subprocess.run([sys.executable, "-m", "neon_tui.cli", "rotate", "*"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "plain http" in out.stderr
+
+
+def _wait_for(pred, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def _journal_states(served):
+    js = served.journals()
+    if not js:
+        return []
+    out = []
+    for line in js[-1].read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("event") == "state":
+            out.append(rec["state"])
+    return out
+
+
+@pytest.mark.sim(projects=2, branches=2, roles=1, op_seconds=0.4, latency_ms=60)
+@pytest.mark.parametrize("point", ["first-resetting", "first-applying", "third-rotated", "mid-run-resetting"])
+def test_sigkill_then_resume_completes_without_double_reset(served, point):
+    sim = served.sim
+    proc = served.start("rotate", "*", "--apply", "--yes", "--deliver", "stdout")
+    if point == "first-resetting":
+        hit = _wait_for(lambda: "resetting" in _journal_states(served))
+    elif point == "first-applying":
+        hit = _wait_for(lambda: "applying" in _journal_states(served))
+    elif point == "third-rotated":
+        hit = _wait_for(lambda: _journal_states(served).count("rotated") >= 3)
+    else:
+        hit = _wait_for(lambda: _journal_states(served).count("resetting") >= 5)
+    assert hit, proc.stderr.read() if proc.poll() is not None else "kill point never reached"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    (journal,) = served.journals()
+    before = read_journal(journal)
+    assert not before.ended
+    states_at_kill = {t.state for t in before.targets.values()}
+    if point in ("first-resetting", "mid-run-resetting"):
+        assert "resetting" in states_at_kill, states_at_kill  # killed with a reset's outcome unknown
+    elif point == "first-applying":
+        assert "applying" in states_at_kill, states_at_kill  # killed with the password only in memory
+    else:
+        assert sum(t.state in ("rotated", "delivered") for t in before.targets.values()) >= 3
+    time.sleep(0.6)  # let any reset that was in flight land, as it would at Neon
+    out = served.run("rotate", "--resume", "--yes", "--deliver", "stdout")
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = read_journal(journal)
+    assert after.ended
+    assert {t.state for t in after.targets.values()} == {"delivered"}
+    for key in after.targets:
+        assert sim.inspect.reset_count(*key) == 1, f"{key} reset {sim.inspect.reset_count(*key)} times"
+    printed = out.stdout
+    resumed_keys = [k for k, t in before.targets.items() if t.state not in ("rotated", "delivered")]
+    for key in resumed_keys:
+        assert sim.inspect.password(*key) in printed, f"{key}: new password not delivered on resume"
+    assert "Resuming" in out.stdout
