@@ -98,6 +98,8 @@ class RotationEngine:
         self._cancel = asyncio.Event()
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._durations: deque[float] = deque(maxlen=32)
+        self._learned = asyncio.Event()
+        self._scout_taken = False
         self.states: dict[TargetKey, str] = {}
         self.results: dict[TargetKey, RotationResult] = {}
         self._jt: dict[TargetKey, JournalTarget] = {}
@@ -340,42 +342,69 @@ class RotationEngine:
             await self._sleep(delay)
             delay = min(delay * 2, self.poll_max)
 
-    def _estimate(self) -> float:
+    def _estimate(self) -> float | None:
+        """How long a reset's operations take, from the ones already seen (p90), or None yet."""
         if not self._durations:
-            return self.first_poll
+            return None
         ordered = sorted(self._durations)
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+
+    async def _first_look(self, started: float) -> bool:
+        """Sleep until the operations are likely done. Returns True if this waiter is the scout.
+
+        Until one reset's operations have been timed, a single scout polls finely to learn how long
+        they take, and every other project waits for that answer instead of guessing: that keeps
+        polling near one request per reset even when fifty projects start at once.
+        """
+        if self._estimate() is None:
+            if not self._scout_taken:
+                self._scout_taken = True
+                await self._sleep(self.first_poll)
+                return True
+            try:
+                await asyncio.wait_for(self._learned.wait(), timeout=self.poll_max * 6)
+            except asyncio.TimeoutError:
+                pass
+        est = self._estimate()
+        remaining = (est if est is not None else self.first_poll) - (time.monotonic() - started)
+        if remaining > 0:
+            await self._sleep(remaining)
+        return False
 
     async def _wait_ops(self, t: Target, op_ids: list[str]) -> tuple[Operation, ...]:
         """Poll (one list request per round) until every operation is terminal; raise on failure."""
         if not op_ids:
             return ()
         started = time.monotonic()
-        await self._sleep(self._estimate())
+        scout = await self._first_look(started)
         delay = self.poll_min
-        while True:
-            ops, _ = await self._read(self.client.list_operations, t.project_id, limit=max(10, 2 * len(op_ids) + 4))
-            by_id = {o.id: o for o in ops}
-            for missing in [i for i in op_ids if i not in by_id]:
-                by_id[missing] = await self._read(self.client.get_operation, t.project_id, missing)
-            mine = tuple(by_id[i] for i in op_ids)
-            bad = [o for o in mine if o.status in TERMINAL_FAILED]
-            if bad:
-                raise _OpError(str(OperationFailed(bad[0])))
-            if all(o.done for o in mine):
-                self._durations.append(self._observed(mine, time.monotonic() - started))
-                return mine
-            self._set(t, APPLYING, operations=mine, journal=False)
-            await self._sleep(delay)
-            delay = min(delay * 2, self.poll_max)
-
-    @staticmethod
-    def _observed(ops: tuple[Operation, ...], local: float) -> float:
-        # Neon's own timestamps say how long the operations took; our wall time only bounds it.
-        spans = [(o.updated_at - o.created_at).total_seconds() for o in ops if o.updated_at and o.created_at]
-        if spans and max(spans) > 0:
-            return min(max(spans) + 0.05, local)
-        return local
+        try:
+            while True:
+                sent = time.monotonic()
+                ops, _ = await self._read(self.client.list_operations, t.project_id,
+                                          limit=max(10, 2 * len(op_ids) + 4))
+                by_id = {o.id: o for o in ops}
+                for missing in [i for i in op_ids if i not in by_id]:
+                    by_id[missing] = await self._read(self.client.get_operation, t.project_id, missing)
+                mine = tuple(by_id[i] for i in op_ids)
+                bad = [o for o in mine if o.status in TERMINAL_FAILED]
+                if bad:
+                    raise _OpError(str(OperationFailed(bad[0])))
+                if all(o.done for o in mine):
+                    # An upper bound (done when this poll left); a scout's fine polling keeps it tight,
+                    # and timing from the send, not the answer, keeps the estimate from creeping up.
+                    self._durations.append(sent - started)
+                    self._learned.set()
+                    return mine
+                self._set(t, APPLYING, operations=mine, journal=False)
+                if scout:
+                    await self._sleep(self.poll_min)
+                    continue
+                await self._sleep(delay)
+                delay = min(delay * 2, self.poll_max)
+        finally:
+            if scout and not self._learned.is_set():
+                self._scout_taken = False  # let another waiter learn the timing
 
     async def _finish(self, t: Target, password: Secret, *, journal_rotated: bool = True,
                       operations: tuple[Operation, ...] = ()) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import fast_engine, org_of, run_all, sim_client
+from rotation_helpers import fast_engine, org_of, run_all, sim_client
 
 from neon_tui.rotation.events import RunFinished, TargetChanged
 from neon_tui.rotation.inventory import Inventory

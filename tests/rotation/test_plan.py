@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import org_of
+from rotation_helpers import org_of
 
 from neon_tui.rotation.inventory import Inventory
 from neon_tui.rotation.plan import Selector, plan_from_selectors

@@ -1,0 +1,1 @@
+"""Reproducible performance runs against the simulator on loopback (`make bench`)."""
