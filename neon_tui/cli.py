@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve_mod.add_arguments(serve)
 
+    tree = sub.add_parser("tree", help="print the account tree as text")
+    tree.add_argument("--demo", action="store_true", help="use an in-process simulated account")
+
     from neon_tui import rotate_cli
 
     rotate = sub.add_parser("rotate", help="plan or run password resets without the TUI",
@@ -41,9 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import rotate_cli
 
         return rotate_cli.main(ns)
-    from neon_tui.tree_print import print_tree
+    if ns.command == "tree":
+        from neon_tui.tree_print import print_tree
 
-    return asyncio.run(print_tree(demo=ns.demo))
+        return asyncio.run(print_tree(demo=ns.demo))
+    from neon_tui.app import make_app
+
+    app = make_app(demo=ns.demo, read_only=ns.read_only)
+    app.run()
+    return app.return_code or 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from neon_tui.rotation.journal import (
     list_journals,
     read_journal,
 )
-from neon_tui.rotation.plan import Plan, build_plan, plan_from_selectors
+from neon_tui.rotation.plan import Plan, plan_from_selectors
 
 DESCRIPTION = """\
 SELECTOR is PROJECT[/BRANCH[/ROLE]]: shell-style globs matched against names or ids.
@@ -102,23 +102,6 @@ def _find_journal(spec: str, host: str) -> JournalState:
     raise UsageError(f"no run {spec!r}")
 
 
-async def _plan_for_resume(inventory, state: JournalState) -> Plan:
-    for pid in sorted({k[0] for k in state.targets}):
-        try:
-            project = await inventory.client.get_project(pid)
-        except NeonError:
-            continue
-        from neon_tui.rotation.inventory import ProjectInfo
-
-        info = inventory.projects.setdefault(pid, ProjectInfo(project))
-        await inventory.load_branches(info)
-    keys = [k for k in state.targets if k[0] in inventory.projects
-            and k[1] in (inventory.projects[k[0]].branches or {})]
-    plan = await build_plan(inventory, keys)
-    plan.org_id = state.header.get("org_id")
-    return plan
-
-
 async def _main(ns: argparse.Namespace) -> int:
     from neon_tui.rotation.inventory import Inventory
 
@@ -154,7 +137,11 @@ async def _main(ns: argparse.Namespace) -> int:
             resume_state = _find_journal(ns.resume, client.base_url) if ns.resume else None
             if resume_state is not None:
                 out.resume_summary(resume_state)
-                plan = await _plan_for_resume(inventory, resume_state)
+                from neon_tui.rotation.resume import plan_for_resume
+
+                plan, gone = await plan_for_resume(inventory, resume_state)
+                for label in gone:
+                    _err(f"{label}: no longer exists; left as it was")
             else:
                 org = await inventory.resolve_org(ns.org)
                 plan = await plan_from_selectors(inventory, ns.selectors, org.id if org else None)

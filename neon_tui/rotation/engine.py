@@ -170,11 +170,17 @@ class RotationEngine:
 
     def _prepare(self, plan: Plan, resume: JournalState | None, selectors: list[str] | None) -> None:
         if resume is not None:
-            self._jt = dict(resume.targets)
+            self._jt = {**self._jt, **resume.targets}
             for t in plan.targets:
                 self._jt.setdefault(t.key, JournalTarget(t.key, t.label, t.role_updated_at))
             if self.journal:
                 self.journal.write("resumed", counts=resume.counts())
+                planned = {t.key for t in plan.targets}
+                for key, jt in resume.targets.items():
+                    if key not in planned and jt.state in RESUMABLE:
+                        # Deleted since (project, branch or role): nothing left to rotate or reconcile.
+                        jt.state, jt.reason = FAILED, "no longer exists"
+                        self.journal.write("state", target=list(key), state=FAILED, reason=jt.reason)
         else:
             self._jt = {t.key: JournalTarget(t.key, t.label, t.role_updated_at) for t in plan.targets}
             if self.journal:

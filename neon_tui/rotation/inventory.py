@@ -68,6 +68,15 @@ class Inventory:
         self.organizations: list[Organization] | None = None
         self.projects: dict[str, ProjectInfo] = {}
         self._sem = asyncio.Semaphore(concurrency)
+        # One fetch per thing even when the TUI's background loader and a keypress ask at once.
+        self._inflight: dict[tuple, asyncio.Future] = {}
+
+    async def _once(self, key: tuple, make):
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = self._inflight[key] = asyncio.ensure_future(make())
+            fut.add_done_callback(lambda _f: self._inflight.pop(key, None))
+        return await asyncio.shield(fut)
 
     async def load_organizations(self) -> list[Organization]:
         if self.organizations is None:
@@ -109,25 +118,40 @@ class Inventory:
     async def load_branches(self, project: ProjectInfo) -> dict[str, BranchInfo]:
         """Branches and the project's endpoints (one request for all endpoints)."""
         if project.branches is None:
-            async with self._sem:
-                branches, endpoints = await asyncio.gather(
-                    self.client.list_branches(project.project.id), self.client.list_endpoints(project.project.id)
-                )
-            infos = {b.id: BranchInfo(b) for b in branches}
-            for e in endpoints:
-                if e.branch_id in infos:
-                    infos[e.branch_id].endpoints.append(e)
-            project.branches = infos
+            async def fetch() -> None:
+                async with self._sem:
+                    branches, endpoints = await asyncio.gather(
+                        self.client.list_branches(project.project.id), self.client.list_endpoints(project.project.id)
+                    )
+                infos = {b.id: BranchInfo(b) for b in branches}
+                for e in endpoints:
+                    if e.branch_id in infos:
+                        infos[e.branch_id].endpoints.append(e)
+                project.branches = infos
+
+            await self._once(("branches", project.project.id), fetch)
+        assert project.branches is not None
         return project.branches
 
     async def load_roles(self, project: ProjectInfo, info: BranchInfo) -> list[Role]:
         if info.roles is None:
-            async with self._sem:
-                info.roles = await self.client.list_roles(project.project.id, info.branch.id)
-        return info.roles
+            async def fetch() -> None:
+                async with self._sem:
+                    info.roles = await self.client.list_roles(project.project.id, info.branch.id)
+
+            await self._once(("roles", info.branch.id), fetch)
+        return info.roles or []
 
     async def load_databases(self, project: ProjectInfo, info: BranchInfo) -> list[Database]:
         if info.databases is None:
-            async with self._sem:
-                info.databases = await self.client.list_databases(project.project.id, info.branch.id)
-        return info.databases
+            async def fetch() -> None:
+                async with self._sem:
+                    info.databases = await self.client.list_databases(project.project.id, info.branch.id)
+
+            await self._once(("databases", info.branch.id), fetch)
+        return info.databases or []
+
+    async def load_project_tree(self, project: ProjectInfo) -> None:
+        """Branches, endpoints and every branch's roles."""
+        branches = await self.load_branches(project)
+        await asyncio.gather(*(self.load_roles(project, b) for b in branches.values()))

@@ -1,0 +1,299 @@
+"""NeonApp: composes the screens; the client comes from outside (real API, keyring/env key, or the demo)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from neon_tui.config import Settings
+from neon_tui.neon import NeonClient
+from neon_tui.neon.errors import NeonError
+from neon_tui.neon.secret import Secret
+from neon_tui.paths import stylesheet_path
+from neon_tui.rotation.inventory import Inventory
+from neon_tui.rotation.journal import Journal, JournalState, latest_unfinished
+from neon_tui.rotation.plan import Plan
+from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, ResumeModal
+
+ClientFactory = Callable[[Secret], NeonClient]
+
+
+class NeonApp(App):
+    """The keyboard-first rotation TUI."""
+
+    CSS_PATH = str(stylesheet_path())
+    TITLE = "neon-tui"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("at", "command_log", "API log", id="command-log"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False, id="command-palette"),
+    ]
+
+    class AccountLoaded(Message):
+        """The first organizations and projects are on screen."""
+
+    def __init__(
+        self,
+        *,
+        client: NeonClient | None = None,
+        client_factory: ClientFactory | None = None,
+        settings: Settings | None = None,
+        settings_problem: str | None = None,
+        demo: bool = False,
+        read_only: bool = False,
+        now: Callable[[], datetime] | None = None,
+        clipboard=None,
+        offer_resume: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.client_factory = client_factory or (lambda key: NeonClient(key))
+        self.settings = settings or Settings()
+        self.settings_problem = settings_problem
+        self.demo = demo
+        self.read_only = read_only
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.offer_resume = offer_resume
+        self.env = os.environ if env is None else env
+        self.inventory: Inventory | None = None
+        if self.demo:
+            self.sub_title = "SIMULATED ACCOUNT (demo)"
+        elif self.read_only:
+            self.sub_title = "read-only"
+        from neon_tui.clipboard import Clipboard
+
+        self.clip = clipboard or Clipboard(self.settings.clipboard_mode, osc52=self.copy_to_clipboard,
+                                                clear_after=self.settings.clipboard_clear_after)
+
+    # ------------------------------------------------------------- start-up
+
+    def on_mount(self) -> None:
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        if self.settings_problem:
+            self.notify(self.settings_problem, title="Settings", severity="warning", markup=False)
+        self.set_interval(1.0, self._clipboard_tick)
+        if self.client is not None:
+            self._start_with_client()
+            return
+        key = self.env.get("NEON_API_KEY", "").strip()
+        if key:
+            self._connect(Secret(key), save=False)
+            return
+        self._key_from_keyring()
+
+    @work(group="start", exit_on_error=False, description="Reading the API key from the keyring")
+    async def _key_from_keyring(self) -> None:
+        from neon_tui import secrets
+
+        key = await asyncio.to_thread(secrets.load_api_key)
+        if key:
+            self._connect(key, save=False)
+        else:
+            self._ask_key(None)
+
+    def _ask_key(self, problem: str | None) -> None:
+        def got(answer: tuple[Secret, bool] | None) -> None:
+            if answer is None:
+                self.exit(message="No API key given.")
+                return
+            self._connect(*answer)
+
+        self.push_screen(ApiKeyModal(problem), got)
+
+    @work(group="start", exit_on_error=False, description="Checking the API key")
+    async def _connect(self, key: Secret, save: bool) -> None:
+        try:
+            client = self.client_factory(key)
+            await client.get_auth()
+        except NeonError as e:
+            self._ask_key(f"{e.title}: {e}")
+            return
+        if save:
+            from neon_tui import secrets
+            from neon_tui.secrets import KeyringUnavailable
+
+            try:
+                await asyncio.to_thread(secrets.store_api_key, key)
+                self.notify("API key saved to the OS keyring.")
+            except KeyringUnavailable as e:
+                self.notify(str(e), title="Not saved", severity="warning", markup=False)
+        self.client = client
+        self._start_with_client()
+
+    def _start_with_client(self) -> None:
+        assert self.client is not None
+        self.inventory = Inventory(self.client)
+        from neon_tui.screens.main import MainScreen
+
+        self.push_screen(MainScreen(self.inventory))
+        if self.offer_resume and not self.read_only:
+            self._check_resume()
+
+    @work(group="start", exit_on_error=False, description="Looking for an interrupted run")
+    async def _check_resume(self) -> None:
+        assert self.client is not None
+        state = await asyncio.to_thread(latest_unfinished, self.client.base_url)
+        if state is None:
+            return
+        counts = state.counts()
+        summary = (f"Run {state.run_id}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) +
+                   ".\nTargets whose reset may have been sent are reconciled, never reset twice.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._resume(state)
+
+        self.push_screen(ResumeModal(summary), answer)
+
+    @work(group="start", exit_on_error=False, description="Preparing the resumed run")
+    async def _resume(self, state: JournalState) -> None:
+        from neon_tui.rotation.resume import plan_for_resume
+
+        assert self.inventory is not None
+        plan, gone = await plan_for_resume(self.inventory, state)
+        for label in gone:
+            self.notify(f"{label} no longer exists", severity="warning", markup=False)
+        self.start_run(plan, resume=state)
+
+    # ------------------------------------------------------------- runs
+
+    def start_run(self, plan: Plan, resume: JournalState | None = None) -> None:
+        if self.read_only:
+            self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
+            return
+        from neon_tui.rotation.engine import RotationEngine
+        from neon_tui.screens.run import RunScreen
+
+        assert self.client is not None
+        journal = Journal(resume.path) if resume else Journal.create()
+        engine = RotationEngine(self.client, journal=journal)
+        while isinstance(self.screen, Screen) and self.screen.__class__.__name__ == "ReviewScreen":
+            self.pop_screen()
+        self.push_screen(RunScreen(plan, engine, resume))
+
+    # ------------------------------------------------------------- clipboard
+
+    def copy_secret(self, value: Secret, what: str) -> bool:
+        """The app's one copy path; says which way it went."""
+        from neon_tui.clipboard import ClipboardUnavailable
+
+        try:
+            path = self.clip.copy(value)
+        except ClipboardUnavailable as e:
+            self.notify(str(e), title="Not copied", severity="error", markup=False)
+            return False
+        left = self.clip.remaining()
+        clears = f"; clears in {left:.0f}s" if left else ""
+        self.notify(f"Copied {what} via {path}{clears}", markup=False)
+        return True
+
+    def clipboard_status(self) -> str:
+        left = self.clip.remaining()
+        return f"clipboard clears in {left:.0f}s" if left is not None else ""
+
+    def _clipboard_tick(self) -> None:
+        left = self.clip.remaining()
+        if left is not None and left <= 0:
+            if self.clip.clear_if_ours():
+                self.notify("Clipboard cleared.")
+
+    # ------------------------------------------------------------- global actions
+
+    def action_help(self) -> None:
+        rows: list[tuple[str, str, str]] = []
+        seen = set()
+        for key, active in self.screen.active_bindings.items():
+            b = active.binding
+            if b.id in seen:
+                continue
+            seen.add(b.id)
+            rows.append((active.binding.key_display or key, b.description or b.action, b.id or ""))
+        rows.sort(key=lambda r: r[2])
+        self.push_screen(HelpModal(rows, str(self.settings.path or "")))
+
+    def action_command_log(self) -> None:
+        from neon_tui.screens.command_log import CommandLogScreen
+
+        if self.screen.__class__.__name__ != "CommandLogScreen":
+            self.push_screen(CommandLogScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: keys", "Every key on this screen and its id", self.action_help)
+        yield SystemCommand("API log", "The API calls made this session", self.action_command_log)
+        main = next((s for s in self.screen_stack if s.__class__.__name__ == "MainScreen"), None)
+        if main is not None:
+            yield SystemCommand("Review plan", "Review the marked roles", main.action_review)
+            yield SystemCommand("Unmark all", "Clear every mark", main.action_unmark_all)
+            yield SystemCommand("Filter", "Filter the tree by name or id", main.action_filter)
+            yield SystemCommand("Reload account", "Load organizations and projects again", main.action_reload)
+        run = next((s for s in self.screen_stack if s.__class__.__name__ == "RunScreen"), None)
+        if run is not None:
+            yield SystemCommand("Copy all as .env", "DATABASE_URL and DATABASE_URL_UNPOOLED per target",
+                                run.action_copy_env)
+            yield SystemCommand("Retry failed", "Reset failed targets again", run.action_retry_failed)
+            yield SystemCommand("Cancel run", "Stop starting resets", run.action_cancel_run)
+
+    # ------------------------------------------------------------- errors
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place for what escapes a worker: a clear message, never a traceback."""
+        if event.state != WorkerState.ERROR:
+            return
+        err = event.worker.error
+        if isinstance(err, NeonError):
+            self.push_screen(ErrorModal(err.title, str(err)))
+        elif isinstance(err, (LookupError, ValueError, OSError)):
+            self.push_screen(ErrorModal("Error", f"{type(err).__name__}: {err}"))
+        else:
+            self.push_screen(ErrorModal("Internal error", f"{type(err).__name__} in {event.worker.description}"))
+
+    def _fatal_error(self) -> None:
+        # Textual's default crash report prints local variables; ours never does.
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None)
+        from rich.segment import Segments
+
+        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        self._close_messages_no_wait()
+
+    async def on_unmount(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def run_in_thread(self, fn, *args):
+        return await asyncio.to_thread(fn, *args)
+
+
+def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None) -> NeonApp:
+    """Build the app for the command line: the demo simulator in-process, or the real API."""
+    from neon_tui.config import load_settings
+
+    settings, problem = load_settings()
+    if demo:
+        from neon_tui.simulator import SimConfig, Simulator
+
+        sim = Simulator(SimConfig(op_seconds=2.0))
+        client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport())
+        app = NeonApp(client=client, settings=settings, settings_problem=problem, demo=True, read_only=read_only,
+                      env=env)
+        app.simulator = sim  # type: ignore[attr-defined]
+        return app
+    env = os.environ if env is None else env
+    host = env.get("NEON_API_HOST")
+    return NeonApp(client_factory=lambda key: NeonClient(key, host=host), settings=settings,
+                   settings_problem=problem, read_only=read_only, env=env)

@@ -1,0 +1,63 @@
+"""Typed settings from the TOML file in the platformdirs config directory (NEON_TUI_CONFIG points elsewhere)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neon_tui.paths import config_file
+
+CLIPBOARD_MODES = ("auto", "osc52", "native", "off")
+
+EXAMPLE = """\
+# neon-tui settings
+[clipboard]
+mode = "auto"        # auto | osc52 | native | off  (env NEON_TUI_CLIPBOARD overrides)
+clear_after = 45     # seconds; the clipboard is cleared then if it still holds our value (0: never)
+
+[keymap]
+# binding id = "keys" (comma-separated); see `?` in the app for the ids
+# mark = "space,x"
+"""
+
+
+class ConfigError(Exception):
+    title = "Settings file"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    clipboard_mode: str = "auto"
+    clipboard_clear_after: float = 45.0
+    keymap: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> tuple[Settings, str | None]:
+    """Settings and, if the file was bad, a message saying why (defaults are used then; nothing is lost)."""
+    env = os.environ if env is None else env
+    path = path or config_file()
+    data: dict = {}
+    problem: str | None = None
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+            problem = f"{path}: {e}; using defaults"
+            data = {}
+    clip = data.get("clipboard", {}) if isinstance(data.get("clipboard", {}), dict) else {}
+    mode = str(env.get("NEON_TUI_CLIPBOARD") or clip.get("mode", "auto")).lower()
+    if mode not in CLIPBOARD_MODES:
+        problem = f"clipboard mode {mode!r} is not one of {', '.join(CLIPBOARD_MODES)}; using auto"
+        mode = "auto"
+    clear = clip.get("clear_after", 45)
+    if not isinstance(clear, (int, float)) or isinstance(clear, bool) or clear < 0:
+        problem = f"clipboard.clear_after must be a number of seconds; using 45"
+        clear = 45
+    keymap = data.get("keymap", {})
+    if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
+        problem = "keymap entries must be strings like mark = \"space,x\"; ignoring the keymap"
+        keymap = {}
+    return Settings(mode, float(clear), dict(keymap), path), problem

@@ -1,0 +1,284 @@
+"""MainScreen: the account tree, a details pane, the filter and the count of marked targets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, Tree
+
+from neon_tui.rotation.inventory import Inventory, ProjectInfo, shares_parent_password
+from neon_tui.rotation.plan import build_plan, skip_reason
+from neon_tui.widgets.org_tree import NodeRef, OrgTree, age
+
+
+class MainScreen(Screen):
+    """Browse, filter and mark; `r` reviews the plan for the marked roles."""
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("r", "review", "Review", id="review"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
+        Binding("u", "unmark_all", "Unmark all", show=False, id="unmark-all"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
+    ]
+
+    def __init__(self, inventory: Inventory) -> None:
+        super().__init__()
+        self.inventory = inventory
+        self.loading_total = 0
+        self.loading_done = 0
+        self._last_rebuild = 0.0
+        self._rebuild_pending = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            yield OrgTree(self.inventory, now=self.app.now, id="tree")
+            with VerticalScroll(id="details-pane"):
+                yield Static("", id="details", markup=False)
+        yield Input(placeholder="filter by name or id (enter keeps it, esc clears)", id="filter")
+        yield Static("", id="status", markup=False)
+        yield Footer()
+
+    @property
+    def tree(self) -> OrgTree:
+        return self.query_one(OrgTree)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.tree.focus()
+        self.update_status()
+        self.load_account()
+
+    # ------------------------------------------------------------- loading
+
+    @work(exclusive=True, group="load-account", exit_on_error=False, description="Loading organizations and projects")
+    async def load_account(self) -> None:
+        inv = self.inventory
+        tree = self.tree
+        orgs = await inv.load_organizations()
+        tree.orgs = list(orgs) or [None]
+        for org in tree.orgs:
+            oid = org.id if org else None
+            tree.org_projects[oid] = []
+
+            def on_page(infos: list[ProjectInfo], oid=oid) -> None:
+                tree.org_projects[oid].extend(i.project.id for i in infos)
+                self.loading_total += len(infos)
+                tree.rebuild()
+                self.update_status()
+
+            await inv.load_projects(oid, on_page=on_page)
+        tree.rebuild()
+        if tree.cursor_node is None and tree.root.children:
+            tree.move_cursor(tree.root.children[0])
+        self.app.post_message(self.app.AccountLoaded())
+        self.load_everything()
+
+    @work(exclusive=True, group="load-tree", exit_on_error=False, description="Loading branches and roles")
+    async def load_everything(self) -> None:
+        """Fill in every project in the background (the client's limiter keeps it polite)."""
+        tree = self.tree
+        pending = [self.inventory.projects[pid] for oid in tree.org_projects for pid in tree.org_projects[oid]]
+
+        async def one(p: ProjectInfo) -> None:
+            try:
+                await self.inventory.load_project_tree(p)
+            finally:
+                self.loading_done += 1
+                self.schedule_rebuild()
+
+        await asyncio.gather(*(one(p) for p in pending))
+        self.schedule_rebuild(force=True)
+
+    def schedule_rebuild(self, force: bool = False) -> None:
+        # Rebuilding for each of hundreds of projects would make the tree stutter: at most ~4 a second.
+        now = time.monotonic()
+        if force or now - self._last_rebuild > 0.25:
+            self._last_rebuild = now
+            self._rebuild_pending = False
+            self.tree.rebuild()
+            self.update_details()
+        elif not self._rebuild_pending:
+            self._rebuild_pending = True
+            self.set_timer(0.3, lambda: self.schedule_rebuild(force=True))
+        self.update_status()
+
+    async def ensure_loaded(self, ref: NodeRef) -> None:
+        inv = self.inventory
+        if ref.kind == "org":
+            await asyncio.gather(*(inv.load_project_tree(inv.projects[p])
+                                   for p in self.tree.org_projects.get(ref.org_id, [])))
+        elif ref.kind in ("project", "branch") and ref.project_id in inv.projects:
+            p = inv.projects[ref.project_id]
+            if ref.kind == "project":
+                await inv.load_project_tree(p)
+            else:
+                branches = await inv.load_branches(p)
+                if ref.branch_id in branches:
+                    await inv.load_roles(p, branches[ref.branch_id])
+
+    @on(Tree.NodeExpanded)
+    async def _expanded(self, event: Tree.NodeExpanded) -> None:
+        ref = event.node.data
+        if ref is not None and ref.kind == "project" and self.inventory.projects[ref.project_id].branches is None:
+            self.expand_project(ref)
+
+    @work(group="expand", exit_on_error=False, description="Loading a project")
+    async def expand_project(self, ref: NodeRef) -> None:
+        await self.ensure_loaded(ref)
+        self.schedule_rebuild(force=True)
+        node = self.tree.node_for(ref)
+        if node is not None:
+            node.expand()
+
+    # ------------------------------------------------------------- marking
+
+    @on(OrgTree.MarkRequested)
+    def _mark(self, event: OrgTree.MarkRequested) -> None:
+        self.mark(event.ref)
+
+    @work(group="mark", exit_on_error=False, description="Marking")
+    async def mark(self, ref: NodeRef) -> None:
+        if ref.kind not in ("role",):
+            await self.ensure_loaded(ref)
+            self.schedule_rebuild(force=True)
+        if not self.tree.toggle(ref):
+            if ref.kind == "role":
+                self.notify("This role cannot be rotated: " + self._skip_text(ref), severity="warning", markup=False)
+            else:
+                self.notify("Nothing here to rotate.", severity="warning")
+        self.update_status()
+
+    def _skip_text(self, ref: NodeRef) -> str:
+        p = self.inventory.projects.get(ref.project_id or "")
+        b = (p.branches or {}).get(ref.branch_id or "") if p else None
+        role = next((r for r in (b.roles or []) if r.name == ref.role_name), None) if b else None
+        return (skip_reason(role) or "") if role else "unknown role"
+
+    def action_unmark_all(self) -> None:
+        self.tree.marks.clear()
+        self.tree.refresh_labels()
+        self.update_status()
+
+    # ------------------------------------------------------------- filter
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.tree.filter_text = event.value.strip()
+        self.tree.rebuild()
+        self.update_status()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.tree.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.value or box.display:
+            box.value = ""
+            box.display = False
+            self.tree.filter_text = ""
+            self.tree.rebuild()
+            self.tree.focus()
+            self.update_status()
+
+    # ------------------------------------------------------------- details and status
+
+    @on(Tree.NodeHighlighted)
+    def _highlighted(self) -> None:
+        self.update_details()
+
+    def update_details(self) -> None:
+        node = self.tree.cursor_node
+        text = self.describe(node.data) if node is not None and node.data is not None else ""
+        self.query_one("#details", Static).update(text)
+
+    def describe(self, ref: NodeRef) -> str:
+        inv = self.inventory
+        now = self.app.now()
+
+        def when(dt) -> str:
+            return f"{dt:%Y-%m-%d %H:%M} UTC ({age(dt, now)} ago)" if dt else "?"
+
+        if ref.kind == "org":
+            org = next((o for o in self.tree.orgs if o and o.id == ref.org_id), None)
+            if org is None:
+                return "The organization of this API key"
+            return (f"Organization {org.name}\nid       {org.id}\nhandle   {org.handle}\nplan     {org.plan}\n"
+                    f"managed  {org.managed_by}\nprojects {len(self.tree.org_projects.get(org.id, []))}")
+        p = inv.projects.get(ref.project_id or "")
+        if p is None:
+            return ""
+        pr = p.project
+        if ref.kind == "project":
+            branches = "…" if p.branches is None else str(len(p.branches))
+            return (f"Project {pr.name}\nid        {pr.id}\nregion    {pr.region_id}\npostgres  {pr.pg_version}\n"
+                    f"branches  {branches}\npasswords {'stored' if pr.store_passwords else 'NOT stored (no recovery)'}\n"
+                    f"created   {when(pr.created_at)}\nupdated   {when(pr.updated_at)}")
+        b = (p.branches or {}).get(ref.branch_id or "")
+        if b is None:
+            return ""
+        eps = "\n".join(f"  {e.type:<10} {e.host} ({e.current_state})" for e in b.endpoints) or "  none (no compute)"
+        dbs = ", ".join(d.name for d in b.databases) if b.databases is not None else "…"
+        parent = p.branches.get(b.branch.parent_id or "") if p.branches else None
+        if ref.kind == "branch":
+            flags = ", ".join(f for f, on in (("default", b.branch.default), ("protected", b.branch.protected)) if on)
+            return (f"Branch {b.branch.name}\nid       {b.branch.id}\nparent   {parent.branch.name if parent else '-'}\n"
+                    f"flags    {flags or '-'}\nstate    {b.branch.current_state}\nendpoints\n{eps}\n"
+                    f"databases {dbs}\ncreated  {when(b.branch.created_at)}\nupdated  {when(b.branch.updated_at)}")
+        role = next((r for r in (b.roles or []) if r.name == ref.role_name), None)
+        if role is None:
+            return ""
+        owns = ", ".join(d.name for d in (b.databases or []) if d.owner_name == role.name) or "-"
+        why = skip_reason(role)
+        shared = shares_parent_password(p, b, role) and why is None
+        return (f"Role {role.name}\nbranch   {b.branch.name} ({b.branch.id})\nproject  {pr.name}\n"
+                f"login    {'no: ' + why if why else 'password'}\nowns     {owns}\n"
+                f"password changed {when(role.updated_at)}\ncreated  {when(role.created_at)}\n"
+                + ("inherited: same password as on the parent branch\n" if shared else "")
+                + f"endpoints\n{eps}")
+
+    def update_status(self) -> None:
+        parts = [f"{len(self.tree.marks)} marked"]
+        if self.loading_total and self.loading_done < self.loading_total:
+            parts.append(f"loading {self.loading_done}/{self.loading_total} projects")
+        if self.tree.filter_text:
+            parts.append(f"filter: {self.tree.filter_text}")
+        if self.app.read_only:
+            parts.append("READ-ONLY")
+        if self.app.demo:
+            parts.append("SIMULATED ACCOUNT")
+        self.query_one("#status", Static).update("  ·  ".join(parts))
+
+    # ------------------------------------------------------------- review
+
+    def action_review(self) -> None:
+        if not self.tree.marks:
+            self.notify("Mark roles with space first.", severity="warning")
+            return
+        self.open_review()
+
+    @work(exclusive=True, group="plan", exit_on_error=False, description="Building the plan")
+    async def open_review(self) -> None:
+        plan = await build_plan(self.inventory, self.tree.marks)
+        from neon_tui.screens.review import ReviewScreen
+
+        await self.app.push_screen(ReviewScreen(plan))
+
+    def action_reload(self) -> None:
+        self.inventory.projects.clear()
+        self.inventory.organizations = None
+        self.loading_total = self.loading_done = 0
+        self.load_account()

@@ -1,0 +1,153 @@
+"""Small modals: errors, the API key prompt, typed confirmation, resume offer, help."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from neon_tui.neon.secret import Secret
+
+
+class ErrorModal(ModalScreen[None]):
+    """A title and a plain message (API text is never parsed as markup)."""
+
+    BINDINGS = [Binding("escape,enter", "dismiss", "Close", id="close")]
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -error"):
+            yield Label(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.message, markup=False, classes="dialog-body")
+            yield Button("Close", id="close", variant="error")
+
+    def on_button_pressed(self) -> None:
+        self.dismiss()
+
+    def action_dismiss(self) -> None:
+        self.dismiss()
+
+
+class ApiKeyModal(ModalScreen[tuple[Secret, bool] | None]):
+    """Masked prompt for a Neon API key, optionally saved to the OS keyring."""
+
+    BINDINGS = [Binding("escape", "cancel", "Quit", id="cancel")]
+
+    def __init__(self, problem: str | None = None) -> None:
+        super().__init__()
+        self.problem = problem
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Neon API key", classes="dialog-title")
+            yield Static("NEON_API_KEY is not set and no key is in the keyring. Paste a key (it is not shown).",
+                         classes="dialog-body")
+            if self.problem:
+                yield Static(self.problem, markup=False, classes="dialog-problem")
+            yield Input(password=True, placeholder="napi_…", id="key")
+            yield Checkbox("Save to the OS keyring", id="save")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Use key", id="ok", variant="primary")
+                yield Button("Quit", id="quit")
+
+    def on_input_submitted(self) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        field = self.query_one("#key", Input)
+        value = field.value.strip()
+        field.value = ""  # do not keep the key in a widget longer than needed
+        if value:
+            self.dismiss((Secret(value), self.query_one("#save", Checkbox).value))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TypedConfirmModal(ModalScreen[bool]):
+    """Asks the user to type a word before something dangerous (a protected branch)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Back", id="cancel")]
+
+    def __init__(self, question: str, word: str) -> None:
+        super().__init__()
+        self.question = question
+        self.word = word
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -warning"):
+            yield Label("Confirm", classes="dialog-title")
+            yield Static(self.question, markup=False, classes="dialog-body")
+            yield Static(f"Type {self.word!r} to go on.", markup=False)
+            yield Input(placeholder=self.word, id="word")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.word:
+            self.dismiss(True)
+        else:
+            self.notify(f"Type {self.word!r} exactly, or esc to go back.", severity="warning", markup=False)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class ResumeModal(ModalScreen[bool]):
+    """Offers to finish an interrupted run found in the journal."""
+
+    BINDINGS = [Binding("escape,n", "no", "Not now", id="resume-no"), Binding("y", "yes", "Resume", id="resume-yes")]
+
+    def __init__(self, summary: str) -> None:
+        super().__init__()
+        self.summary = summary
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -warning"):
+            yield Label("An interrupted run was found", classes="dialog-title")
+            yield Static(self.summary, markup=False, classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Resume (y)", id="yes", variant="warning")
+                yield Button("Not now (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
+class HelpModal(ModalScreen[None]):
+    """Every key of the screen underneath, with the binding ids used for remapping."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="close-help")]
+
+    def __init__(self, rows: list[tuple[str, str, str]], config_path: str) -> None:
+        super().__init__()
+        self.rows = rows
+        self.config_path = config_path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -help"):
+            yield Label("Keys", classes="dialog-title")
+            with VerticalScroll():
+                lines = [f"{keys:<14} {desc:<28} {bid}" for keys, desc, bid in self.rows]
+                yield Static("\n".join([f"{'key':<14} {'action':<28} id", *lines]), markup=False)
+            yield Static(f"Remap in {self.config_path} under [keymap]: id = \"keys\"", markup=False,
+                         classes="dialog-hint")
+
+    def action_dismiss(self) -> None:
+        self.dismiss()

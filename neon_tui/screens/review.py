@@ -1,0 +1,100 @@
+"""ReviewScreen: the plan before anything changes (targets, consequences, skips, unselected copies)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from neon_tui.rotation.plan import Plan
+from neon_tui.screens.modals import TypedConfirmModal
+
+
+class ReviewScreen(Screen):
+    BINDINGS = [
+        Binding("enter,y", "start", "Start rotation", id="start"),
+        Binding("escape", "app.pop_screen", "Back", id="back"),
+        Binding("j", "cursor_down", "Down", show=False, id="review-down"),
+        Binding("k", "cursor_up", "Up", show=False, id="review-up"),
+    ]
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def compose(self) -> ComposeResult:
+        plan = self.plan
+        yield Header()
+        projects = len(plan.projects)
+        head = (f"{len(plan.targets)} password(s) to reset in {projects} project(s); "
+                f"{len(plan.skipped)} skipped; {len(plan.warnings)} unselected copies")
+        if plan.touches_protected_branch:
+            head += "  ·  touches PROTECTED branches"
+        if self.app.read_only:
+            head += "  ·  READ-ONLY: planning only"
+        yield Static(head, id="review-head", markup=False)
+        table = DataTable(id="plan-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        with VerticalScroll(id="review-notes"):
+            yield Static(self._notes(), markup=False, id="notes")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("target", "compute", "databases", "notes")
+        for t in self.plan.targets:
+            eps = ", ".join(e.id for e in t.read_write_endpoints) or "no compute"
+            dbs = ", ".join(d.name for d in t.connection_databases()) or "-"
+            notes = [n for n, on in (("PROTECTED", t.protected_branch), ("no stored pw", not t.store_passwords)) if on]
+            table.add_row(t.label, eps, dbs, ", ".join(notes))
+        table.focus()
+        self._show_selected()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_selected()
+
+    def _show_selected(self) -> None:
+        table = self.query_one(DataTable)
+        if not self.plan.targets:
+            return
+        t = self.plan.targets[min(max(table.cursor_row, 0), len(self.plan.targets) - 1)]
+        text = f"{t.label}:\n" + "\n".join(f"  - {c}" for c in t.consequences()) + "\n" + self._notes()
+        self.query_one("#notes", Static).update(text)
+
+    def _notes(self) -> str:
+        lines = []
+        if self.plan.warnings:
+            lines.append("Not selected, but holding the same role:")
+            lines += [f"  ! {w}" for w in self.plan.warnings]
+        if self.plan.skipped:
+            lines.append("Skipped:")
+            lines += [f"  - {s.label}: {s.reason}" for s in self.plan.skipped]
+        return "\n".join(lines) or "Nothing skipped; every branch holding these roles is selected."
+
+    def action_cursor_down(self) -> None:
+        self.query_one(DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(DataTable).action_cursor_up()
+
+    def action_start(self) -> None:
+        if self.app.read_only:
+            self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
+            return
+        if not self.plan.targets:
+            self.notify("Nothing to rotate.", severity="warning")
+            return
+        if self.plan.touches_protected_branch:
+            names = sorted({t.branch_name for t in self.plan.targets if t.protected_branch})
+            question = (f"This resets passwords on protected branch(es): {', '.join(names)}. "
+                        "Production connections will drop and apps must get the new strings.")
+
+            def go(ok: bool | None) -> None:
+                if ok:
+                    self.app.start_run(self.plan)
+
+            self.app.push_screen(TypedConfirmModal(question, "rotate"), go)
+            return
+        self.app.start_run(self.plan)

@@ -1,0 +1,280 @@
+"""RunScreen: live state of every target, then the results (masked) to copy or store."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+from neon_tui.neon.secret import Secret
+from neon_tui.rotation.engine import RotationEngine
+from neon_tui.rotation.events import RotationResult, RunFinished, RunStarted, TargetChanged
+from neon_tui.rotation.journal import FAILED, JournalState
+from neon_tui.rotation.plan import Plan, Target, TargetKey
+
+DONE_STATES = frozenset({"rotated", "delivered", "failed", "skipped", "cancelled"})
+STATE_STYLE = {"rotated": "bold", "delivered": "bold", "failed": "bold reverse", "unknown": "reverse",
+               "resetting": "italic", "applying": "italic", "cancelled": "dim", "planned": "dim"}
+
+
+def masked(uri: Secret) -> str:
+    """postgresql://role:********@host/db?… : shows where it goes, never the password."""
+    text = uri.reveal()
+    scheme, _, rest = text.partition("://")
+    creds, at, hostpart = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{hostpart}" if at else "********"
+
+
+class RunScreen(Screen):
+    """Runs the engine in a worker; one message per engine event."""
+
+    BINDINGS = [
+        Binding("v", "reveal", "Reveal", id="reveal"),
+        Binding("c", "copy", "Copy", id="copy"),
+        Binding("p", "toggle_pooled", "Pooled/direct", show=False, id="toggle-pooled"),
+        Binding("k", "keyring", "Keyring", id="keyring"),
+        Binding("e", "copy_env", "Copy all as .env", id="copy-env"),
+        Binding("R", "retry_failed", "Retry failed", id="retry-failed"),
+        Binding("x", "cancel_run", "Cancel run", id="cancel-run"),
+        Binding("escape", "back", "Back", id="run-back"),
+        Binding("j", "cursor_down", "Down", show=False, id="run-down"),
+    ]
+
+    class EngineEvent(Message):
+        def __init__(self, event) -> None:
+            super().__init__()
+            self.event = event
+
+    def __init__(self, plan: Plan, engine: RotationEngine, resume: JournalState | None = None) -> None:
+        super().__init__()
+        self.plan = plan
+        self.engine = engine
+        self.resume = resume
+        self.rows: dict[TargetKey, Target] = {t.key: t for t in plan.targets}
+        self.states: dict[TargetKey, str] = {}
+        self.details: dict[TargetKey, str] = {}
+        self.revealed: set[TargetKey] = set()
+        self.pooled = False
+        self.started = time.monotonic()
+        self.finished_at: float | None = None
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="run-head", markup=False)
+        yield ProgressBar(total=len(self.plan.targets), show_eta=False, id="run-progress")
+        yield DataTable(id="run-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="run-status", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("state", key="state", width=9)
+        table.add_column("target", key="target")
+        table.add_column("detail", key="detail")
+        table.add_column("connection string", key="conn")
+        for t in self.plan.targets:
+            table.add_row("planned", t.label, "", "", key="/".join(t.key))
+        table.focus()
+        self.set_interval(1.0, self.tick)
+        self.run_engine(self.plan, self.resume, False)
+
+    @work(exclusive=True, group="rotation", exit_on_error=False, description="Rotating passwords")
+    async def run_engine(self, plan: Plan, resume: JournalState | None, retry_failed: bool) -> None:
+        self.running = True
+        self.finished_at = None
+        try:
+            async for ev in self.engine.run(plan, resume=resume, retry_failed=retry_failed):
+                self.post_message(self.EngineEvent(ev))
+        finally:
+            self.running = False
+
+    def on_run_screen_engine_event(self, message: EngineEvent) -> None:
+        ev = message.event
+        if isinstance(ev, RunStarted):
+            self.started = time.monotonic()
+        elif isinstance(ev, TargetChanged):
+            self.states[ev.key] = ev.state
+            if ev.state == "applying" and ev.operations:
+                waiting = [f"{o.action} {o.status}" for o in ev.operations if not o.done]
+                self.details[ev.key] = "waiting: " + ", ".join(waiting) if waiting else "operations done"
+            elif ev.reason:
+                self.details[ev.key] = ev.reason
+            elif ev.state in ("rotated", "delivered"):
+                self.details[ev.key] = "new password live"
+            self.update_row(ev.key)
+            if ev.state in ("rotated", "failed"):
+                self.refresh_bindings()
+        elif isinstance(ev, RunFinished):
+            self.refresh_bindings()
+            self.finished_at = time.monotonic()
+            failed = ev.counts.get("failed", 0)
+            if failed:
+                self.notify(f"{failed} target(s) failed: R retries them.", severity="error", timeout=8)
+            else:
+                self.notify("Every target rotated. Copy or store the new connection strings now.", timeout=8)
+        self.tick()
+
+    def result(self, key: TargetKey) -> RotationResult | None:
+        return self.engine.results.get(key)
+
+    def connection(self, key: TargetKey) -> Secret | None:
+        res = self.result(key)
+        c = res.primary if res else None
+        if c is None:
+            return None
+        return (c.pooled or c.direct) if self.pooled else c.direct
+
+    def update_row(self, key: TargetKey) -> None:
+        table = self.query_one(DataTable)
+        state = self.states.get(key, "planned")
+        row = "/".join(key)
+        table.update_cell(row, "state", Text(state, style=STATE_STYLE.get(state, "")))
+        table.update_cell(row, "detail", Text(self.details.get(key, "")[:60], overflow="ellipsis", no_wrap=True),
+                          update_width=True)
+        conn = self.connection(key)
+        shown = "" if conn is None else (conn.reveal() if key in self.revealed else masked(conn))
+        res = self.result(key)
+        if res is not None and not res.connections:
+            shown = "no compute: no connection string"
+        table.update_cell(row, "conn", Text(shown, no_wrap=True, overflow="ellipsis"), update_width=True)
+
+    def tick(self) -> None:
+        done = sum(1 for s in self.states.values() if s in DONE_STATES)
+        self.query_one(ProgressBar).update(progress=done)
+        end = self.finished_at or time.monotonic()
+        counts: dict[str, int] = {}
+        for s in self.states.values():
+            counts[s] = counts.get(s, 0) + 1
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        status = "running" if self.running else ("cancelled" if self.engine.cancelled else "finished")
+        self.query_one("#run-head", Static).update(
+            f"{status} · {done}/{len(self.plan.targets)} · {end - self.started:.0f}s elapsed · {summary}")
+        clip = self.app.clipboard_status()
+        view = "pooled" if self.pooled else "direct"
+        self.query_one("#run-status", Static).update(
+            f"showing {view} strings · journal {self.engine.journal.run_id if self.engine.journal else '-'}"
+            + (f" · {clip}" if clip else ""))
+
+    # ------------------------------------------------------------- actions
+
+    def selected_key(self) -> TargetKey | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return next((k for k in self.rows if "/".join(k) == row_key.value), None)
+
+    def _selected_result(self) -> tuple[TargetKey, Secret] | None:
+        key = self.selected_key()
+        if key is None:
+            return None
+        conn = self.connection(key)
+        if conn is None:
+            self.notify("No new connection string for this target (yet).", severity="warning")
+            return None
+        return key, conn
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Show only the keys that can do something now (the help lists them all)."""
+        has_results = bool(self.engine.results)
+        if action in ("reveal", "copy", "keyring", "copy_env", "toggle_pooled"):
+            return True if has_results else None
+        if action == "cancel_run":
+            return self.running
+        if action == "retry_failed":
+            return (not self.running) and any(s == FAILED for s in self.states.values())
+        return True
+
+    def action_reveal(self) -> None:
+        key = self.selected_key()
+        if key is None:
+            return
+        self.revealed.symmetric_difference_update({key})
+        self.update_row(key)
+
+    def action_toggle_pooled(self) -> None:
+        self.pooled = not self.pooled
+        for key in self.rows:
+            self.update_row(key)
+        self.tick()
+
+    def action_copy(self) -> None:
+        picked = self._selected_result()
+        if picked is None:
+            return
+        key, conn = picked
+        if self.app.copy_secret(conn, f"{self.rows[key].label} ({'pooled' if self.pooled else 'direct'})"):
+            self._delivered(key, "clipboard")
+
+    def _delivered(self, key: TargetKey, sink: str) -> None:
+        self.engine.mark_delivered(key, sink)
+        self.states[key] = "delivered"
+        self.details[key] = f"delivered to {sink}"
+        self.update_row(key)
+
+    def action_copy_env(self) -> None:
+        from neon_tui.rotation.delivery import dotenv_block
+
+        results = [self.engine.results[k] for k in self.rows if k in self.engine.results]
+        if not results:
+            self.notify("No results yet.", severity="warning")
+            return
+        if self.app.copy_secret(Secret(dotenv_block(results)), f".env block for {len(results)} target(s)"):
+            for r in results:
+                self._delivered(r.target.key, "clipboard")
+
+    def action_keyring(self) -> None:
+        key = self.selected_key()
+        if key is None or key not in self.engine.results:
+            self.notify("No new connection string for this target (yet).", severity="warning")
+            return
+        self.store_in_keyring(key)
+
+    @work(group="keyring", exit_on_error=False, description="Storing in the keyring")
+    async def store_in_keyring(self, key: TargetKey) -> None:
+        from neon_tui.rotation.delivery import KeyringSink
+        from neon_tui.secrets import KeyringUnavailable
+
+        try:
+            sink = await self.app.run_in_thread(KeyringSink)
+            await sink.deliver(self.engine.results[key])
+        except KeyringUnavailable as e:
+            self.notify(str(e), title="Keyring unavailable", severity="error", timeout=10, markup=False)
+            return
+        self._delivered(key, "keyring")
+        self.notify(f"Stored in the keyring ({sink.backend}): service neon-tui/{key[0]}/{key[1]}", markup=False)
+
+    def action_retry_failed(self) -> None:
+        if self.running:
+            self.notify("Wait for the run to finish.", severity="warning")
+            return
+        failed = [t for t in self.plan.targets if self.states.get(t.key) == FAILED]
+        if not failed:
+            self.notify("No failed targets.", severity="information")
+            return
+        sub = Plan(targets=failed, org_id=self.plan.org_id)
+        snapshot = JournalState(self.engine.journal.path if self.engine.journal else None, {},  # type: ignore[arg-type]
+                                {t.key: self.engine._jt[t.key] for t in failed}, False)
+        self.run_engine(sub, snapshot, True)
+
+    def action_cancel_run(self) -> None:
+        if self.running:
+            self.engine.cancel()
+            self.notify("Cancelling: no new resets; those in flight finish.", severity="warning")
+
+    def action_back(self) -> None:
+        if self.running:
+            self.notify("A run is in progress: x cancels it.", severity="warning")
+            return
+        self.app.pop_screen()
+
+    def action_cursor_down(self) -> None:
+        self.query_one(DataTable).action_cursor_down()

@@ -1,0 +1,1 @@
+"""Domain widgets of the TUI."""

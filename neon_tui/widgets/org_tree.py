@@ -1,0 +1,254 @@
+"""OrgTree: organization -> project -> branch (nested) -> role, with marks, badges and a filter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from neon_tui.neon.models import Organization, Role
+from neon_tui.rotation.inventory import BranchInfo, Inventory, ProjectInfo, shares_parent_password
+from neon_tui.rotation.plan import TargetKey, skip_reason
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """What a tree node stands for."""
+
+    kind: str  # "org" | "project" | "branch" | "role" | "more"
+    org_id: str | None = None
+    project_id: str | None = None
+    branch_id: str | None = None
+    role_name: str | None = None
+
+    @property
+    def key(self) -> TargetKey | None:
+        if self.kind == "role" and self.project_id and self.branch_id and self.role_name is not None:
+            return (self.project_id, self.branch_id, self.role_name)
+        return None
+
+
+def age(when: datetime | None, now: datetime) -> str:
+    """A compact age like 3d, 5h, 12m."""
+    if when is None:
+        return "?"
+    seconds = max(0.0, (now - when).total_seconds())
+    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return "now"
+
+
+class OrgTree(Tree[NodeRef]):
+    """The account tree. Space marks; marks live in `marks` (login roles only)."""
+
+    BINDINGS = [
+        Binding("space", "toggle_mark", "Mark", id="mark"),
+        Binding("j", "cursor_down", "Down", show=False, id="down"),
+        Binding("k", "cursor_up", "Up", show=False, id="up"),
+    ]
+
+    def __init__(self, inventory: Inventory, *, now: Callable[[], datetime] | None = None, **kw) -> None:
+        super().__init__("Neon", data=NodeRef("root"), **kw)
+        self.inventory = inventory
+        self.marks: set[TargetKey] = set()
+        self.filter_text = ""
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.show_root = False
+        self.guide_depth = 2
+        self.auto_expand = False
+        self.orgs: list[Organization | None] = []
+        self.org_projects: dict[str | None, list[str]] = {}
+        self._node_map: dict[NodeRef, TreeNode[NodeRef]] = {}
+
+    # ------------------------------------------------------------- labels
+
+    def _mark_box(self, keys: list[TargetKey]) -> str:
+        if not keys:
+            return "   "
+        n = sum(k in self.marks for k in keys)
+        return "[x]" if n == len(keys) else ("[-]" if n else "[ ]")
+
+    def login_keys(self, ref: NodeRef) -> list[TargetKey]:
+        """The login roles under a node, as far as they are loaded."""
+        inv = self.inventory
+        if ref.kind == "role":
+            return [ref.key] if ref.key else []
+        out: list[TargetKey] = []
+        projects = ([inv.projects[ref.project_id]] if ref.kind in ("project", "branch") and ref.project_id in inv.projects
+                    else [inv.projects[p] for p in self.org_projects.get(ref.org_id, []) if p in inv.projects]
+                    if ref.kind == "org" else [])
+        for p in projects:
+            for b in (p.branches or {}).values():
+                if ref.kind == "branch" and b.branch.id != ref.branch_id:
+                    continue
+                out.extend((p.project.id, b.branch.id, r.name) for r in b.roles or [] if skip_reason(r) is None)
+        return out
+
+    def label_for(self, ref: NodeRef) -> Text:
+        inv = self.inventory
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if ref.kind == "org":
+            org = next((o for o in self.orgs if (o.id if o else None) == ref.org_id), None)
+            t.append(self._mark_box(self.login_keys(ref)) + " ", style="bold")
+            t.append(org.name if org else "(this key's organization)", style="bold")
+            n = len(self.org_projects.get(ref.org_id, []))
+            t.append(f"  {n} projects", style="dim")
+            return t
+        p = inv.projects.get(ref.project_id or "")
+        if ref.kind == "project" and p:
+            t.append(self._mark_box(self.login_keys(ref)) + " ")
+            t.append(p.project.name, style="bold")
+            if not p.project.store_passwords:
+                t.append(" no-stored-pw", style="italic")
+            if p.branches is None:
+                t.append("  …", style="dim")
+            return t
+        b = p.branches.get(ref.branch_id or "") if p and p.branches else None
+        if ref.kind == "branch" and b:
+            t.append(self._mark_box(self.login_keys(ref)) + " ")
+            t.append(b.branch.name)
+            if b.branch.default:
+                t.append(" default", style="bold")
+            if b.branch.protected:
+                t.append(" protected", style="bold reverse")
+            if not b.has_compute:
+                t.append(" no-compute", style="italic")
+            return t
+        if ref.kind == "role" and b and p:
+            role = next((r for r in b.roles or [] if r.name == ref.role_name), None)
+            if role is None:
+                return Text(ref.role_name or "?")
+            return self._role_label(p, b, role, ref)
+        return Text(ref.role_name or ref.kind)
+
+    def _role_label(self, p: ProjectInfo, b: BranchInfo, role: Role, ref: NodeRef) -> Text:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        reason = skip_reason(role)
+        t.append(("[x] " if ref.key in self.marks else "[ ] ") if reason is None else "    ")
+        t.append(role.name, style="dim" if reason else "")
+        if role.protected:
+            t.append(" system", style="italic")
+        elif role.authentication_method == "no_login":
+            t.append(" no-login", style="italic")
+        t.append(f" {age(role.updated_at, self.now())}", style="dim")
+        if reason is None and shares_parent_password(p, b, role):
+            t.append(" inherited-pw", style="bold")
+        return t
+
+    def refresh_labels(self, refs: list[NodeRef] | None = None) -> None:
+        for ref, node in list(self._node_map.items()):
+            if refs is None or ref in refs:
+                node.set_label(self.label_for(ref))
+
+    # ------------------------------------------------------------- building
+
+    def _matches(self, *values: str | None) -> bool:
+        f = self.filter_text.casefold()
+        return not f or any(v is not None and f in v.casefold() for v in values)
+
+    def _add(self, parent: TreeNode[NodeRef], ref: NodeRef, *, leaf: bool = False,
+             expand: bool = False) -> TreeNode[NodeRef]:
+        label = self.label_for(ref)
+        node = parent.add_leaf(label, data=ref) if leaf else parent.add(label, data=ref, expand=expand)
+        self._node_map[ref] = node
+        return node
+
+    def rebuild(self) -> None:
+        """Rebuild from the inventory, keeping the cursor and what was expanded."""
+        expanded = {ref for ref, n in self._node_map.items() if n.is_expanded}
+        cursor = self.cursor_node.data if self.cursor_node else None
+        self.clear()
+        self._node_map.clear()
+        filtering = bool(self.filter_text)
+        for org in self.orgs:
+            oid = org.id if org else None
+            oref = NodeRef("org", org_id=oid)
+            pids = self.org_projects.get(oid, [])
+            org_hit = self._matches(org.name if org else None, oid)
+            shown = [pid for pid in pids if org_hit or self._project_hit(self.inventory.projects[pid])]
+            if filtering and not shown:
+                continue
+            onode = self._add(self.root, oref, expand=True)
+            for pid in shown:
+                self._add_project(onode, self.inventory.projects[pid], expanded, filtering and not org_hit)
+        if cursor is not None and cursor in self._node_map:
+            # Lines are laid out on the next refresh; a node has no line number before that.
+            target = self._node_map[cursor]
+            self.call_after_refresh(lambda: self.move_cursor(target) if target.tree is self else None)
+
+    def _project_hit(self, p: ProjectInfo) -> bool:
+        if self._matches(p.project.name, p.project.id):
+            return True
+        return any(self._branch_hit(b) for b in (p.branches or {}).values())
+
+    def _branch_hit(self, b: BranchInfo) -> bool:
+        return self._matches(b.branch.name, b.branch.id) or any(self._matches(r.name) for r in b.roles or [])
+
+    def _add_project(self, parent, p: ProjectInfo, expanded: set[NodeRef], narrow: bool) -> None:
+        ref = NodeRef("project", org_id=p.project.org_id, project_id=p.project.id)
+        narrow = narrow and not self._matches(p.project.name, p.project.id)
+        node = self._add(parent, ref, expand=ref in expanded or (narrow and bool(self.filter_text)))
+        if p.branches is None:
+            return
+        self._add_branches(node, p, None, expanded, narrow)
+
+    def _add_branches(self, parent, p: ProjectInfo, parent_id: str | None, expanded, narrow: bool) -> None:
+        for b in p.children(parent_id):
+            if narrow and not self._subtree_hit(p, b):
+                continue
+            ref = NodeRef("branch", project_id=p.project.id, branch_id=b.branch.id)
+            self_hit = self._matches(b.branch.name, b.branch.id)
+            node = self._add(parent, ref, expand=ref in expanded or (narrow and bool(self.filter_text)))
+            for r in sorted(b.roles or [], key=lambda r: r.name):
+                if narrow and not self_hit and not self._matches(r.name):
+                    continue
+                self._add(node, NodeRef("role", project_id=p.project.id, branch_id=b.branch.id, role_name=r.name),
+                          leaf=True)
+            self._add_branches(node, p, b.branch.id, expanded, narrow and not self_hit)
+
+    def _subtree_hit(self, p: ProjectInfo, b: BranchInfo) -> bool:
+        return self._branch_hit(b) or any(self._subtree_hit(p, c) for c in p.children(b.branch.id))
+
+    def node_for(self, ref: NodeRef) -> TreeNode[NodeRef] | None:
+        return self._node_map.get(ref)
+
+    # ------------------------------------------------------------- marking
+
+    def action_toggle_mark(self) -> None:
+        node = self.cursor_node
+        if node is None or node.data is None:
+            return
+        self.post_message(self.MarkRequested(self, node.data))
+
+    from textual.message import Message as _Message
+
+    class MarkRequested(_Message):
+        """Space on a node: the screen loads what is needed, then calls `toggle()`."""
+
+        def __init__(self, tree: OrgTree, ref: NodeRef) -> None:
+            super().__init__()
+            self.tree = tree
+            self.ref = ref
+
+        @property
+        def control(self) -> OrgTree:
+            return self.tree
+
+    def toggle(self, ref: NodeRef) -> int:
+        """Mark every login role under the node, or unmark them if all were marked; returns the change."""
+        keys = self.login_keys(ref)
+        if not keys:
+            return 0
+        before = len(self.marks)
+        if all(k in self.marks for k in keys):
+            self.marks.difference_update(keys)
+        else:
+            self.marks.update(keys)
+        self.refresh_labels()
+        return len(self.marks) - before
