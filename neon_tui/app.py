@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
@@ -55,6 +56,8 @@ class NeonApp(App):
         clipboard=None,
         offer_resume: bool = True,
         env: dict[str, str] | None = None,
+        journal_factory: Callable[[], Journal] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -67,6 +70,9 @@ class NeonApp(App):
         self.offer_resume = offer_resume
         self.env = os.environ if env is None else env
         self.inventory: Inventory | None = None
+        self.journal_factory = journal_factory or Journal.create
+        # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
+        self.monotonic = monotonic or time.monotonic
         if self.demo:
             self.sub_title = "SIMULATED ACCOUNT (demo)"
         elif self.read_only:
@@ -114,11 +120,18 @@ class NeonApp(App):
 
     @work(group="start", exit_on_error=False, description="Checking the API key")
     async def _connect(self, key: Secret, save: bool) -> None:
+        from neon_tui.neon.errors import AuthenticationError, PermissionDeniedError
+
         try:
             client = self.client_factory(key)
             await client.get_auth()
-        except NeonError as e:
+        except (AuthenticationError, PermissionDeniedError) as e:
             self._ask_key(f"{e.title}: {e}")
+            return
+        except NeonError as e:
+            # Not the key's fault (unreachable API, 5xx, plain http): say so, then try again on close.
+            self.push_screen(ErrorModal(e.title, f"{e}\n\nClose to try again; q quits."),
+                             lambda _=None: self._connect(key, save))
             return
         if save:
             from neon_tui import secrets
@@ -177,7 +190,7 @@ class NeonApp(App):
         from neon_tui.screens.run import RunScreen
 
         assert self.client is not None
-        journal = Journal(resume.path) if resume else Journal.create()
+        journal = Journal(resume.path) if resume else self.journal_factory()
         engine = RotationEngine(self.client, journal=journal)
         while isinstance(self.screen, Screen) and self.screen.__class__.__name__ == "ReviewScreen":
             self.pop_screen()

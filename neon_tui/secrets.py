@@ -9,6 +9,9 @@ from neon_tui.neon.secret import Secret
 SERVICE = "neon-tui"
 API_KEY_USER = "NEON_API_KEY"
 _PLAINTEXT_HINTS = ("keyrings.alt", "plaintext", "null")
+# An existing keyring that no one unlocked (an SSH login, a desktop without PAM unlock) fails with KeyringLocked.
+_LOCKED = ("the keyring is locked and could not be unlocked (no unlock prompt here): unlock it, e.g. by logging in "
+           "to the desktop session or with `gnome-keyring-daemon --unlock`, then try again")
 
 
 class KeyringUnavailable(RuntimeError):
@@ -61,6 +64,8 @@ def _call(fn, *args):
 
     try:
         return fn(*args)
+    except keyring.errors.KeyringLocked:
+        raise KeyringUnavailable(_LOCKED) from None
     except keyring.errors.InitError as e:
         raise KeyringUnavailable(f"the keyring could not be opened (is it locked?): {type(e).__name__}") from None
     except keyring.errors.KeyringError as e:
@@ -102,6 +107,8 @@ def delete(service: str, username: str) -> None:
         kr.delete_password(service, username)
     except keyring.errors.PasswordDeleteError:
         pass
+    except keyring.errors.KeyringLocked:
+        raise KeyringUnavailable(_LOCKED) from None
     except keyring.errors.KeyringError as e:
         raise KeyringUnavailable(f"the keyring refused: {type(e).__name__}") from None
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from neon_tui.screens.base import NeonScreen
 from textual.widgets import DataTable, Footer, Header, Static
 
 
-class CommandLogScreen(Screen):
+class CommandLogScreen(NeonScreen):
     BINDINGS = [
         Binding("escape,at", "app.pop_screen", "Back", id="log-back"),
         Binding("j", "cursor_down", "Down", show=False, id="log-down"),

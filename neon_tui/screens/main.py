@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
+from neon_tui.screens.base import NeonScreen
 from textual.widgets import Footer, Header, Input, Static, Tree
 
 from neon_tui.rotation.inventory import Inventory, ProjectInfo, shares_parent_password
@@ -17,7 +17,7 @@ from neon_tui.rotation.plan import build_plan, skip_reason
 from neon_tui.widgets.org_tree import NodeRef, OrgTree, age
 
 
-class MainScreen(Screen):
+class MainScreen(NeonScreen):
     """Browse, filter and mark; `r` reviews the plan for the marked roles."""
 
     BINDINGS = [
@@ -280,5 +280,8 @@ class MainScreen(Screen):
     def action_reload(self) -> None:
         self.inventory.projects.clear()
         self.inventory.organizations = None
+        self.tree.orgs = []
+        self.tree.org_projects = {}
+        self.tree.rebuild()
         self.loading_total = self.loading_done = 0
         self.load_account()

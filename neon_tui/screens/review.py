@@ -5,14 +5,14 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
+from neon_tui.screens.base import NeonScreen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from neon_tui.rotation.plan import Plan
 from neon_tui.screens.modals import TypedConfirmModal
 
 
-class ReviewScreen(Screen):
+class ReviewScreen(NeonScreen):
     BINDINGS = [
         Binding("enter,y", "start", "Start rotation", id="start"),
         Binding("escape", "app.pop_screen", "Back", id="back"),

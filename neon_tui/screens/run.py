@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
+from neon_tui.screens.base import NeonScreen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from neon_tui.neon.secret import Secret
@@ -32,7 +31,7 @@ def masked(uri: Secret) -> str:
     return f"{scheme}://{user}:********@{hostpart}" if at else "********"
 
 
-class RunScreen(Screen):
+class RunScreen(NeonScreen):
     """Runs the engine in a worker; one message per engine event."""
 
     BINDINGS = [
@@ -62,7 +61,7 @@ class RunScreen(Screen):
         self.details: dict[TargetKey, str] = {}
         self.revealed: set[TargetKey] = set()
         self.pooled = False
-        self.started = time.monotonic()
+        self.started = 0.0
         self.finished_at: float | None = None
         self.running = False
 
@@ -83,6 +82,7 @@ class RunScreen(Screen):
         for t in self.plan.targets:
             table.add_row("planned", t.label, "", "", key="/".join(t.key))
         table.focus()
+        self.started = self.app.monotonic()
         self.set_interval(1.0, self.tick)
         self.run_engine(self.plan, self.resume, False)
 
@@ -99,7 +99,7 @@ class RunScreen(Screen):
     def on_run_screen_engine_event(self, message: EngineEvent) -> None:
         ev = message.event
         if isinstance(ev, RunStarted):
-            self.started = time.monotonic()
+            self.started = self.app.monotonic()
         elif isinstance(ev, TargetChanged):
             self.states[ev.key] = ev.state
             if ev.state == "applying" and ev.operations:
@@ -114,7 +114,7 @@ class RunScreen(Screen):
                 self.refresh_bindings()
         elif isinstance(ev, RunFinished):
             self.refresh_bindings()
-            self.finished_at = time.monotonic()
+            self.finished_at = self.app.monotonic()
             failed = ev.counts.get("failed", 0)
             if failed:
                 self.notify(f"{failed} target(s) failed: R retries them.", severity="error", timeout=8)
@@ -149,7 +149,7 @@ class RunScreen(Screen):
     def tick(self) -> None:
         done = sum(1 for s in self.states.values() if s in DONE_STATES)
         self.query_one(ProgressBar).update(progress=done)
-        end = self.finished_at or time.monotonic()
+        end = self.finished_at or self.app.monotonic()
         counts: dict[str, int] = {}
         for s in self.states.values():
             counts[s] = counts.get(s, 0) + 1

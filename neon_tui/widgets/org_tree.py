@@ -169,7 +169,7 @@ class OrgTree(Tree[NodeRef]):
         for org in self.orgs:
             oid = org.id if org else None
             oref = NodeRef("org", org_id=oid)
-            pids = self.org_projects.get(oid, [])
+            pids = [pid for pid in self.org_projects.get(oid, []) if pid in self.inventory.projects]
             org_hit = self._matches(org.name if org else None, oid)
             shown = [pid for pid in pids if org_hit or self._project_hit(self.inventory.projects[pid])]
             if filtering and not shown:

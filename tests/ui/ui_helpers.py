@@ -1,0 +1,80 @@
+"""Helpers for TUI tests: the real app on an in-process simulator, a frozen clock, an in-memory keyring."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+from keyring.backend import KeyringBackend
+
+from neon_tui.app import NeonApp
+from neon_tui.clipboard import Clipboard
+from neon_tui.config import Settings
+from neon_tui.neon import NeonClient, RetryPolicy
+from neon_tui.rotation.journal import Journal
+from neon_tui.simulator import SimConfig, Simulator
+
+EPOCH = dt.datetime(2026, 6, 15, 9, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 27, 3, 0, 0, tzinfo=dt.timezone.utc)  # 3 a.m., as it will be
+IN_PROCESS = "https://neon-sim.invalid/api/v2"
+
+
+class MemoryKeyring(KeyringBackend):
+    """A real keyring backend class that keeps entries in a dict (tests only)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def set_password(self, service, username, password):
+        self.entries[(service, username)] = password
+
+    def get_password(self, service, username):
+        return self.entries.get((service, username))
+
+    def delete_password(self, service, username):
+        self.entries.pop((service, username), None)
+
+
+def make_sim(**cfg) -> Simulator:
+    cfg.setdefault("op_seconds", 0.05)
+    cfg.setdefault("epoch", EPOCH)
+    return Simulator(SimConfig(**cfg))
+
+
+def make_app(sim: Simulator, tmp_path: Path, *, read_only: bool = False, settings: Settings | None = None,
+             offer_resume: bool = False, clip_mode: str = "osc52") -> NeonApp:
+    client = NeonClient(sim.api_key, host=IN_PROCESS, transport=sim.transport(),
+                        retry=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05))
+    app = NeonApp(client=client, settings=settings or Settings(), demo=True, read_only=read_only,
+                  now=lambda: NOW, offer_resume=offer_resume,
+                  journal_factory=lambda: Journal(tmp_path / "run-20261127T030000Z-test.jsonl"),
+                  monotonic=lambda: 0.0)
+    app.clip = Clipboard(clip_mode, osc52=app.copy_to_clipboard, clear_after=45, env={})
+    return app
+
+
+async def settle(app, pilot) -> None:
+    for _ in range(3):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def wait_run(app, pilot, timeout: float = 30.0) -> None:
+    screen = app.screen
+    for _ in range(int(timeout / 0.05)):
+        if getattr(screen, "states", None) and not screen.running:
+            break
+        await asyncio.sleep(0.05)
+    await settle(app, pilot)
+
+
+def screen_text(app) -> str:
+    """Everything on screen, as the SVG a screenshot would be, with entities and no-break spaces undone."""
+    import html
+
+    return html.unescape(app.export_screenshot()).replace("\xa0", " ")
