@@ -73,7 +73,7 @@ def main(ns: argparse.Namespace) -> int:
     except UsageError as e:
         _err(str(e))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         _err("interrupted; `neon-tui rotate --resume` finishes the run")
         return 130
 
@@ -89,17 +89,25 @@ def make_client(demo: bool, **kw: Any) -> tuple[NeonClient, Any]:
 
 
 def _find_journal(spec: str, host: str) -> JournalState:
+    from pathlib import Path
+
     if spec == "latest":
         state = latest_unfinished(host)
         if state is None:
             raise UsageError(f"no interrupted run for {host} to resume")
         return state
+    state = None
     for path in list_journals():
         if spec in (path.stem, str(path), path.name):
-            return read_journal(path)
-    if os.path.isfile(spec):
-        return read_journal(__import__("pathlib").Path(spec))
-    raise UsageError(f"no run {spec!r}")
+            state = read_journal(path)
+    if state is None and os.path.isfile(spec):
+        state = read_journal(Path(spec))
+    if state is None:
+        raise UsageError(f"no run {spec!r}")
+    if state.header.get("host") != host:
+        raise UsageError(f"run {state.run_id} was against {state.header.get('host')}, not {host}: "
+                         "set NEON_API_HOST to that API to resume it")
+    return state
 
 
 async def _main(ns: argparse.Namespace) -> int:
@@ -109,6 +117,8 @@ async def _main(ns: argparse.Namespace) -> int:
         raise UsageError("name what to rotate: SELECTOR... ('*' for everything)")
     if not ns.resume and not ns.selectors:
         raise UsageError("name what to plan: SELECTOR... ('*' for everything), or --resume")
+    if getattr(ns, "read_only", False) and (ns.apply or ns.resume):
+        raise UsageError("--read-only: plans only; --apply and --resume would write")
     if ns.retry_failed and not ns.resume:
         raise UsageError("--retry-failed goes with --resume")
     if (ns.apply or ns.resume) and not sys.stdin.isatty() and not ns.yes:
@@ -160,24 +170,34 @@ async def _main(ns: argparse.Namespace) -> int:
         if not ns.yes and not _confirm(plan):
             _err("not confirmed; nothing was changed")
             return EXIT_USAGE
-        if ns.deliver == "stdout":
+        deferred = ns.deliver == "stdout" and ns.json
+        if ns.deliver == "stdout" and not ns.json:
             from neon_tui.rotation.delivery import CallbackSink
 
             sinks.append(CallbackSink("stdout", out.delivered))
         from neon_tui.rotation.engine import RotationEngine
 
         journal = Journal(resume_state.path) if resume_state else Journal.create()
-        engine = RotationEngine(client, journal=journal, sinks=sinks)
+        # --json prints one document at the end: a target counts as delivered only once it is printed.
+        engine = RotationEngine(client, journal=journal, sinks=sinks, require_delivery=deferred)
         _cancel_on_sigint(engine)
         try:
             async for ev in engine.run(plan, resume=resume_state, retry_failed=ns.retry_failed,
                                        selectors=list(ns.selectors)):
                 out.event(ev)
+            out.close()
+            out.results(plan, engine)
+            if deferred:
+                sys.stdout.flush()
+                for key in engine.results:
+                    if engine.states.get(key) == ROTATED:
+                        engine.mark_delivered(key, "stdout")
+                engine.finish_journal()
         finally:
             journal.close()
             out.close()
-        out.results(plan, engine)
-        bad = [s for s in engine.states.values() if s not in (ROTATED, DELIVERED, "skipped")]
+        done = (DELIVERED,) if engine.require_delivery else (ROTATED, DELIVERED)
+        bad = [s for s in engine.states.values() if s not in (*done, "skipped")]
         return EXIT_FAILED if bad else EXIT_OK
 
 
@@ -317,7 +337,9 @@ class Output:
             doc = plan_json(plan)
             with_secrets = self.ns.deliver == "stdout"
             for item, t in zip(doc["targets"], plan.targets):
-                item["state"] = engine.states.get(t.key)
+                state = engine.states.get(t.key)
+                # Printed right here, so stdout delivery happens with this document.
+                item["state"] = DELIVERED if with_secrets and state == ROTATED else state
                 item["reason"] = engine._jt[t.key].reason if t.key in engine._jt else None
                 item["operations"] = [{"id": o.id, "action": o.action, "status": o.status}
                                       for o in self.ops.get(t.key, ())]
@@ -327,7 +349,7 @@ class Output:
                                             "pooled": c.pooled.reveal() if c.pooled else None}
                                            for c in res.connections]
             doc.update(run_id=self.run.run_id if self.run else None, journal=self.run.journal if self.run else None,
-                       summary=f.counts if f else {}, cancelled=bool(f and f.cancelled),
+                       summary=_count(item["state"] for item in doc["targets"]), cancelled=bool(f and f.cancelled),
                        elapsed_seconds=round(f.elapsed, 3) if f else None, requests=f.requests if f else None)
             print(json.dumps(doc, indent=2, ensure_ascii=False))
             return
@@ -336,6 +358,13 @@ class Output:
             print(f"done in {f.elapsed:.1f}s, {f.requests} API requests: {summary}")
             if any(s not in FINAL for s in f.counts) or f.cancelled:
                 print("some targets did not finish; `neon-tui rotate --resume` completes the run")
+
+
+def _count(states) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for state in states:
+        out[state] = out.get(state, 0) + 1
+    return out
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def check_usable() -> str:
             _call(kr.delete_password, SERVICE, probe)
         except Exception:
             pass
-    return type(kr).__name__
+    return getattr(kr, "name", type(kr).__name__)
 
 
 def store(service: str, username: str, value: Secret) -> None:

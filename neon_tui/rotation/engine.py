@@ -13,6 +13,7 @@ from typing import Protocol
 from neon_tui.neon import NeonClient
 from neon_tui.neon.errors import (
     LockedError,
+    UnexpectedResponseError,
     NeonError,
     NetworkError,
     NotFoundError,
@@ -82,6 +83,8 @@ class RotationEngine:
         lock_timeout: float = 600.0,
         patience: float = 900.0,
         reconcile_pause: float = 1.0,
+        max_resends: int = 2,
+        require_delivery: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.client = client
@@ -94,6 +97,9 @@ class RotationEngine:
         self.lock_timeout = lock_timeout
         self.patience = patience
         self.reconcile_pause = reconcile_pause
+        self.max_resends = max_resends
+        # With a sink (or a caller that delivers later, like --json), a target is done only once delivered.
+        self.require_delivery = require_delivery or bool(self.sinks)
         self._sleep = sleep
         self._cancel = asyncio.Event()
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -148,17 +154,30 @@ class RotationEngine:
                 for w in workers:
                     w.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
-        counts: dict[str, int] = {}
-        for s in self.states.values():
-            counts[s] = counts.get(s, 0) + 1
-        if self.journal:
-            unfinished = any(s in RESUMABLE for s in self.states.values())
-            if unfinished:
+        counts = self.counts()
+        if not self.finish_journal():
+            if self.journal:
                 self.journal.write("paused", counts=counts, cancelled=self.cancelled)
-            else:
-                self.journal.write("end", counts=counts)
         yield RunFinished(run_id, counts, self.cancelled, time.monotonic() - started,
                           self.client.requests_sent - requests_before)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for state in self.states.values():
+            out[state] = out.get(state, 0) + 1
+        return out
+
+    def unfinished(self) -> bool:
+        """Something left for --resume: unreconciled resets, unstarted targets, undelivered passwords."""
+        return any(s in RESUMABLE or (s == ROTATED and self.require_delivery) for s in self.states.values())
+
+    def finish_journal(self) -> bool:
+        """Write the journal's end record if nothing is left to resume; True if the run is complete."""
+        if self.unfinished():
+            return False
+        if self.journal:
+            self.journal.write("end", counts=self.counts())
+        return True
 
     def mark_delivered(self, key: TargetKey, sink: str) -> None:
         """Record that the user delivered a result by hand (the TUI's copy or keyring actions)."""
@@ -218,14 +237,17 @@ class RotationEngine:
         # One target at a time per project: a reset locks the project until its operations finish.
         for t in targets:
             jt = self._jt[t.key]
-            if jt.state in (ROTATED, DELIVERED, SKIPPED) or (jt.state == FAILED and not retry_failed):
-                if jt.state == ROTATED and self.sinks and not jt.delivered_to:
-                    await self._recover_for_delivery(t)
-                continue
-            if self._cancel.is_set() and jt.state in (PLANNED, CANCELLED):
-                self._set(t, CANCELLED, "cancelled before it started")
-                continue
             try:
+                if jt.state == ROTATED and self.require_delivery and not jt.delivered_to:
+                    await self._recover_for_delivery(t)
+                    continue
+                if jt.state in (ROTATED, DELIVERED, SKIPPED) or (jt.state == FAILED and not retry_failed):
+                    continue
+                if self._cancel.is_set() and jt.state not in (RESETTING, UNKNOWN, APPLYING):
+                    # Cancelled: start nothing new; only finish what may already be in flight.
+                    if jt.state in (PLANNED, CANCELLED):
+                        self._set(t, CANCELLED, "cancelled before it started")
+                    continue
                 await self._target(t, jt)
             except asyncio.CancelledError:
                 raise
@@ -236,26 +258,24 @@ class RotationEngine:
                 self._set(t, FAILED, f"internal error: {type(e).__name__}")
 
     async def _target(self, t: Target, jt: JournalTarget) -> None:
-        password: Secret | None = None
-        op_ids: list[str] = []
         if jt.state in (RESETTING, UNKNOWN, APPLYING):
-            applied, password = await self._reconcile(t, jt)
-            if applied is None:
+            # An earlier reset may have landed: find out before anything else is sent.
+            outcome = await self._reconcile(t, jt)
+            if outcome is None:
+                return
+            if outcome is not False:
+                password, ops = outcome
+                await self._finish(t, password, operations=ops)
                 return
         elif jt.state == FAILED:
             # An explicit retry: take a fresh baseline so reconciling compares against now.
-            role = await self.client.get_role(t.project_id, t.branch_id, t.role_name)
+            role = await self._read(self.client.get_role, t.project_id, t.branch_id, t.role_name)
             jt.role_updated_at = _iso(role.updated_at)
-        if password is None:
-            outcome = await self._reset(t, jt)
-            if outcome is None:
-                return
-            password, op_ids = outcome
-        final_ops = await self._wait_ops(t, op_ids)
-        await self._finish(t, password, operations=final_ops)
+        await self._reset_and_finish(t, jt)
 
-    async def _reset(self, t: Target, jt: JournalTarget) -> tuple[Secret, list[str]] | None:
+    async def _reset_and_finish(self, t: Target, jt: JournalTarget) -> None:
         deadline = time.monotonic() + self.lock_timeout
+        resends = 0
         while True:
             self._set(t, RESETTING, before=jt.role_updated_at, wall=now_wall())
             try:
@@ -264,50 +284,89 @@ class RotationEngine:
                 # 423 proves nothing was applied; wait for the project's operations, then try again.
                 if time.monotonic() > deadline:
                     self._set(t, FAILED, f"project stayed locked for {self.lock_timeout:.0f}s: {e.message}")
-                    return None
+                    return
                 self._set(t, PLANNED, f"project busy ({e.message}); waiting", journal=False)
                 await self._wait_project_idle(t, deadline)
                 continue
-            except (OutcomeUnknownError, ServerError) as e:
+            except (OutcomeUnknownError, ServerError, UnexpectedResponseError) as e:
                 if isinstance(e, ServerError) and e.status == 503:
-                    raise
-                # The reset may have been applied: find out, never send it again blindly.
+                    raise  # 503 proves nothing happened, and the client already retried it
+                # A lost answer, a gateway error or a garbled 2xx: the reset may have landed. Find out;
+                # never send it again blindly.
                 self._set(t, UNKNOWN, f"answer lost ({e.message}); reconciling")
-                applied, password = await self._reconcile(t, jt)
-                if applied is None:
-                    return None
-                if applied and password is not None:
-                    return password, []
-                continue  # proven not applied: a new reset is not a double reset
+                outcome = await self._reconcile(t, jt)
+                if outcome is None:
+                    return
+                if outcome is not False:
+                    password, ops = outcome
+                    await self._finish(t, password, operations=ops)
+                    return
+                resends += 1
+                if resends > self.max_resends:
+                    self._set(t, FAILED, "resets keep getting lost and none landed; check the API, then retry")
+                    return
+                continue  # proven not applied: sending it again is not a double reset
             self._set(t, APPLYING, operations=res.operations, role_updated_at=_iso(res.role.updated_at))
-            return res.role.password, [o.id for o in res.operations]
+            try:
+                final = await self._wait_ops(t, [o.id for o in res.operations])
+            except _OpError:
+                raise
+            except NeonError as e:
+                # Applied, but its operations cannot be confirmed: keep it resumable rather than failed.
+                self._set(t, UNKNOWN, f"reset applied; its operations could not be confirmed ({e}); "
+                                      "--resume reconciles it")
+                return
+            assert res.role.password is not None
+            await self._finish(t, res.role.password, operations=final)
+            return
 
-    async def _reconcile(self, t: Target, jt: JournalTarget) -> tuple[bool | None, Secret | None]:
-        """Did an earlier reset land? Returns (applied, recovered password); applied is None when the
-        target ended here (failed). Proof of a reset is the role's updated_at moving past the baseline
-        the journal recorded before the reset was sent."""
+    async def _reconcile(self, t: Target, jt: JournalTarget):
+        """Did an earlier reset land? Returns (password, operations) if it did and the new password is
+        live and recoverable, False if it did not land, None if the target ended here (failed or unknown).
+
+        Proof of a reset is the role's updated_at moving past the baseline journaled before it was sent;
+        the reset's own operations must then finish, and none of them may have failed.
+        """
+        role = None
         if jt.state != APPLYING:
             try:
-                role = await self._read(self.client.get_role, t.project_id, t.branch_id, t.role_name)
-                if _iso(role.updated_at) == jt.role_updated_at:
-                    # The request may still be on its way through Neon: look once more before deciding.
-                    await self._sleep(self.reconcile_pause)
+                for pause in (0.0, self.reconcile_pause, 2 * self.reconcile_pause):
+                    # A request can still be inside Neon when its answer is lost: look more than once.
+                    if pause:
+                        await self._sleep(pause)
                     role = await self._read(self.client.get_role, t.project_id, t.branch_id, t.role_name)
+                    if _iso(role.updated_at) != jt.role_updated_at:
+                        break
+                else:
+                    return False
             except NotFoundError:
                 self._set(t, FAILED, "the role no longer exists on this branch")
-                return None, None
-            if _iso(role.updated_at) == jt.role_updated_at:
-                return False, None
-        # Applied; the password died with the answer (or the process). Let the operations finish,
-        # then read it back where Neon stores passwords.
-        ops, _ = await self._read(self.client.list_operations, t.project_id, limit=50)
-        pending = [o.id for o in ops if o.branch_id == t.branch_id and not o.done]
-        await self._wait_ops(t, list(dict.fromkeys(jt.operations + pending)))
+                return None
+            except NeonError as e:
+                self._set(t, UNKNOWN, f"could not check whether the reset landed ({e}); --resume tries again")
+                return None
+        if jt.operations:
+            op_ids = list(jt.operations)
+        else:
+            # Our reset's operations are the branch's ones created in or after the second the role changed.
+            ops, _ = await self._read(self.client.list_operations, t.project_id, limit=50)
+            since = role.updated_at.timestamp() - 1 if role is not None and role.updated_at else None
+            op_ids = [o.id for o in ops if o.branch_id == t.branch_id and o.created_at is not None
+                      and (since is None or o.created_at.timestamp() >= since)]
+        try:
+            final = await self._wait_ops(t, op_ids)
+        except _OpError as e:
+            self._set(t, FAILED, f"{e.message}; the new password never took effect and the old one may still "
+                                 "work: reset again")
+            return None
+        except NeonError as e:
+            self._set(t, UNKNOWN, f"reset landed; its operations could not be confirmed ({e}); --resume tries again")
+            return None
         password = await self._recover(t)
         if password is None:
             self._set(t, FAILED, LOST_PASSWORD)
-            return None, None
-        return True, password
+            return None
+        return password, final
 
     async def _read(self, fn, *args, **kw):
         """A GET that must not give up quickly: once a reset is applied, the new password is in our
@@ -421,8 +480,14 @@ class RotationEngine:
             try:
                 await sink.deliver(result)
             except Exception as e:
-                self._set(t, ROTATED, f"delivery to {sink.name} failed: {e}", result=result, journal=False)
-                continue
+                why = f"delivery to {sink.name} failed ({type(e).__name__}: {e})"
+                if t.store_passwords:
+                    # Still rotated and undelivered: --resume reads the password back and delivers it.
+                    self._set(t, ROTATED, why + "; --resume delivers it again", result=result)
+                else:
+                    self._set(t, FAILED, why + "; the project does not store passwords, so reset it again "
+                                               "(--retry-failed)", result=result)
+                return
             if self.journal:
                 self.journal.write("delivered", target=list(t.key), sink=sink.name)
             self._jt[t.key].delivered_to.append(sink.name)

@@ -44,12 +44,30 @@ def _check(value: Any) -> Any:
     return value
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """A crash mid-write leaves a last line without its newline; cut it before appending after it.
+
+    Nothing is lost: a record is acted on only after its write (and fsync) returned, so a torn one
+    describes something that never happened.
+    """
+    try:
+        with open(path, "rb+") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except FileNotFoundError:
+        pass
+
+
 class Journal:
     """One run's journal. Each record is one JSON line, flushed and fsync'd before the call returns."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _drop_torn_tail(path)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._fh = os.fdopen(fd, "a", encoding="utf-8")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neon_tui.neon.errors import NeonError
+from neon_tui.neon.errors import NotFoundError
 from neon_tui.rotation.inventory import Inventory, ProjectInfo
 from neon_tui.rotation.journal import JournalState
 from neon_tui.rotation.plan import Plan, build_plan
@@ -16,8 +16,9 @@ async def plan_for_resume(inventory: Inventory, state: JournalState) -> tuple[Pl
         else:
             try:
                 project = await inventory.client.get_project(pid)
-            except NeonError:
-                continue
+            except NotFoundError:
+                continue  # deleted since: its targets are reported as gone
+            # Any other error propagates: a passing 503 must not pass for a deleted project.
             info = inventory.projects.setdefault(pid, ProjectInfo(project))
         await inventory.load_branches(info)
     present = [k for k in state.targets

@@ -70,6 +70,7 @@ class RunScreen(NeonScreen):
         yield Static("", id="run-head", markup=False)
         yield ProgressBar(total=len(self.plan.targets), show_eta=False, id="run-progress")
         yield DataTable(id="run-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="run-selected", markup=False)
         yield Static("", id="run-status", markup=False)
         yield Footer()
 
@@ -145,6 +146,24 @@ class RunScreen(NeonScreen):
         if res is not None and not res.connections:
             shown = "no compute: no connection string"
         table.update_cell(row, "conn", Text(shown, no_wrap=True, overflow="ellipsis"), update_width=True)
+        if key == self.selected_key():
+            self.show_selected()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self.show_selected()
+
+    def show_selected(self) -> None:
+        """The whole string of the row under the cursor (masked unless revealed): the table cuts it."""
+        key = self.selected_key()
+        text = ""
+        if key is not None:
+            conn = self.connection(key)
+            detail = self.details.get(key, "")
+            if conn is not None:
+                text = conn.reveal() if key in self.revealed else masked(conn)
+            elif detail:
+                text = f"{self.rows[key].label}: {detail}"
+        self.query_one("#run-selected", Static).update(text)
 
     def tick(self) -> None:
         done = sum(1 for s in self.states.values() if s in DONE_STATES)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-ALL_FAULT_KINDS = ("500", "503", "429", "reset", "drop_reset", "423", "op_failed")
+# "502_applied": a gateway error after the reset WAS applied; "drop_reset_late": the connection drops and the
+# reset lands a moment later (still in flight when a client first looks). Only when listed explicitly.
+ALL_FAULT_KINDS = ("500", "503", "429", "reset", "drop_reset", "423", "op_failed", "502_applied", "drop_reset_late")
 DEFAULT_FAULT_KINDS = ("500", "503", "429", "reset", "drop_reset", "423")
 
 

@@ -190,7 +190,7 @@ class Simulator:
             return None
         allowed = []
         for kind in self.fault_kinds:
-            if kind in ("drop_reset", "op_failed") and route_name != RESET_ROUTE:
+            if kind in ("drop_reset", "op_failed", "502_applied", "drop_reset_late") and route_name != RESET_ROUTE:
                 continue
             if kind == "423" and not mutation:
                 continue
@@ -278,6 +278,9 @@ class Simulator:
             self.account.settle(now)
             ctx = Ctx(request.method, params, request.query_params, body, key, now,
                       request.client.host if request.client else "", fail_ops=fault == "op_failed")
+            if fault == "drop_reset_late":
+                self._apply_later(route, ctx)
+                return DroppedResponse("drop_reset", request_id)
             try:
                 reply: Reply = route.handler(ctx)
             except SimError as exc:
@@ -286,4 +289,23 @@ class Simulator:
                 return self._error(exc.status, exc.message, request_id)
             if fault == "drop_reset":
                 return DroppedResponse("drop_reset", request_id)
+            if fault == "502_applied":
+                return self._error(502, "bad gateway", request_id)
             return self._json(reply.status, reply.body, request_id, reply.headers)
+
+    LATE_APPLY_SECONDS = 0.4
+
+    def _apply_later(self, route, ctx) -> None:
+        """The request is still inside Neon when the client gives up on it: apply it a moment later."""
+
+        def apply() -> None:
+            with self.lock:
+                now = self.clock()
+                self.account.settle(now)
+                ctx.now = now
+                try:
+                    route.handler(ctx)
+                except SimError:
+                    pass
+
+        asyncio.get_running_loop().call_later(self.LATE_APPLY_SECONDS, apply)

@@ -152,3 +152,17 @@ def test_sigkill_then_resume_completes_without_double_reset(served, point):
     for key in resumed_keys:
         assert sim.inspect.password(*key) in printed, f"{key}: new password not delivered on resume"
     assert "Resuming" in out.stdout
+
+
+def test_read_only_refuses_to_apply(served):
+    out = served.run("--read-only", "rotate", "acme-prod/staging/app", "--apply", "--yes", "--deliver", "stdout")
+    assert out.returncode == 2 and "--read-only" in out.stderr
+    assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
+
+
+def test_json_stdout_delivery_is_journaled_after_printing(served):
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "stdout")
+    assert out.returncode == 0, out.stderr
+    (journal,) = served.journals()
+    state = read_journal(journal)
+    assert state.ended and {t.state for t in state.targets.values()} == {"delivered"}

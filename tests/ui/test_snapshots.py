@@ -1,0 +1,86 @@
+"""Snapshot tests of each screen at 80x24 (the smallest terminal the app supports). Nothing secret is on them."""
+
+from __future__ import annotations
+
+import pytest
+from ui_helpers import make_app, make_sim, settle, wait_run
+
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def app(tmp_path):
+    return make_app(make_sim(), tmp_path)
+
+
+async def _loaded(pilot):
+    await settle(pilot.app, pilot)
+
+
+async def _marked(pilot):
+    app = pilot.app
+    await settle(app, pilot)
+    await pilot.press("slash", *"staging", "enter")
+    await settle(app, pilot)
+    tree = app.screen.tree
+    ref = next(r for r in tree._node_map if r.kind == "role" and r.role_name == "app")
+    tree.move_cursor(tree.node_for(ref))
+    await pilot.pause()
+    await pilot.press("space")
+    await settle(app, pilot)
+
+
+async def _review(pilot):
+    await _marked(pilot)
+    await pilot.press("r")
+    await settle(pilot.app, pilot)
+
+
+async def _finished_run(pilot):
+    await _review(pilot)
+    await pilot.press("y")
+    await wait_run(pilot.app, pilot)
+    for n in list(pilot.app._notifications):
+        pilot.app._unnotify(n)
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare, app):
+    assert snap_compare(app, terminal_size=SIZE, run_before=_loaded)
+
+
+def test_main_screen_filtered_and_marked(snap_compare, app):
+    assert snap_compare(app, terminal_size=SIZE, run_before=_marked)
+
+
+def test_review_screen(snap_compare, app):
+    assert snap_compare(app, terminal_size=SIZE, run_before=_review)
+
+
+def test_run_screen_finished_masked(snap_compare, app):
+    assert snap_compare(app, terminal_size=SIZE, run_before=_finished_run)
+
+
+def test_help(snap_compare, app):
+    async def run_before(pilot):
+        await _loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_api_key_prompt(snap_compare, tmp_path):
+    from ui_helpers import IN_PROCESS, NOW
+
+    from neon_tui.app import NeonApp
+    from neon_tui.neon import NeonClient
+
+    sim = make_sim()
+    app = NeonApp(client_factory=lambda key: NeonClient(key, host=IN_PROCESS, transport=sim.transport()),
+                  env={"NEON_API_KEY": "napi_wrong"}, now=lambda: NOW, offer_resume=False)
+
+    async def run_before(pilot):
+        await settle(pilot.app, pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
