@@ -35,6 +35,7 @@ class MainScreen(NeonScreen):
         self.loading_done = 0
         self._last_rebuild = 0.0
         self._rebuild_pending = False
+        self._filter_timer = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -110,6 +111,23 @@ class MainScreen(NeonScreen):
             self.set_timer(0.3, lambda: self.schedule_rebuild(force=True))
         self.update_status()
 
+    def _missing(self, ref: NodeRef) -> bool:
+        """Does marking this node need data that is not loaded yet?"""
+        inv = self.inventory
+        pids = (self.tree.org_projects.get(ref.org_id, []) if ref.kind == "org"
+                else [ref.project_id] if ref.project_id else [])
+        for pid in pids:
+            p = inv.projects.get(pid)
+            if p is None:
+                continue
+            if p.branches is None:
+                return True
+            branches = [p.branches[ref.branch_id]] if ref.kind == "branch" and ref.branch_id in p.branches \
+                else p.branches.values()
+            if any(b.roles is None for b in branches):
+                return True
+        return False
+
     async def ensure_loaded(self, ref: NodeRef) -> None:
         inv = self.inventory
         if ref.kind == "org":
@@ -146,7 +164,7 @@ class MainScreen(NeonScreen):
 
     @work(group="mark", exit_on_error=False, description="Marking")
     async def mark(self, ref: NodeRef) -> None:
-        if ref.kind not in ("role",):
+        if ref.kind != "role" and self._missing(ref):
             await self.ensure_loaded(ref)
             self.schedule_rebuild(force=True)
         if not self.tree.toggle(ref):
@@ -174,14 +192,28 @@ class MainScreen(NeonScreen):
         box.display = True
         box.focus()
 
+    FILTER_DEBOUNCE = 0.12
+
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.tree.filter_text = event.value.strip()
-        self.tree.rebuild()
-        self.update_status()
+        # The keystroke shows at once; the tree (thousands of nodes) follows when typing pauses.
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(self.FILTER_DEBOUNCE, self._apply_filter)
+
+    def _apply_filter(self) -> None:
+        self._filter_timer = None
+        value = self.query_one("#filter", Input).value.strip()
+        if value != self.tree.filter_text:
+            self.tree.filter_text = value
+            self.tree.rebuild()
+            self.update_status()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._apply_filter()
         self.tree.focus()
 
     def action_clear_filter(self) -> None:

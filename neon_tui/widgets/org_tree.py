@@ -49,9 +49,26 @@ class OrgTree(Tree[NodeRef]):
 
     BINDINGS = [
         Binding("space", "toggle_mark", "Mark", id="mark"),
+        Binding("enter", "toggle_node", "Open/close", show=False, id="toggle-node"),
+        Binding("l,right", "open_node", "Open", show=False, id="open-node"),
+        Binding("h,left", "close_node", "Close / to parent", show=False, id="close-node"),
         Binding("j", "cursor_down", "Down", show=False, id="down"),
         Binding("k", "cursor_up", "Up", show=False, id="up"),
     ]
+
+    def action_open_node(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.allow_expand and not node.is_expanded:
+            node.expand()
+
+    def action_close_node(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and node.parent is not self.root:
+            self.move_cursor(node.parent)
 
     def __init__(self, inventory: Inventory, *, now: Callable[[], datetime] | None = None, **kw) -> None:
         super().__init__("Neon", data=NodeRef("root"), **kw)
@@ -65,6 +82,8 @@ class OrgTree(Tree[NodeRef]):
         self.orgs: list[Organization | None] = []
         self.org_projects: dict[str | None, list[str]] = {}
         self._node_map: dict[NodeRef, TreeNode[NodeRef]] = {}
+        self._expanded: set[NodeRef] = set()
+        self._narrow: dict[NodeRef, bool] = {}
 
     # ------------------------------------------------------------- labels
 
@@ -141,10 +160,13 @@ class OrgTree(Tree[NodeRef]):
             t.append(" inherited-pw", style="bold")
         return t
 
-    def refresh_labels(self, refs: list[NodeRef] | None = None) -> None:
-        for ref, node in list(self._node_map.items()):
-            if refs is None or ref in refs:
-                node.set_label(self.label_for(ref))
+    def refresh_labels(self, refs: set[NodeRef] | None = None) -> None:
+        if refs is None:
+            targets = list(self._node_map.items())
+        else:
+            targets = [(r, self._node_map[r]) for r in refs if r in self._node_map]
+        for ref, node in targets:
+            node.set_label(self.label_for(ref))
 
     # ------------------------------------------------------------- building
 
@@ -160,8 +182,12 @@ class OrgTree(Tree[NodeRef]):
         return node
 
     def rebuild(self) -> None:
-        """Rebuild from the inventory, keeping the cursor and what was expanded."""
-        expanded = {ref for ref, n in self._node_map.items() if n.is_expanded}
+        """Rebuild from the inventory, keeping the cursor and what was expanded.
+
+        Only expanded nodes get children: a collapsed project or branch is filled in when it is opened,
+        so the tree's size (and every rebuild's cost) follows what is on screen, not the account's size.
+        """
+        self._expanded = {ref for ref, n in self._node_map.items() if n.is_expanded}
         cursor = self.cursor_node.data if self.cursor_node else None
         self.clear()
         self._node_map.clear()
@@ -176,7 +202,7 @@ class OrgTree(Tree[NodeRef]):
                 continue
             onode = self._add(self.root, oref, expand=True)
             for pid in shown:
-                self._add_project(onode, self.inventory.projects[pid], expanded, filtering and not org_hit)
+                self._add_project(onode, self.inventory.projects[pid], filtering and not org_hit)
         if cursor is not None and cursor in self._node_map:
             # Lines are laid out on the next refresh; a node has no line number before that.
             target = self._node_map[cursor]
@@ -190,30 +216,55 @@ class OrgTree(Tree[NodeRef]):
     def _branch_hit(self, b: BranchInfo) -> bool:
         return self._matches(b.branch.name, b.branch.id) or any(self._matches(r.name) for r in b.roles or [])
 
-    def _add_project(self, parent, p: ProjectInfo, expanded: set[NodeRef], narrow: bool) -> None:
+    def _add_project(self, parent, p: ProjectInfo, narrow: bool) -> None:
         ref = NodeRef("project", org_id=p.project.org_id, project_id=p.project.id)
         narrow = narrow and not self._matches(p.project.name, p.project.id)
-        node = self._add(parent, ref, expand=ref in expanded or (narrow and bool(self.filter_text)))
-        if p.branches is None:
-            return
-        self._add_branches(node, p, None, expanded, narrow)
+        open_ = ref in self._expanded or narrow
+        node = self._add(parent, ref, expand=open_)
+        self._narrow[ref] = narrow
+        if open_:
+            self._fill(node)
 
-    def _add_branches(self, parent, p: ProjectInfo, parent_id: str | None, expanded, narrow: bool) -> None:
+    def _fill(self, node: TreeNode[NodeRef]) -> None:
+        """Add a project's or branch's children (once)."""
+        ref = node.data
+        if ref is None or node.children:
+            return
+        p = self.inventory.projects.get(ref.project_id or "")
+        if p is None or p.branches is None:
+            return
+        narrow = self._narrow.get(ref, False)
+        if ref.kind == "project":
+            self._add_branches(node, p, None, narrow)
+            return
+        b = p.branches.get(ref.branch_id or "")
+        if b is None:
+            return
+        self_hit = self._matches(b.branch.name, b.branch.id)
+        for r in sorted(b.roles or [], key=lambda r: r.name):
+            if narrow and not self_hit and not self._matches(r.name):
+                continue
+            self._add(node, NodeRef("role", project_id=p.project.id, branch_id=b.branch.id, role_name=r.name),
+                      leaf=True)
+        self._add_branches(node, p, b.branch.id, narrow and not self_hit)
+
+    def _add_branches(self, parent, p: ProjectInfo, parent_id: str | None, narrow: bool) -> None:
         for b in p.children(parent_id):
             if narrow and not self._subtree_hit(p, b):
                 continue
             ref = NodeRef("branch", project_id=p.project.id, branch_id=b.branch.id)
-            self_hit = self._matches(b.branch.name, b.branch.id)
-            node = self._add(parent, ref, expand=ref in expanded or (narrow and bool(self.filter_text)))
-            for r in sorted(b.roles or [], key=lambda r: r.name):
-                if narrow and not self_hit and not self._matches(r.name):
-                    continue
-                self._add(node, NodeRef("role", project_id=p.project.id, branch_id=b.branch.id, role_name=r.name),
-                          leaf=True)
-            self._add_branches(node, p, b.branch.id, expanded, narrow and not self_hit)
+            open_ = ref in self._expanded or narrow
+            node = self._add(parent, ref, expand=open_)
+            self._narrow[ref] = narrow
+            if open_:
+                self._fill(node)
 
     def _subtree_hit(self, p: ProjectInfo, b: BranchInfo) -> bool:
         return self._branch_hit(b) or any(self._subtree_hit(p, c) for c in p.children(b.branch.id))
+
+    def _on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+        # Children of a collapsed node are added when it opens (the screen loads missing data).
+        self._fill(event.node)
 
     def node_for(self, ref: NodeRef) -> TreeNode[NodeRef] | None:
         return self._node_map.get(ref)
@@ -250,5 +301,15 @@ class OrgTree(Tree[NodeRef]):
             self.marks.difference_update(keys)
         else:
             self.marks.update(keys)
-        self.refresh_labels()
+        self.refresh_labels(self._affected(keys))
         return len(self.marks) - before
+
+    def _affected(self, keys: list[TargetKey]) -> set[NodeRef]:
+        """The nodes whose mark box can change when these roles change: them and their ancestors."""
+        refs: set[NodeRef] = set()
+        projects = {k[0] for k in keys}
+        for ref in self._node_map:
+            if ref.kind == "org" or (ref.kind in ("project", "branch") and ref.project_id in projects):
+                refs.add(ref)
+        refs.update(NodeRef("role", project_id=k[0], branch_id=k[1], role_name=k[2]) for k in keys)
+        return refs

@@ -70,12 +70,18 @@ def test_help(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_api_key_prompt(snap_compare, tmp_path):
+def test_api_key_prompt(snap_compare, tmp_path, monkeypatch):
     from ui_helpers import IN_PROCESS, NOW
 
     from neon_tui.app import NeonApp
     from neon_tui.neon import NeonClient
 
+    import itertools
+    import uuid
+
+    counter = itertools.count()
+    monkeypatch.setattr("neon_tui.neon.client.uuid.uuid4",
+                        lambda: uuid.UUID(int=next(counter)))  # request ids show in the message
     sim = make_sim()
     app = NeonApp(client_factory=lambda key: NeonClient(key, host=IN_PROCESS, transport=sim.transport()),
                   env={"NEON_API_KEY": "napi_wrong"}, now=lambda: NOW, offer_resume=False)
