@@ -26,9 +26,10 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rotate_bench
+	$(BIN)/python -m benchmarks.tui_bench
 
 screenshots: $(STAMP)
-	$(BIN)/python -m benchmarks.screenshots
+	$(BIN)/python scripts/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache

@@ -32,7 +32,9 @@ from neon_tui.rotation.plan import Plan, plan_from_selectors
 DESCRIPTION = """\
 SELECTOR is PROJECT[/BRANCH[/ROLE]]: shell-style globs matched against names or ids.
 '*' is everything the key can see in the organization chosen with --org (else the only or first one).
-Everything after the second '/' is the role, so role names containing '/' work.
+Branch and role names may contain '/': with three or more parts every BRANCH/ROLE split is tried
+(the role is at least the last part). PROJECT/dev/alice is role alice on branch dev;
+PROJECT/dev/alice/* is every role on branch dev/alice.
 
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
 input is not a terminal, --yes is required. Exit status: 0 all rotated, 1 some target failed or is

@@ -1,0 +1,108 @@
+"""Regenerate screenshots/*.png of the main screens (`make screenshots`): the real app on the demo account.
+
+Needs rsvg-convert (Debian: librsvg2-bin) and a monospace font with box-drawing glyphs (fonts-symbola helps).
+Connection strings stay masked: no password is ever in a screenshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from neon_tui.app import NeonApp
+from neon_tui.clipboard import Clipboard
+from neon_tui.neon import NeonClient
+from neon_tui.rotation.journal import Journal
+from neon_tui.simulator import SimConfig, Simulator
+
+OUT = Path(__file__).resolve().parent.parent / "screenshots"
+SIZE = (110, 32)
+NOW = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2026, 6, 15, 9, 0, tzinfo=dt.timezone.utc)
+
+
+async def settle(app, pilot) -> None:
+    for _ in range(3):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+
+
+async def shoot(tmp: Path) -> list[Path]:
+    sim = Simulator(SimConfig(op_seconds=1.5, epoch=EPOCH))
+    client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport())
+    app = NeonApp(client=client, demo=True, now=lambda: NOW, offer_resume=False,
+                  journal_factory=lambda: Journal(tmp / "run-20261127T030000Z-demo.jsonl"))
+    app.clip = Clipboard("osc52", osc52=app.copy_to_clipboard, env={})
+    svgs: list[Path] = []
+
+    def save(name: str) -> None:
+        for n in list(app._notifications):
+            app._unnotify(n)
+        path = tmp / f"{name}.svg"
+        app.save_screenshot(filename=path.name, path=str(tmp))
+        svgs.append(path)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        tree = app.screen.tree
+        from neon_tui.widgets.org_tree import NodeRef
+
+        prod = sim.inspect.project_by_name("acme-prod")
+        node = tree.node_for(NodeRef("project", org_id=prod.org_id, project_id=prod.id))
+        tree.move_cursor(node)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await pilot.press("j", "enter", "j", "j")
+        await settle(app, pilot)
+        save("01-tree")
+        await pilot.press("slash", *"staging", "enter")
+        await settle(app, pilot)
+        ref = next(r for r in tree._node_map if r.kind == "branch" and r.project_id == prod.id
+                   and sim.inspect.branch_by_name(prod.id, "staging").id == r.branch_id)
+        tree.move_cursor(tree.node_for(ref))
+        await pilot.pause()
+        await pilot.press("space")
+        await settle(app, pilot)
+        await pilot.press("j")
+        await pilot.pause()
+        save("02-filter-and-mark")
+        await pilot.press("r")
+        await settle(app, pilot)
+        save("03-review")
+        await pilot.press("y")
+        await asyncio.sleep(0.8)
+        await pilot.pause()
+        save("04-run-live")
+        while app.screen.running or not app.screen.states:
+            await asyncio.sleep(0.1)
+        await settle(app, pilot)
+        save("05-results-masked")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        save("06-help")
+        await pilot.press("escape", "at")
+        await settle(app, pilot)
+        save("07-api-log")
+    return svgs
+
+
+def main() -> int:
+    if not shutil.which("rsvg-convert"):
+        print("rsvg-convert not found: apt-get install librsvg2-bin fonts-symbola", file=sys.stderr)
+        return 2
+    OUT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for svg in asyncio.run(shoot(Path(tmp))):
+            png = OUT / (svg.stem + ".png")
+            subprocess.run(["rsvg-convert", "-w", "1600", "-b", "#1e1e1e", str(svg), "-o", str(png)], check=True)
+            print(png.relative_to(OUT.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
