@@ -64,8 +64,8 @@ def test_wheel_ships_stylesheet(tmp_path):
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "constraints.txt"), str(wheel)],
                    check=True, capture_output=True)
     code = (
-        "import neon_tui, neon_tui.paths as p\n"
-        "path = p.stylesheet_path()\n"
+        "import pathlib, neon_tui.app\n"
+        "path = pathlib.Path(neon_tui.app.NeonApp.CSS_PATH)\n"
         "assert path.is_file(), path\n"
         "assert 'site-packages' in str(path), path\n"
         "print(path)\n"
