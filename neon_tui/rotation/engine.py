@@ -260,12 +260,7 @@ class RotationEngine:
     async def _target(self, t: Target, jt: JournalTarget) -> None:
         if jt.state in (RESETTING, UNKNOWN, APPLYING):
             # An earlier reset may have landed: find out before anything else is sent.
-            outcome = await self._reconcile(t, jt)
-            if outcome is None:
-                return
-            if outcome is not False:
-                password, ops = outcome
-                await self._finish(t, password, operations=ops)
+            if await self._resolve(t, jt):
                 return
         elif jt.state == FAILED:
             # An explicit retry: take a fresh baseline so reconciling compares against now.
@@ -294,12 +289,7 @@ class RotationEngine:
                 # A lost answer, a gateway error or a garbled 2xx: the reset may have landed. Find out;
                 # never send it again blindly.
                 self._set(t, UNKNOWN, f"answer lost ({e.message}); reconciling")
-                outcome = await self._reconcile(t, jt)
-                if outcome is None:
-                    return
-                if outcome is not False:
-                    password, ops = outcome
-                    await self._finish(t, password, operations=ops)
+                if await self._resolve(t, jt):
                     return
                 resends += 1
                 if resends > self.max_resends:
@@ -319,6 +309,17 @@ class RotationEngine:
             assert res.role.password is not None
             await self._finish(t, res.role.password, operations=final)
             return
+
+    async def _resolve(self, t: Target, jt: JournalTarget) -> bool:
+        """Reconcile an earlier reset and finish the target if it landed; False if it provably did not."""
+        outcome = await self._reconcile(t, jt)
+        if outcome is None:
+            return True  # ended here: failed or unknown, with the reason set
+        if outcome is False:
+            return False
+        password, ops = outcome
+        await self._finish(t, password, operations=ops)
+        return True
 
     async def _reconcile(self, t: Target, jt: JournalTarget):
         """Did an earlier reset land? Returns (password, operations) if it did and the new password is

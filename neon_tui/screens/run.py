@@ -76,12 +76,15 @@ class RunScreen(NeonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        # Fixed widths: live details come and go, and a column that grew for one would push the
+        # connection strings off an 80-column screen.
+        label_width = min(40, max((len(t.label) for t in self.plan.targets), default=10))
         table.add_column("state", key="state", width=9)
-        table.add_column("target", key="target")
-        table.add_column("detail", key="detail")
-        table.add_column("connection string", key="conn")
+        table.add_column("target", key="target", width=label_width)
+        table.add_column("detail", key="detail", width=24)
+        table.add_column("connection string", key="conn", width=120)
         for t in self.plan.targets:
-            table.add_row("planned", t.label, "", "", key="/".join(t.key))
+            table.add_row("planned", Text(t.label, overflow="ellipsis", no_wrap=True), "", "", key="/".join(t.key))
         table.focus()
         self.started = self.app.monotonic()
         self.set_interval(1.0, self.tick)
@@ -138,14 +141,13 @@ class RunScreen(NeonScreen):
         state = self.states.get(key, "planned")
         row = "/".join(key)
         table.update_cell(row, "state", Text(state, style=STATE_STYLE.get(state, "")))
-        table.update_cell(row, "detail", Text(self.details.get(key, "")[:60], overflow="ellipsis", no_wrap=True),
-                          update_width=True)
+        table.update_cell(row, "detail", Text(self.details.get(key, ""), overflow="ellipsis", no_wrap=True))
         conn = self.connection(key)
         shown = "" if conn is None else (conn.reveal() if key in self.revealed else masked(conn))
         res = self.result(key)
         if res is not None and not res.connections:
             shown = "no compute: no connection string"
-        table.update_cell(row, "conn", Text(shown, no_wrap=True, overflow="ellipsis"), update_width=True)
+        table.update_cell(row, "conn", Text(shown, no_wrap=True, overflow="ellipsis"))
         if key == self.selected_key():
             self.show_selected()
 

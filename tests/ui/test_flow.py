@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ui_helpers import make_app, make_sim, screen_text, settle, wait_run
+from ui_helpers import make_app, make_sim, mark_role, screen_text, settle, wait_run
 
 from neon_tui.config import Settings
 from neon_tui.secrets import connection_entry
@@ -17,14 +17,7 @@ def _staging(sim):
 
 async def mark_staging_app(app, pilot):
     """Filter to the staging branch's app role and mark it."""
-    await pilot.press("slash", *"staging", "enter")
-    await settle(app, pilot)
-    tree = app.screen.tree
-    sim_ref = next(ref for ref in tree._node_map if ref.kind == "role" and ref.role_name == "app")
-    tree.move_cursor(tree.node_for(sim_ref))
-    await pilot.pause()
-    await pilot.press("space")
-    await settle(app, pilot)
+    await mark_role(app, pilot, "staging", "app")
 
 
 async def test_load_filter_mark_review_run_copy(tmp_path):
@@ -132,13 +125,8 @@ async def test_protected_branch_needs_typed_confirmation(tmp_path):
     main = sim.inspect.default_branch_id(pid)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
-        await pilot.press("slash", *"svc_billing", "enter")
-        await settle(app, pilot)
-        tree = app.screen.tree
-        ref = next(r for r in tree._node_map if r.kind == "role" and r.branch_id == main)
-        tree.move_cursor(tree.node_for(ref))
-        await pilot.pause()
-        await pilot.press("space", "r")
+        await mark_role(app, pilot, "svc_billing", "svc_billing", branch_id=main)
+        await pilot.press("r")
         await settle(app, pilot)
         await pilot.press("y")
         await pilot.pause()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ui_helpers import make_app, make_sim, settle, wait_run
+from ui_helpers import make_app, make_sim, mark_role, settle, wait_run
 
 SIZE = (80, 24)
 
@@ -18,16 +18,7 @@ async def _loaded(pilot):
 
 
 async def _marked(pilot):
-    app = pilot.app
-    await settle(app, pilot)
-    await pilot.press("slash", *"staging", "enter")
-    await settle(app, pilot)
-    tree = app.screen.tree
-    ref = next(r for r in tree._node_map if r.kind == "role" and r.role_name == "app")
-    tree.move_cursor(tree.node_for(ref))
-    await pilot.pause()
-    await pilot.press("space")
-    await settle(app, pilot)
+    await mark_role(pilot.app, pilot, "staging", "app")
 
 
 async def _review(pilot):

@@ -78,3 +78,17 @@ def screen_text(app) -> str:
     import html
 
     return html.unescape(app.export_screenshot()).replace("\xa0", " ")
+
+
+async def mark_role(app, pilot, filter_text: str, role_name: str, branch_id: str | None = None) -> None:
+    """Filter the tree, put the cursor on a role (on a given branch, if named) and mark it with space."""
+    await settle(app, pilot)
+    await pilot.press("slash", *filter_text, "enter")
+    await settle(app, pilot)
+    tree = app.screen.tree
+    ref = next(r for r in tree._node_map if r.kind == "role" and r.role_name == role_name
+               and (branch_id is None or r.branch_id == branch_id))
+    tree.move_cursor(tree.node_for(ref))
+    await pilot.pause()
+    await pilot.press("space")
+    await settle(app, pilot)
