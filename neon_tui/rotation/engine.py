@@ -481,7 +481,10 @@ class RotationEngine:
             try:
                 await sink.deliver(result)
             except Exception as e:
-                why = f"delivery to {sink.name} failed ({type(e).__name__}: {e})"
+                # Our own errors say why in words made to be shown; anything else only by its type,
+                # since a foreign exception's text could quote what it was handed.
+                detail = f"{type(e).__name__}: {e}" if hasattr(e, "title") else type(e).__name__
+                why = f"delivery to {sink.name} failed ({detail})"
                 if t.store_passwords:
                     # Still rotated and undelivered: --resume reads the password back and delivers it.
                     self._set(t, ROTATED, why + "; --resume delivers it again", result=result)

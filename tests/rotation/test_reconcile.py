@@ -97,11 +97,13 @@ async def test_rotated_but_undelivered_is_delivered_on_resume(tmp_path):
         got = []
 
         def explode(result):
-            raise RuntimeError("sink down")
+            raise RuntimeError("sink down, it was handed " + result.password.reveal())
 
         engine = fast_engine(client, journal=journal, sinks=[CallbackSink("stdout", explode)])
         await run_all(engine, plan)
-        assert engine.states[t.key] == "rotated" and "sink down" in engine._jt[t.key].reason
+        reason = engine._jt[t.key].reason
+        assert engine.states[t.key] == "rotated" and "delivery to stdout failed (RuntimeError)" in reason
+        assert engine.results[t.key].password.reveal() not in reason  # a foreign error's text is not repeated
         journal.close()
         state = read_journal(journal.path)
         assert not state.ended  # undelivered: resumable

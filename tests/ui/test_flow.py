@@ -20,6 +20,15 @@ async def mark_staging_app(app, pilot):
     await mark_role(app, pilot, "staging", "app")
 
 
+async def rotate_staging_app(app, pilot):
+    """Mark staging's app role, review, start, and wait for the run to end."""
+    await mark_staging_app(app, pilot)
+    await pilot.press("r")
+    await settle(app, pilot)
+    await pilot.press("y")
+    await wait_run(app, pilot)
+
+
 async def test_load_filter_mark_review_run_copy(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -76,11 +85,7 @@ async def test_keyring_store_with_memory_backend(tmp_path, memory_keyring):
     pid, bid = _staging(sim)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
-        await mark_staging_app(app, pilot)
-        await pilot.press("r")
-        await settle(app, pilot)
-        await pilot.press("y")
-        await wait_run(app, pilot)
+        await rotate_staging_app(app, pilot)
         await pilot.press("k")
         await settle(app, pilot)
         assert app.screen.states[(pid, bid, "app")] == "delivered"
@@ -104,11 +109,7 @@ async def test_keyring_unavailable_is_shown_plainly(tmp_path, monkeypatch):
         app = make_app(sim, tmp_path)
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(app, pilot)
-            await mark_staging_app(app, pilot)
-            await pilot.press("r")
-            await settle(app, pilot)
-            await pilot.press("y")
-            await wait_run(app, pilot)
+            await rotate_staging_app(app, pilot)
             await pilot.press("k")
             await settle(app, pilot)
             notes = [n.message for n in app._notifications]
