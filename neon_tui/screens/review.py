@@ -28,12 +28,13 @@ class ReviewScreen(NeonScreen):
         plan = self.plan
         yield Header()
         projects = len(plan.projects)
-        head = (f"{len(plan.targets)} password(s) to reset in {projects} project(s); "
-                f"{len(plan.skipped)} skipped; {len(plan.warnings)} unselected copies")
+        parts = [f"{len(plan.targets)} to reset", f"{projects} project(s)"]
         if plan.touches_protected_branch:
-            head += "  ·  touches PROTECTED branches"
+            parts.insert(0, "PROTECTED branches")
         if self.app.read_only:
-            head += "  ·  READ-ONLY: planning only"
+            parts.insert(0, "READ-ONLY: plan only")
+        parts += [f"{len(plan.skipped)} skipped", f"{len(plan.warnings)} unselected copies"]
+        head = " · ".join(parts)
         yield Static(head, id="review-head", markup=False)
         table = DataTable(id="plan-table", cursor_type="row", zebra_stripes=True)
         yield table
@@ -66,8 +67,10 @@ class ReviewScreen(NeonScreen):
     def _notes(self) -> str:
         lines = []
         if self.plan.warnings:
-            lines.append("Not selected, but holding the same role:")
-            lines += [f"  ! {w}" for w in self.plan.warnings]
+            # The copies that likely still hold the leaked password matter most: list them first.
+            warnings = sorted(self.plan.warnings, key=lambda w: not w.likely_same_password)
+            lines.append("Not selected, but holding the same role (tab to scroll here):")
+            lines += [f"  ! {w}" for w in warnings]
         if self.plan.skipped:
             lines.append("Skipped:")
             lines += [f"  - {s.label}: {s.reason}" for s in self.plan.skipped]

@@ -180,9 +180,10 @@ class RunScreen(NeonScreen):
             f"{status} · {done}/{len(self.plan.targets)} · {end - self.started:.0f}s elapsed · {summary}")
         clip = self.app.clipboard_status()
         view = "pooled" if self.pooled else "direct"
-        self.query_one("#run-status", Static).update(
-            f"showing {view} strings · journal {self.engine.journal.run_id if self.engine.journal else '-'}"
-            + (f" · {clip}" if clip else ""))
+        journal = self.engine.journal.run_id if self.engine.journal else "-"
+        # The countdown first: on an 80-column terminal the end of this line is cut off.
+        self.query_one("#run-status", Static).update(" · ".join(
+            part for part in (clip, f"{view} strings", f"journal {journal}") if part))
 
     # ------------------------------------------------------------- actions
 

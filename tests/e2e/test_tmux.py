@@ -88,7 +88,7 @@ def test_rotate_one_role_and_copy_it_over_osc52(tmp_path):
             tmux.keys("Space")
             tmux.wait_for(r"1 marked")
             tmux.keys("r")
-            tmux.wait_for(r"1 password\(s\) to reset")
+            tmux.wait_for(r"1 to reset")
             tmux.keys("y")
             tmux.wait_for(r"finished · 1/1", timeout=60)
             screen = tmux.screen()
