@@ -23,7 +23,7 @@ from neon_tui.paths import stylesheet_path
 from neon_tui.rotation.inventory import Inventory
 from neon_tui.rotation.journal import Journal, JournalState, latest_unfinished
 from neon_tui.rotation.plan import Plan
-from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, ResumeModal
+from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, ResumeModal, YesNoModal
 
 ClientFactory = Callable[[Secret], NeonClient]
 
@@ -42,6 +42,14 @@ class NeonApp(App):
 
     class AccountLoaded(Message):
         """The first organizations and projects are on screen."""
+
+    class RunEnded(Message):
+        """A run finished: the tree drops marks of what rotated and reloads the roles it touched."""
+
+        def __init__(self, done: list[tuple[str, str, str]], touched: list[tuple[str, str]]) -> None:
+            super().__init__()
+            self.done = done
+            self.touched = touched
 
     def __init__(
         self,
@@ -182,19 +190,51 @@ class NeonApp(App):
 
     # ------------------------------------------------------------- runs
 
+    def run_screen(self):
+        """The run screen on the stack, if any (there is at most one)."""
+        return next((s for s in self.screen_stack if s.__class__.__name__ == "RunScreen"), None)
+
     def start_run(self, plan: Plan, resume: JournalState | None = None) -> None:
         if self.read_only:
             self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
+            return
+        current = self.run_screen()
+        if current is not None:
+            # Two engines on the same roles would reset each twice and leave the first screen's
+            # passwords dead: one run at a time.
+            self.notify("A run is already open: finish it (and deliver its results) first.", severity="warning")
             return
         from neon_tui.rotation.engine import RotationEngine
         from neon_tui.screens.run import RunScreen
 
         assert self.client is not None
         journal = Journal(resume.path) if resume else self.journal_factory()
-        engine = RotationEngine(self.client, journal=journal)
-        while isinstance(self.screen, Screen) and self.screen.__class__.__name__ == "ReviewScreen":
+        # The user delivers by hand (copy, keyring): the run stays resumable until every password is out.
+        engine = RotationEngine(self.client, journal=journal, require_delivery=True)
+        while self.screen.__class__.__name__ == "ReviewScreen":
             self.pop_screen()
         self.push_screen(RunScreen(plan, engine, resume))
+
+    async def action_quit(self) -> None:
+        """q: never drop a run in progress or new passwords nobody has copied without asking."""
+        run = self.run_screen()
+        question = run.leave_question() if run is not None else None
+        if question is None:
+            await self._quit()
+            return
+
+        async def answer(yes: bool | None) -> None:
+            if yes:
+                if run is not None and run.running:
+                    run.engine.cancel()
+                await self._quit()
+
+        self.push_screen(YesNoModal("Quit?", question, "Quit", "Stay"), answer)
+
+    async def _quit(self) -> None:
+        if self.clip.remaining() is not None:
+            self.clip.clear_if_ours()  # do not leave a connection string behind in the clipboard
+        self.exit()
 
     # ------------------------------------------------------------- clipboard
 
@@ -221,19 +261,27 @@ class NeonApp(App):
         if left is not None and left <= 0:
             if self.clip.clear_if_ours():
                 self.notify("Clipboard cleared.")
+        if left is not None and hasattr(self.screen, "update_status"):
+            self.screen.update_status()  # the countdown shows wherever you are
 
     # ------------------------------------------------------------- global actions
 
     def action_help(self) -> None:
-        rows: list[tuple[str, str, str]] = []
-        seen = set()
-        for key, active in self.screen.active_bindings.items():
+        """Every key of the current screen (and the app), grouped by binding id, as the user types them."""
+        keys: dict[str, list[str]] = {}
+        desc: dict[str, str] = {}
+        ours: dict[str, bool] = {}
+        for active in self.screen.active_bindings.values():
             b = active.binding
-            if b.id in seen:
-                continue
-            seen.add(b.id)
-            rows.append((active.binding.key_display or key, b.description or b.action, b.id or ""))
-        rows.sort(key=lambda r: r[2])
+            bid = b.id or b.action
+            shown = self.get_key_display(b)
+            if shown not in keys.setdefault(bid, []):
+                keys[bid].append(shown)
+            desc.setdefault(bid, b.description or b.action)
+            ours[bid] = ours.get(bid, False) or b.id is not None
+        # Ours (they have ids, so they can be remapped) first; Textual's own widget keys after.
+        rows = sorted(((" ".join(keys[bid]), desc[bid], bid if ours[bid] else "") for bid in keys),
+                      key=lambda r: (not r[2], r[2], r[0]))
         self.push_screen(HelpModal(rows, str(self.settings.path or "")))
 
     def action_command_log(self) -> None:

@@ -76,7 +76,10 @@ def main(ns: argparse.Namespace) -> int:
         _err(str(e))
         return EXIT_USAGE
     except (KeyboardInterrupt, asyncio.CancelledError):
-        _err("interrupted; `neon-tui rotate --resume` finishes the run")
+        if getattr(ns, "run_started", False):
+            _err("interrupted; `neon-tui rotate --resume` finishes the run")
+        else:
+            _err("interrupted; nothing was changed")
         return 130
 
 
@@ -160,6 +163,11 @@ async def _main(ns: argparse.Namespace) -> int:
         except (NeonError, LookupError, ValueError, JournalError) as e:
             _err(str(e))
             return EXIT_USAGE
+        for text in plan.unmatched:
+            _err(f"selector {text!r} matched no role")
+        if not plan.targets and not plan.skipped and not resume_state:
+            _err("nothing matched: check the selectors (PROJECT[/BRANCH[/ROLE]], names or ids) and --org")
+            return EXIT_USAGE
         if not ns.apply and not ns.resume:
             out.plan(plan)
             return EXIT_OK
@@ -169,7 +177,7 @@ async def _main(ns: argparse.Namespace) -> int:
             return EXIT_OK
         if not ns.json:
             out.plan(plan)
-        if not ns.yes and not _confirm(plan):
+        if not ns.yes and not await _confirm(plan):
             _err("not confirmed; nothing was changed")
             return EXIT_USAGE
         deferred = ns.deliver == "stdout" and ns.json
@@ -182,6 +190,7 @@ async def _main(ns: argparse.Namespace) -> int:
         journal = Journal(resume_state.path) if resume_state else Journal.create()
         # --json prints one document at the end: a target counts as delivered only once it is printed.
         engine = RotationEngine(client, journal=journal, sinks=sinks, require_delivery=deferred)
+        ns.run_started = True
         _cancel_on_sigint(engine)
         try:
             async for ev in engine.run(plan, resume=resume_state, retry_failed=ns.retry_failed,
@@ -223,21 +232,32 @@ def _cancel_on_sigint(engine) -> None:
         pass
 
 
-def _confirm(plan: Plan) -> bool:
+async def _confirm(plan: Plan) -> bool:
+    """Ask on the terminal (stderr), so stdout can go to a file; Ctrl-C here changes nothing."""
+    import threading
+
     n = len(plan.targets)
     word = "rotate"
     if plan.touches_protected_branch:
         word = "rotate protected"
         print("This plan resets roles on PROTECTED branches.", file=sys.stderr)
-    try:
-        answer = input(f"Reset {n} password{'s' if n != 1 else ''}? Type '{word}' to go on: ")
-    except EOFError:
-        return False
-    return answer.strip() == word
+    sys.stderr.write(f"Reset {n} password{'s' if n != 1 else ''}? Type '{word}' to go on: ")
+    sys.stderr.flush()
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def read() -> None:
+        # A daemon thread: a blocked read must not keep the process alive after Ctrl-C.
+        line = sys.stdin.readline()
+        loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(line))
+
+    threading.Thread(target=read, daemon=True, name="confirm").start()
+    return (await answer).strip() == word
 
 
 class Output:
-    """Human lines (with a progress bar on a terminal) or one JSON document at the end."""
+    """Where things go: data (the plan without --apply, connection strings, --json) to stdout; messages
+    (the plan before a run, progress, the summary) to stderr, so `> creds.txt` captures only data."""
 
     def __init__(self, ns: argparse.Namespace) -> None:
         self.ns = ns
@@ -246,57 +266,61 @@ class Output:
         self.task = None
         self.total = 0
         self.done_keys: set[tuple] = set()
-        self.tty = sys.stdout.isatty() and not ns.json
+        running = bool(ns.apply or ns.resume)
+        self.msg = sys.stderr if running else sys.stdout
+        self.tty = self.msg.isatty() and not ns.json
         self.run: RunStarted | None = None
         self.finished: RunFinished | None = None
         self.ops: dict[tuple, tuple] = {}
 
-    def _print(self, text: str) -> None:
+    def say(self, text: str) -> None:
         if self.progress is not None:
             self.progress.console.print(text, markup=False, highlight=False)
         else:
-            print(text, flush=True)
+            print(text, file=self.msg, flush=True)
 
     def resume_summary(self, state: JournalState) -> None:
-        counts = state.counts()
         if self.ns.json:
             return
-        print(f"Resuming {state.run_id}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        counts = state.counts()
+        self.say(f"Resuming {state.run_id}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         for t in state.targets.values():
             if t.state in (RESETTING, UNKNOWN, APPLYING):
-                print(f"  unknown   {t.label}: reset may have been sent; will reconcile, not resend")
+                self.say(f"  unknown   {t.label}: reset may have been sent; will reconcile, not resend")
             elif t.state == FAILED:
-                print(f"  failed    {t.label}: {t.reason}")
+                self.say(f"  failed    {t.label}: {t.reason}")
 
     def plan(self, plan: Plan) -> None:
         if self.ns.json:
             print(json.dumps(plan_json(plan), indent=2, ensure_ascii=False))
             return
-        print(f"Plan: {len(plan.targets)} target(s) in {len(plan.projects)} project(s)")
+        self.say(f"Plan: {len(plan.targets)} target(s) in {len(plan.projects)} project(s)")
         for t in plan.targets:
             dbs = ", ".join(d.name for d in t.connection_databases()) or "no databases"
             eps = ", ".join(e.id for e in t.read_write_endpoints) or "no read-write compute"
-            print(f"  rotate  {t.label}  [{eps}; {dbs}]")
+            self.say(f"  rotate  {t.label}  [{eps}; {dbs}]")
             for c in t.consequences():
-                print(f"          - {c}")
-        for s in plan.skipped:
-            print(f"  skip    {s.label}: {s.reason}")
-        for w in plan.warnings:
-            print(f"  WARNING {w}")
+                self.say(f"          - {c}")
+        for sk in plan.skipped:
+            self.say(f"  skip    {sk.label}: {sk.reason}")
+        for w in sorted(plan.warnings, key=lambda w: not w.likely_same_password):
+            self.say(f"  WARNING {w}")
 
     def event(self, ev: Any) -> None:
         if isinstance(ev, RunStarted):
             self.run = ev
             self.total = ev.total
             if self.tty:
+                from rich.console import Console
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-                self.progress = Progress(TextColumn("rotating"), BarColumn(), MofNCompleteColumn(),
-                                         TimeElapsedColumn(), TextColumn("{task.description}"), transient=False)
+                self.progress = Progress(TextColumn("rotating"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                         TimeElapsedColumn(), TextColumn("{task.description}"),
+                                         console=Console(file=sys.stderr), transient=False)
                 self.progress.start()
                 self.task = self.progress.add_task("", total=ev.total)
             elif not self.ns.json:
-                print(f"run {ev.run_id}: {ev.total} target(s); journal {ev.journal}", flush=True)
+                self.say(f"run {ev.run_id}: {ev.total} target(s); journal {ev.journal}")
         elif isinstance(ev, TargetChanged):
             self.ops[ev.key] = ev.operations or self.ops.get(ev.key, ())
             finished = ev.state in (FAILED, "skipped", "cancelled", DELIVERED) or (
@@ -304,32 +328,34 @@ class Output:
             if finished and ev.key not in self.done_keys:
                 self.done_keys.add(ev.key)
                 if self.progress is not None:
-                    self.progress.update(self.task, completed=len(self.done_keys))
+                    self.progress.update(self.task, completed=len(self.done_keys), description="")
             if self.ns.json:
                 return
             if ev.state in (FAILED, UNKNOWN) or (ev.state in (ROTATED, DELIVERED) and not self.tty):
                 reason = f": {ev.reason}" if ev.reason else ""
-                self._print(f"{ev.state:9} {ev.target.label}{reason}")
+                self.say(f"{ev.state:9} {ev.target.label}{reason}")
             elif self.progress is not None and ev.state == APPLYING and ev.operations:
                 waiting = ", ".join(f"{o.action} {o.status}" for o in ev.operations if not o.done)
-                self.progress.update(self.task, description=f"{ev.target.label}: {waiting}"[:60])
+                self.progress.update(self.task, description=f"{ev.target.label}: {waiting}"[:40])
         elif isinstance(ev, RunFinished):
             self.finished = ev
 
     def delivered(self, result: RotationResult) -> None:
+        """--deliver stdout: one tab-separated line per string, label, database, kind, URI."""
         self.delivered_results.append(result)
         if self.ns.json:
             return
         t = result.target
         if not result.connections:
-            self._print(f"# {t.label}: no compute on this branch, so no connection string")
+            self.say(f"{t.label}: no compute on this branch, so no connection string")
         for c in result.connections:
-            self._print(f"{t.label} {c.database} direct {c.direct.reveal()}")
-            if c.pooled is not None:
-                self._print(f"{t.label} {c.database} pooled {c.pooled.reveal()}")
+            rows = [("direct", c.direct)] + ([("pooled", c.pooled)] if c.pooled is not None else [])
+            for kind, uri in rows:
+                print(f"{t.label}\t{c.database}\t{kind}\t{uri.reveal()}", flush=True)
 
     def close(self) -> None:
         if self.progress is not None:
+            self.progress.update(self.task, description="")
             self.progress.stop()
             self.progress = None
 
@@ -357,9 +383,9 @@ class Output:
             return
         if f:
             summary = ", ".join(f"{v} {k}" for k, v in sorted(f.counts.items()))
-            print(f"done in {f.elapsed:.1f}s, {f.requests} API requests: {summary}")
-            if any(s not in FINAL for s in f.counts) or f.cancelled:
-                print("some targets did not finish; `neon-tui rotate --resume` completes the run")
+            self.say(f"done in {f.elapsed:.1f}s, {f.requests} API requests: {summary}")
+            if engine.unfinished() or f.cancelled:
+                self.say("some targets did not finish; `neon-tui rotate --resume` completes the run")
 
 
 def _count(states) -> dict[str, int]:

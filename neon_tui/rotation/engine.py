@@ -106,6 +106,7 @@ class RotationEngine:
         self._durations: deque[float] = deque(maxlen=32)
         self._learned = asyncio.Event()
         self._scout_taken = False
+        self._ended = False
         self.states: dict[TargetKey, str] = {}
         self.results: dict[TargetKey, RotationResult] = {}
         self._jt: dict[TargetKey, JournalTarget] = {}
@@ -126,6 +127,7 @@ class RotationEngine:
         """Execute the plan (or the rest of a resumed run) and yield events until every target is final."""
         started = time.monotonic()
         requests_before = self.client.requests_sent
+        self._cancel.clear()  # a cancel ends one run; continuing the rest is a new, explicit one
         self._prepare(plan, resume, selectors)
         journal_path = str(self.journal.path) if self.journal else ""
         run_id = self.journal.run_id if self.journal else "unjournaled"
@@ -172,11 +174,12 @@ class RotationEngine:
         return any(s in RESUMABLE or (s == ROTATED and self.require_delivery) for s in self.states.values())
 
     def finish_journal(self) -> bool:
-        """Write the journal's end record if nothing is left to resume; True if the run is complete."""
+        """Write the journal's end record (once) if nothing is left to resume; True if the run is complete."""
         if self.unfinished():
             return False
-        if self.journal:
+        if self.journal and not self._ended:
             self.journal.write("end", counts=self.counts())
+            self._ended = True
         return True
 
     def mark_delivered(self, key: TargetKey, sink: str) -> None:
@@ -238,7 +241,9 @@ class RotationEngine:
         for t in targets:
             jt = self._jt[t.key]
             try:
-                if jt.state == ROTATED and self.require_delivery and not jt.delivered_to:
+                if jt.state == ROTATED and self.require_delivery and not jt.delivered_to \
+                        and t.key not in self.results:
+                    # Rotated by a process that died before delivering: read the password back.
                     await self._recover_for_delivery(t)
                     continue
                 if jt.state in (ROTATED, DELIVERED, SKIPPED) or (jt.state == FAILED and not retry_failed):

@@ -151,6 +151,11 @@ class Inventory:
             await self._once(("databases", info.branch.id), fetch)
         return info.databases or []
 
+    async def refresh_roles(self, project: ProjectInfo, info: BranchInfo) -> list[Role]:
+        """Read a branch's roles again (their updated_at moves with every reset)."""
+        info.roles = None
+        return await self.load_roles(project, info)
+
     async def load_project_tree(self, project: ProjectInfo) -> None:
         """Branches, endpoints and every branch's roles."""
         branches = await self.load_branches(project)

@@ -106,6 +106,7 @@ class Plan:
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[CopyWarning] = field(default_factory=list)
     org_id: str | None = None
+    unmatched: list[str] = field(default_factory=list)  # selectors that matched no role at all
 
     @property
     def touches_protected_branch(self) -> bool:
@@ -181,6 +182,7 @@ class Selector:
 
 async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], org_id: str | None) -> Plan:
     """Expand selectors over everything the key can see in one organization."""
+    selectors = list(selectors)
     sels = [Selector.parse(s) for s in selectors]
     projects = await inventory.load_projects(org_id)
     wanted = [p for p in projects if any(s.matches_project(p) for s in sels)]
@@ -191,13 +193,17 @@ async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], or
         for b in (p.branches or {}).values():
             loads.append(inventory.load_roles(p, b))
     await asyncio.gather(*loads)
+    hits: set[int] = set()
     for p in wanted:
         for b in (p.branches or {}).values():
             for r in b.roles or []:
-                if any(s.matches_project(p) and s.matches(b, r) for s in sels):
+                matched = [i for i, s in enumerate(sels) if s.matches_project(p) and s.matches(b, r)]
+                if matched:
+                    hits.update(matched)
                     chosen.add((p.project.id, b.branch.id, r.name))
     plan = await build_plan(inventory, chosen)
     plan.org_id = org_id
+    plan.unmatched = [text for i, text in enumerate(selectors) if i not in hits]
     return plan
 
 

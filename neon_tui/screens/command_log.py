@@ -23,7 +23,7 @@ class CommandLogScreen(NeonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("#", "method", "path", "status", "ms", "try", "request id")
+        table.add_columns("#", "status", "method", "ms", "try", "path", "request id")
         self._shown = 0
         self.refresh_log()
         self.set_interval(0.5, self.refresh_log)
@@ -39,8 +39,8 @@ class CommandLogScreen(NeonScreen):
         # The history is a bounded deque: show only what is newer than the last refresh.
         first_new = max(0, len(history) - max(0, total - self._shown))
         for i, rec in enumerate(history[first_new:], start=self._shown + 1):
-            table.add_row(str(i), rec.method, rec.path, str(rec.status or rec.error), f"{rec.duration * 1000:.0f}",
-                          str(rec.attempt), rec.request_id or "")
+            table.add_row(str(i), str(rec.status or rec.error), rec.method, f"{rec.duration * 1000:.0f}",
+                          str(rec.attempt), rec.path, rec.request_id or "")
         self._shown = total
         self.query_one("#log-head", Static).update(
             f"{total} API requests this session (method, path, status; never headers or bodies)")

@@ -229,7 +229,18 @@ class MainScreen(NeonScreen):
     # ------------------------------------------------------------- details and status
 
     @on(Tree.NodeHighlighted)
-    def _highlighted(self) -> None:
+    def _highlighted(self, event: Tree.NodeHighlighted) -> None:
+        self.update_details()
+        ref = event.node.data
+        if ref is not None and ref.kind in ("branch", "role"):
+            p = self.inventory.projects.get(ref.project_id or "")
+            b = (p.branches or {}).get(ref.branch_id or "") if p else None
+            if p is not None and b is not None and b.databases is None:
+                self.load_databases(p, b)
+
+    @work(group="details", exit_on_error=False, description="Loading databases")
+    async def load_databases(self, p, b) -> None:
+        await self.inventory.load_databases(p, b)
         self.update_details()
 
     def update_details(self) -> None:
@@ -292,6 +303,9 @@ class MainScreen(NeonScreen):
             parts.append("READ-ONLY")
         if self.app.demo:
             parts.append("SIMULATED ACCOUNT")
+        clip = self.app.clipboard_status()
+        if clip:
+            parts.insert(1, clip)
         self.query_one("#status", Static).update("  ·  ".join(parts))
 
     # ------------------------------------------------------------- review
@@ -304,10 +318,36 @@ class MainScreen(NeonScreen):
 
     @work(exclusive=True, group="plan", exit_on_error=False, description="Building the plan")
     async def open_review(self) -> None:
+        if self.app.run_screen() is not None:
+            self.notify("A run is already open: finish it (and deliver its results) first.", severity="warning")
+            return
+        # Fresh roles for the marked branches: the plan's baselines (updated_at) must be current, or a lost
+        # answer could be reconciled against an old change.
+        await self._refresh_roles({(k[0], k[1]) for k in self.tree.marks})
         plan = await build_plan(self.inventory, self.tree.marks)
         from neon_tui.screens.review import ReviewScreen
 
         await self.app.push_screen(ReviewScreen(plan))
+
+    async def _refresh_roles(self, branches: set[tuple[str, str]]) -> None:
+        inv = self.inventory
+        jobs = []
+        for pid, bid in branches:
+            p = inv.projects.get(pid)
+            b = (p.branches or {}).get(bid) if p else None
+            if p is not None and b is not None:
+                jobs.append(inv.refresh_roles(p, b))
+        await asyncio.gather(*jobs)
+
+    def after_run(self, done: list, touched: list[tuple[str, str]]) -> None:
+        """A run ended: what rotated is no longer marked, and the touched roles are read again."""
+        self.tree.marks.difference_update(done)
+        self.reload_touched(set(touched))
+
+    @work(group="after-run", exit_on_error=False, description="Reloading rotated roles")
+    async def reload_touched(self, touched: set[tuple[str, str]]) -> None:
+        await self._refresh_roles(touched)
+        self.schedule_rebuild(force=True)
 
     def action_reload(self) -> None:
         self.inventory.projects.clear()

@@ -69,8 +69,11 @@ class ApiKeyModal(ModalScreen[tuple[Secret, bool] | None]):
         field = self.query_one("#key", Input)
         value = field.value.strip()
         field.value = ""  # do not keep the key in a widget longer than needed
-        if value:
-            self.dismiss((Secret(value), self.query_one("#save", Checkbox).value))
+        if not value:
+            self.notify("Paste an API key first (or Quit).", severity="warning")
+            field.focus()
+            return
+        self.dismiss((Secret(value), self.query_one("#save", Checkbox).value))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -103,22 +106,25 @@ class TypedConfirmModal(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class ResumeModal(ModalScreen[bool]):
-    """Offers to finish an interrupted run found in the journal."""
+class YesNoModal(ModalScreen[bool]):
+    """A question with two answers: y or n (esc)."""
 
-    BINDINGS = [Binding("escape,n", "no", "Not now", id="resume-no"), Binding("y", "yes", "Resume", id="resume-yes")]
+    BINDINGS = [Binding("escape,n", "no", "No", id="answer-no"), Binding("y", "yes", "Yes", id="answer-yes")]
 
-    def __init__(self, summary: str) -> None:
+    def __init__(self, title: str, text: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()
-        self.summary = summary
+        self.title_text = title
+        self.text = text
+        self.yes_label = yes
+        self.no_label = no
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -warning"):
-            yield Label("An interrupted run was found", classes="dialog-title")
-            yield Static(self.summary, markup=False, classes="dialog-body")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.text, markup=False, classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Resume (y)", id="yes", variant="warning")
-                yield Button("Not now (n)", id="no")
+                yield Button(f"{self.yes_label} (y)", id="yes", variant="warning")
+                yield Button(f"{self.no_label} (n)", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -128,6 +134,13 @@ class ResumeModal(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+class ResumeModal(YesNoModal):
+    """Offers to finish an interrupted run found in the journal."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__("An interrupted run was found", summary, "Resume", "Not now")
 
 
 class HelpModal(ModalScreen[None]):

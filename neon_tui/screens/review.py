@@ -14,7 +14,8 @@ from neon_tui.screens.modals import TypedConfirmModal
 
 class ReviewScreen(NeonScreen):
     BINDINGS = [
-        Binding("enter,y", "start", "Start rotation", id="start"),
+        # priority: the table would otherwise take enter for itself
+        Binding("enter,y", "start", "Start rotation", id="start", priority=True),
         Binding("escape", "app.pop_screen", "Back", id="back"),
         Binding("j", "cursor_down", "Down", show=False, id="review-down"),
         Binding("k", "cursor_up", "Up", show=False, id="review-up"),
@@ -44,12 +45,12 @@ class ReviewScreen(NeonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("target", "compute", "databases", "notes")
+        table.add_columns("target", "notes", "compute", "databases")
         for t in self.plan.targets:
             eps = ", ".join(e.id for e in t.read_write_endpoints) or "no compute"
             dbs = ", ".join(d.name for d in t.connection_databases()) or "-"
             notes = [n for n, on in (("PROTECTED", t.protected_branch), ("no stored pw", not t.store_passwords)) if on]
-            table.add_row(t.label, eps, dbs, ", ".join(notes))
+            table.add_row(t.label, ", ".join(notes), eps, dbs)
         table.focus()
         self._show_selected()
 
@@ -75,6 +76,11 @@ class ReviewScreen(NeonScreen):
             lines.append("Skipped:")
             lines += [f"  - {s.label}: {s.reason}" for s in self.plan.skipped]
         return "\n".join(lines) or "Nothing skipped; every branch holding these roles is selected."
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start" and self.app.read_only:
+            return False  # read-only: not even offered
+        return True
 
     def action_cursor_down(self) -> None:
         self.query_one(DataTable).action_cursor_down()

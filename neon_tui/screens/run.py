@@ -40,7 +40,7 @@ class RunScreen(NeonScreen):
         Binding("p", "toggle_pooled", "Pooled/direct", show=False, id="toggle-pooled"),
         Binding("k", "keyring", "Keyring", id="keyring"),
         Binding("e", "copy_env", "Copy all as .env", id="copy-env"),
-        Binding("R", "retry_failed", "Retry failed", id="retry-failed"),
+        Binding("R", "retry_failed", "Retry/continue", id="retry-failed"),
         Binding("x", "cancel_run", "Cancel run", id="cancel-run"),
         Binding("escape", "back", "Back", id="run-back"),
         Binding("j", "cursor_down", "Down", show=False, id="run-down"),
@@ -78,7 +78,7 @@ class RunScreen(NeonScreen):
         table = self.query_one(DataTable)
         # Fixed widths: live details come and go, and a column that grew for one would push the
         # connection strings off an 80-column screen.
-        label_width = min(40, max((len(t.label) for t in self.plan.targets), default=10))
+        label_width = min(30, max((len(t.label) for t in self.plan.targets), default=10))
         table.add_column("state", key="state", width=9)
         table.add_column("target", key="target", width=label_width)
         table.add_column("detail", key="detail", width=24)
@@ -120,11 +120,42 @@ class RunScreen(NeonScreen):
             self.refresh_bindings()
             self.finished_at = self.app.monotonic()
             failed = ev.counts.get("failed", 0)
-            if failed:
+            cancelled = ev.counts.get("cancelled", 0)
+            if cancelled:
+                self.notify(f"Run cancelled: {cancelled} target(s) not started. R continues with them.",
+                            severity="warning", timeout=8)
+            elif failed:
                 self.notify(f"{failed} target(s) failed: R retries them.", severity="error", timeout=8)
+            elif ev.counts.get("unknown", 0):
+                self.notify("Some targets are unknown: quit and resume to reconcile them.", severity="warning")
             else:
                 self.notify("Every target rotated. Copy or store the new connection strings now.", timeout=8)
+            self._tell_tree()
         self.tick()
+
+    def _tell_tree(self) -> None:
+        """Unmark what rotated and have the tree reload the roles it touched (their ages changed)."""
+        done = [k for k, state in self.states.items() if state in ("rotated", "delivered")]
+        touched = sorted({(t.project_id, t.branch_id) for t in self.plan.targets})
+        main = next((s for s in self.app.screen_stack if s.__class__.__name__ == "MainScreen"), None)
+        if main is not None:
+            main.after_run(done, touched)
+
+    def undelivered(self) -> list[TargetKey]:
+        return [k for k in self.engine.results if self.states.get(k) == "rotated"]
+
+    def leave_question(self) -> str | None:
+        """What leaving would cost, as a question, or None when nothing would be lost."""
+        if self.running:
+            return ("A run is in progress. If you leave, resets in flight finish and the run is offered for "
+                    "resuming next time (reconciled, never repeated). Leave anyway?")
+        waiting = self.undelivered()
+        if waiting:
+            lost = sum(1 for k in waiting if not self.rows[k].store_passwords)
+            extra = (f" {lost} of them are in projects that do not store passwords: those are lost for good."
+                     if lost else " Neon stores them, so resuming can read them back.")
+            return (f"{len(waiting)} new password(s) have not been copied or stored yet.{extra} Leave anyway?")
+        return None
 
     def result(self, key: TargetKey) -> RotationResult | None:
         return self.engine.results.get(key)
@@ -212,7 +243,7 @@ class RunScreen(NeonScreen):
         if action == "cancel_run":
             return self.running
         if action == "retry_failed":
-            return (not self.running) and any(s == FAILED for s in self.states.values())
+            return (not self.running) and any(s in (FAILED, "cancelled") for s in self.states.values())
         return True
 
     def action_reveal(self) -> None:
@@ -238,6 +269,7 @@ class RunScreen(NeonScreen):
 
     def _delivered(self, key: TargetKey, sink: str) -> None:
         self.engine.mark_delivered(key, sink)
+        self.engine.finish_journal()  # every password out: the run is complete
         self.states[key] = "delivered"
         self.details[key] = f"delivered to {sink}"
         self.update_row(key)
@@ -275,16 +307,17 @@ class RunScreen(NeonScreen):
         self.notify(f"Stored in the keyring ({sink.backend}): service neon-tui/{key[0]}/{key[1]}", markup=False)
 
     def action_retry_failed(self) -> None:
+        """Reset failed targets again (an explicit second reset) and start cancelled ones."""
         if self.running:
             self.notify("Wait for the run to finish.", severity="warning")
             return
-        failed = [t for t in self.plan.targets if self.states.get(t.key) == FAILED]
-        if not failed:
-            self.notify("No failed targets.", severity="information")
+        again = [t for t in self.plan.targets if self.states.get(t.key) in (FAILED, "cancelled")]
+        if not again:
+            self.notify("No failed or cancelled targets.", severity="information")
             return
-        sub = Plan(targets=failed, org_id=self.plan.org_id)
-        snapshot = JournalState(self.engine.journal.path if self.engine.journal else None, {},  # type: ignore[arg-type]
-                                {t.key: self.engine._jt[t.key] for t in failed}, False)
+        sub = Plan(targets=again, org_id=self.plan.org_id)
+        snapshot = JournalState(self.engine.journal.path if self.engine.journal else None,  # type: ignore[arg-type]
+                                {}, {t.key: self.engine._jt[t.key] for t in again}, False)
         self.run_engine(sub, snapshot, True)
 
     def action_cancel_run(self) -> None:
@@ -296,7 +329,17 @@ class RunScreen(NeonScreen):
         if self.running:
             self.notify("A run is in progress: x cancels it.", severity="warning")
             return
-        self.app.pop_screen()
+        question = self.leave_question()
+        if question is None:
+            self.app.pop_screen()
+            return
+        from neon_tui.screens.modals import YesNoModal
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.app.pop_screen()
+
+        self.app.push_screen(YesNoModal("Leave the results?", question, "Leave", "Stay"), answer)
 
     def action_cursor_down(self) -> None:
         self.query_one(DataTable).action_cursor_down()

@@ -291,9 +291,29 @@ class OrgTree(Tree[NodeRef]):
         def control(self) -> OrgTree:
             return self.tree
 
+    def _shown(self, key: TargetKey) -> bool:
+        """Is this role on screen under the current filter (its name, its branch or an ancestor matches)?"""
+        p = self.inventory.projects.get(key[0])
+        if p is None or p.branches is None:
+            return False
+        if self._matches(key[2]) or self._matches(p.project.name, p.project.id):
+            return True
+        b = p.branches.get(key[1])
+        while b is not None:
+            if self._matches(b.branch.name, b.branch.id):
+                return True
+            b = p.parent(b)
+        return False
+
     def toggle(self, ref: NodeRef) -> int:
-        """Mark every login role under the node, or unmark them if all were marked; returns the change."""
+        """Mark every login role under the node, or unmark them if all were marked; returns the change.
+
+        With a filter on, only the roles the filter shows: filter by a role name, then mark a project to
+        take that role on every branch.
+        """
         keys = self.login_keys(ref)
+        if self.filter_text and ref.kind != "role":
+            keys = [k for k in keys if self._shown(k)]
         if not keys:
             return 0
         before = len(self.marks)

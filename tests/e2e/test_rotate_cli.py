@@ -151,7 +151,11 @@ def test_sigkill_then_resume_completes_without_double_reset(served, point):
     resumed_keys = [k for k, t in before.targets.items() if t.state not in ("rotated", "delivered")]
     for key in resumed_keys:
         assert sim.inspect.password(*key) in printed, f"{key}: new password not delivered on resume"
-    assert "Resuming" in out.stdout
+    assert "Resuming" in out.stderr
+    # stdout carries only the connection strings: label, database, kind, URI, tab-separated
+    for line in out.stdout.splitlines():
+        label, database, kind, uri = line.split("\t")
+        assert kind in ("direct", "pooled") and uri.startswith("postgresql://")
 
 
 def test_read_only_refuses_to_apply(served):
@@ -166,3 +170,11 @@ def test_json_stdout_delivery_is_journaled_after_printing(served):
     (journal,) = served.journals()
     state = read_journal(journal)
     assert state.ended and {t.state for t in state.targets.values()} == {"delivered"}
+
+
+def test_a_selector_that_matches_nothing_is_an_error(served):
+    out = served.run("rotate", "no-such-project")
+    assert out.returncode == 2
+    assert "matched no role" in out.stderr and "nothing matched" in out.stderr
+    out = served.run("rotate", "acme-prod/staging/app", "acme-prod/nope/x")
+    assert out.returncode == 0 and "'acme-prod/nope/x' matched no role" in out.stderr
