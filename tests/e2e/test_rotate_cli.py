@@ -178,3 +178,21 @@ def test_a_selector_that_matches_nothing_is_an_error(served):
     assert "matched no role" in out.stderr and "nothing matched" in out.stderr
     out = served.run("rotate", "acme-prod/staging/app", "acme-prod/nope/x")
     assert out.returncode == 0 and "'acme-prod/nope/x' matched no role" in out.stderr
+
+
+@pytest.mark.sim(projects=2, branches=2, roles=1, op_seconds=0.4, latency_ms=60)
+def test_sigkill_before_any_reset_then_a_fresh_run(served):
+    """Killed while still planning: nothing was sent, there is nothing to resume, a new run does it all once."""
+    sim = served.sim
+    proc = served.start("rotate", "*", "--apply", "--yes", "--deliver", "stdout")
+    assert _wait_for(lambda: len(sim.inspect.requests) >= 2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert not [r for r in sim.inspect.requests if r.method != "GET"]
+    out = served.run("rotate", "--resume", "--yes", "--deliver", "stdout")
+    assert out.returncode == 2 and "no interrupted run" in out.stderr
+    out = served.run("rotate", "*", "--apply", "--yes", "--deliver", "stdout")
+    assert out.returncode == 0, out.stderr
+    for key in sim.inspect.login_roles():
+        if key[0] in {p for p in sim.inspect.project_ids(sim.inspect.primary_org_id)}:
+            assert sim.inspect.reset_count(*key) == 1

