@@ -54,7 +54,7 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
         mode = "auto"
     clear = clip.get("clear_after", 45)
     if not isinstance(clear, (int, float)) or isinstance(clear, bool) or clear < 0:
-        problem = f"clipboard.clear_after must be a number of seconds; using 45"
+        problem = "clipboard.clear_after must be a number of seconds; using 45"
         clear = 45
     keymap = data.get("keymap", {})
     if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):

@@ -16,7 +16,6 @@ from neon_tui.rotation.journal import (
     APPLYING,
     DELIVERED,
     FAILED,
-    FINAL,
     RESETTING,
     ROTATED,
     UNKNOWN,
