@@ -190,7 +190,8 @@ class MainScreen(NeonScreen):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        # Focus now, not on the next tick (Widget.focus defers): keys typed right after "/" are the filter.
+        self.set_focus(box)
 
     FILTER_DEBOUNCE = 0.12
 
