@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ui_helpers import make_app, make_sim, mark_role, screen_text, settle, wait_run
+from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.config import Settings
 from neon_tui.secrets import connection_entry
-
-
-def _staging(sim):
-    pid = sim.inspect.project_by_name("acme-prod").id
-    return pid, sim.inspect.branch_by_name(pid, "staging").id
 
 
 async def mark_staging_app(app, pilot):
@@ -22,9 +17,7 @@ async def mark_staging_app(app, pilot):
 
 async def rotate_staging_app(app, pilot):
     """Mark staging's app role, review, start, and wait for the run to end."""
-    await mark_staging_app(app, pilot)
-    await pilot.press("r")
-    await settle(app, pilot)
+    await review_staging_app(app, pilot)
     await pilot.press("y")
     await wait_run(app, pilot)
 
@@ -32,7 +25,7 @@ async def rotate_staging_app(app, pilot):
 async def test_load_filter_mark_review_run_copy(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
-    pid, bid = _staging(sim)
+    pid, bid = staging_ids(sim)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         assert type(app.screen).__name__ == "MainScreen"
@@ -82,7 +75,7 @@ async def test_load_filter_mark_review_run_copy(tmp_path):
 async def test_keyring_store_with_memory_backend(tmp_path, memory_keyring):
     sim = make_sim()
     app = make_app(sim, tmp_path)
-    pid, bid = _staging(sim)
+    pid, bid = staging_ids(sim)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         await rotate_staging_app(app, pilot)
@@ -175,12 +168,9 @@ async def test_mark_project_marks_all_login_roles_and_partial_marks_show(tmp_pat
 async def test_failed_target_can_be_retried(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
-    pid, bid = _staging(sim)
+    pid, bid = staging_ids(sim)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
-        await mark_staging_app(app, pilot)
-        await pilot.press("r")
-        await settle(app, pilot)
+        await review_staging_app(app, pilot)
         sim.inspect.set_faults(1.0, ("op_failed",))
         await pilot.press("y")
         await wait_run(app, pilot)
@@ -196,10 +186,7 @@ async def test_read_only_never_writes(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path, read_only=True)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
-        await mark_staging_app(app, pilot)
-        await pilot.press("r")
-        await settle(app, pilot)
+        await review_staging_app(app, pilot)
         await pilot.press("y")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "ReviewScreen"

@@ -3,7 +3,7 @@ passwords, marks cleared after a run, cancel and continue, enter on review, filt
 
 from __future__ import annotations
 
-from ui_helpers import make_app, make_sim, mark_role, screen_text, settle, wait_run
+from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.rotation.journal import read_journal
 from neon_tui.widgets.org_tree import NodeRef
@@ -11,15 +11,8 @@ from neon_tui.widgets.org_tree import NodeRef
 JOURNAL = "run-20261127T030000Z-test.jsonl"
 
 
-def staging(sim):
-    pid = sim.inspect.project_by_name("acme-prod").id
-    return pid, sim.inspect.branch_by_name(pid, "staging").id
-
-
 async def start_staging_app(app, pilot):
-    await mark_role(app, pilot, "staging", "app")
-    await pilot.press("r")
-    await settle(app, pilot)
+    await review_staging_app(app, pilot)
     await pilot.press("enter")  # enter starts, as y does, although the table has focus
     await pilot.pause()
 
@@ -27,7 +20,7 @@ async def start_staging_app(app, pilot):
 async def test_only_one_run_at_a_time(tmp_path):
     sim = make_sim(op_seconds=0.3)
     app = make_app(sim, tmp_path)
-    pid, bid = staging(sim)
+    pid, bid = staging_ids(sim)
     async with app.run_test(size=(100, 30)) as pilot:
         await start_staging_app(app, pilot)
         assert type(app.screen).__name__ == "RunScreen"
@@ -43,7 +36,7 @@ async def test_only_one_run_at_a_time(tmp_path):
 async def test_leaving_undelivered_results_asks_and_the_journal_waits_for_delivery(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
-    pid, bid = staging(sim)
+    pid, bid = staging_ids(sim)
     async with app.run_test(size=(100, 30)) as pilot:
         await start_staging_app(app, pilot)
         await wait_run(app, pilot)

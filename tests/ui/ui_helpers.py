@@ -92,3 +92,16 @@ async def mark_role(app, pilot, filter_text: str, role_name: str, branch_id: str
     await pilot.pause()
     await pilot.press("space")
     await settle(app, pilot)
+
+
+def staging_ids(sim) -> tuple[str, str]:
+    """(project id, branch id) of acme-prod's staging branch in the demo account."""
+    pid = sim.inspect.project_by_name("acme-prod").id
+    return pid, sim.inspect.branch_by_name(pid, "staging").id
+
+
+async def review_staging_app(app, pilot) -> None:
+    """Mark acme-prod/staging/app and open the review."""
+    await mark_role(app, pilot, "staging", "app")
+    await pilot.press("r")
+    await settle(app, pilot)
