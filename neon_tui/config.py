@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from neon_tui.paths import config_file
 
 CLIPBOARD_MODES = ("auto", "osc52", "native", "off")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")  # "module.Class", as keyring backends are named
 
 EXAMPLE = """\
 # neon-tui settings
@@ -20,6 +22,11 @@ clear_after = 45     # seconds; the clipboard is cleared then if it still holds 
 [keymap]
 # binding id = "keys" (comma-separated); see `?` in the app for the ids
 # mark = "space,x"
+
+[keyring]
+# Only keyrings known to encrypt at rest are used (Secret Service, libsecret, KWallet, macOS Keychain,
+# Windows Credential Manager). Allow another by its fully qualified class name, as neon-tui's refusal names it:
+# allow_backends = ["module.Class"]
 """
 
 
@@ -33,6 +40,8 @@ class Settings:
     clipboard_clear_after: float = 45.0
     keymap: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    # Extra keyring backends to accept ("module.Class"), beyond those known to encrypt: pass as secrets' allow=.
+    keyring_allow: tuple[str, ...] = ()
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> tuple[Settings, str | None]:
@@ -60,4 +69,13 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
         problem = "keymap entries must be strings like mark = \"space,x\"; ignoring the keymap"
         keymap = {}
-    return Settings(mode, float(clear), dict(keymap), path), problem
+    keyring_allow: tuple[str, ...] = ()
+    ring = data.get("keyring", {})
+    allow = ring.get("allow_backends", []) if isinstance(ring, dict) else None
+    if (isinstance(allow, list) and all(isinstance(a, str) for a in allow)
+            and all(_DOTTED.fullmatch(a.strip()) for a in allow)):
+        keyring_allow = tuple(dict.fromkeys(a.strip() for a in allow))
+    else:
+        problem = ('keyring.allow_backends must be a list of class names like ["module.Class"]; '
+                   "allowing only the keyrings known to encrypt")
+    return Settings(mode, float(clear), dict(keymap), path, keyring_allow), problem
