@@ -147,16 +147,31 @@ class Selector:
     project: str
     rest: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # An empty part must never mean "every": built directly or parsed, it is refused.
+        if any(not part or not part.strip() for part in (self.project, *self.rest)):
+            raise ValueError(_empty_part_message("/".join((self.project, *self.rest))))
+
     @classmethod
     def parse(cls, text: str) -> Selector:
-        if not text or not text.strip():
-            raise ValueError("empty selector")
-        project, *rest = text.strip().split("/")
-        return cls(project or "*", tuple(rest))
+        """Parse PROJECT[/BRANCH[/ROLE]]; ValueError for an empty selector or an empty part.
+
+        An empty part (leading, trailing or doubled '/', or only spaces) is an error, never a wildcard:
+        `"$P/$B/$R"` with unset variables must not become the whole organization. `*` says "every".
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("empty selector: name what to rotate as PROJECT[/BRANCH[/ROLE]]; "
+                             "write '*' for every project in the organization")
+        parts = text.strip().split("/")
+        if any(not part.strip() for part in parts):
+            raise ValueError(_empty_part_message(text))
+        project, *rest = parts
+        return cls(project, tuple(rest))
 
     @staticmethod
     def _match(pattern: str, *values: str | None) -> bool:
-        return any(v is not None and fnmatchcase(v, pattern or "*") for v in values)
+        # No fallback for an empty pattern: it matches nothing rather than everything.
+        return bool(pattern) and any(v is not None and fnmatchcase(v, pattern) for v in values)
 
     def matches_project(self, p: ProjectInfo) -> bool:
         return self._match(self.project, p.project.name, p.project.id)
@@ -180,10 +195,36 @@ class Selector:
         )
 
 
+def _empty_part_message(text: str) -> str:
+    return (f"selector {text!r} has an empty part (a leading, trailing or doubled '/', or only spaces; "
+            "an unset shell variable?). An empty part never means 'every': write '*' for every project, "
+            "branch or role, e.g. 'myproj/*/app'")
+
+
+def parse_selectors(texts: Iterable[str]) -> list[Selector]:
+    """Parse every selector before anything is loaded; one ValueError naming each bad one.
+
+    Call it before talking to the API: a bad selector is a usage error (exit status 2).
+    """
+    texts = list(texts)
+    sels: list[Selector] = []
+    problems: list[str] = []
+    for text in texts:
+        try:
+            sels.append(Selector.parse(text))
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not sels:
+        raise ValueError("no selector: name what to rotate as PROJECT[/BRANCH[/ROLE]] ('*' for everything)")
+    return sels
+
+
 async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], org_id: str | None) -> Plan:
     """Expand selectors over everything the key can see in one organization."""
     selectors = list(selectors)
-    sels = [Selector.parse(s) for s in selectors]
+    sels = parse_selectors(selectors)
     projects = await inventory.load_projects(org_id)
     wanted = [p for p in projects if any(s.matches_project(p) for s in sels)]
     await asyncio.gather(*(inventory.load_branches(p) for p in wanted))
