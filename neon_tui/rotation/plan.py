@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from urllib.parse import quote
 
-from neon_tui.neon.models import Database, Endpoint, Role
+from neon_tui.neon.errors import NeonError
+from neon_tui.neon.models import Database, Endpoint, Organization, Role
 from neon_tui.neon.secret import Secret
 from neon_tui.rotation.inventory import BranchInfo, Inventory, ProjectInfo, shares_parent_password
 
@@ -246,6 +247,63 @@ async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], or
     plan.org_id = org_id
     plan.unmatched = [text for i, text in enumerate(selectors) if i not in hits]
     return plan
+
+
+async def other_org_matches(
+    inventory: Inventory, selectors: Iterable[str], org_id: str | None
+) -> dict[str, list[Organization]]:
+    """For selectors that matched nothing in `org_id`: the other organizations where each matches a role.
+
+    Returns every given selector as a key, mapped to the organizations (in the order Neon lists them,
+    `org_id` itself excluded) where it would match at least one role; an empty list when none.
+    Loads only what it needs through the inventory: each other organization's projects, then branches
+    only of projects the selector's PROJECT part matches, then roles only of branches its BRANCH part
+    could match. An organization whose projects cannot be listed (e.g. 403) is left out: this is a hint.
+    Never widens anything: the caller reports, it does not plan in the other organization.
+    Raises ValueError for a malformed selector (as plan_from_selectors does).
+    """
+    texts = list(selectors)
+    sels = parse_selectors(texts) if texts else []
+    found: dict[str, list[Organization]] = {t: [] for t in texts}
+    if not texts:
+        return found
+    others = [o for o in await inventory.load_organizations() if o.id != org_id]
+
+    async def check_org(org: Organization) -> list[bool]:
+        try:
+            projects = await inventory.load_projects(org.id)
+        except NeonError:
+            return [False] * len(sels)
+        return list(await asyncio.gather(*(_matches_somewhere(inventory, s, projects) for s in sels)))
+
+    results = await asyncio.gather(*(check_org(o) for o in others))
+    for org, hits in zip(others, results):
+        for text, hit in zip(texts, hits):
+            if hit and org not in found[text]:
+                found[text].append(org)
+    return found
+
+
+async def _matches_somewhere(inventory: Inventory, sel: Selector, projects: list[ProjectInfo]) -> bool:
+    """Does `sel` match at least one role in these projects? Loads branches and roles lazily."""
+
+    async def in_project(p: ProjectInfo) -> bool:
+        try:
+            branches = await inventory.load_branches(p)
+        except NeonError:
+            return False
+        candidates = [b for b in branches.values() if sel.matches_branch(b)]
+        for b in candidates:
+            try:
+                roles = await inventory.load_roles(p, b)
+            except NeonError:
+                continue
+            if any(sel.matches(b, r) for r in roles):
+                return True
+        return False
+
+    wanted = [p for p in projects if sel.matches_project(p)]
+    return any(await asyncio.gather(*(in_project(p) for p in wanted)))
 
 
 async def build_plan(inventory: Inventory, chosen: Iterable[TargetKey]) -> Plan:

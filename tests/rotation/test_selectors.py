@@ -6,7 +6,7 @@ import pytest
 from rotation_helpers import org_of
 
 from neon_tui.rotation.inventory import Inventory
-from neon_tui.rotation.plan import Selector, parse_selectors, plan_from_selectors
+from neon_tui.rotation.plan import Selector, other_org_matches, parse_selectors, plan_from_selectors
 
 
 @pytest.mark.parametrize("text", [
@@ -81,3 +81,62 @@ async def test_star_alone_is_still_everything_in_the_organization(demo):
     plan = await plan_from_selectors(Inventory(client), ["*"], org)
     expected = {k for k in sim.inspect.login_roles() if sim.inspect.org_of(k[0]) == org}
     assert {t.key for t in plan.targets} == expected and expected
+
+
+# ---------------------------------------------------------------- other organizations
+
+
+def _other_org_project(sim, org):
+    """A project of another organization (the demo account has several)."""
+    for pid, p in sim.inspect.projects.items():
+        if sim.inspect.org_of(pid) != org:
+            return p
+    raise AssertionError("the demo account has one organization only")
+
+
+async def test_selector_unmatched_here_is_found_in_another_org(demo):
+    sim, client = demo
+    home = org_of(sim, "acme-prod")
+    other = _other_org_project(sim, home)
+    other_org = sim.inspect.org_of(other.id)
+    inv = Inventory(client)
+    plan = await plan_from_selectors(inv, [other.name, f"{other.name}/*/neondb_owner", "no-such-project"], home)
+    assert plan.unmatched == [other.name, f"{other.name}/*/neondb_owner", "no-such-project"]
+    found = await other_org_matches(inv, plan.unmatched, home)
+    assert [o.id for o in found[other.name]] == [other_org]
+    assert [o.id for o in found[f"{other.name}/*/neondb_owner"]] == [other_org]
+    assert found["no-such-project"] == []
+    # the plan was not widened by looking elsewhere
+    assert plan.targets == [] and plan.org_id == home
+
+
+async def test_other_org_needs_a_role_match_not_only_a_project_match(demo):
+    sim, client = demo
+    home = org_of(sim, "acme-prod")
+    other = _other_org_project(sim, home)
+    found = await other_org_matches(Inventory(client), [f"{other.name}/*/no-such-role",
+                                                        f"{other.name}/no-such-branch"], home)
+    assert found == {f"{other.name}/*/no-such-role": [], f"{other.name}/no-such-branch": []}
+
+
+async def test_other_org_loads_only_matching_projects_branches(demo):
+    sim, client = demo
+    home = org_of(sim, "acme-prod")
+    other = _other_org_project(sim, home)
+    sim.inspect.clear_requests()
+    found = await other_org_matches(Inventory(client), [f"{other.id}/*/neondb_owner"], home)
+    assert found[f"{other.id}/*/neondb_owner"]
+    paths = [r.path for r in sim.inspect.requests]
+    branch_reads = {p.split("/")[4] for p in paths if "/branches" in p}
+    assert branch_reads == {other.id}  # no other project's branches or roles were read
+    assert not any(f"/projects/{pid}/" in p for p in paths for pid in sim.inspect.project_ids(home))
+
+
+async def test_other_org_excludes_the_chosen_org_and_handles_no_selectors(demo):
+    sim, client = demo
+    home = org_of(sim, "acme-prod")
+    found = await other_org_matches(Inventory(client), ["acme-prod"], home)
+    assert found == {"acme-prod": []}  # matches only in the chosen org: no hint
+    assert await other_org_matches(Inventory(client), [], home) == {}
+    with pytest.raises(ValueError, match="empty part"):
+        await other_org_matches(Inventory(client), ["a//b"], home)
