@@ -346,6 +346,24 @@ class NeonClient:
 
     # ---------------------------------------------------------------- projects
 
+    async def project_page(
+        self, org_id: str | None = None, *, search: str | None = None, cursor: str | None = None,
+        page_size: int = 400,
+    ) -> tuple[list[Project], str | None]:
+        """One page of projects and the cursor of the next page (None after the last page).
+
+        One request (with the client's retries), so a caller can retry a page without starting over.
+        """
+        if not 1 <= page_size <= 400:
+            raise ValueError("page_size must be 1..400")
+        data = await self._get("/projects", "/projects", org_id=org_id, search=search, limit=page_size, cursor=cursor)
+        page = self._list(data, "projects", Project, "projects")
+        pagination = data.get("pagination") if isinstance(data, dict) else None
+        nxt = pagination.get("cursor") if isinstance(pagination, dict) else None
+        if len(page) < page_size or not isinstance(nxt, str) or not nxt:
+            nxt = None
+        return page, nxt
+
     async def iter_project_pages(
         self, org_id: str | None = None, *, search: str | None = None, page_size: int = 400
     ) -> AsyncIterator[list[Project]]:
@@ -355,13 +373,10 @@ class NeonClient:
         cursor: str | None = None
         seen: set[str] = set()
         while True:
-            data = await self._get("/projects", "/projects", org_id=org_id, search=search, limit=page_size, cursor=cursor)
-            page = self._list(data, "projects", Project, "projects")
+            page, cursor = await self.project_page(org_id, search=search, cursor=cursor, page_size=page_size)
             if page:
                 yield page
-            pagination = data.get("pagination") if isinstance(data, dict) else None
-            cursor = pagination.get("cursor") if isinstance(pagination, dict) else None
-            if len(page) < page_size or not cursor:
+            if cursor is None:
                 return
             if cursor in seen:
                 raise UnexpectedResponseError("projects: the pagination cursor repeats")
