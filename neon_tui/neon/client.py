@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 import uuid
 from collections import deque
@@ -22,11 +23,14 @@ import httpx
 from neon_tui import __version__
 from neon_tui.neon.errors import (
     InsecureTransportError,
+    InvalidHostError,
+    MalformedApiKeyError,
     NeonError,
     NetworkError,
     OutcomeUnknownError,
     RateLimitedError,
     RequestTimeoutError,
+    TlsError,
     UnexpectedResponseError,
     error_for_status,
 )
@@ -112,18 +116,112 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_host(base_url: str) -> str:
-    """Validate the API base URL: https anywhere, plain http only to loopback."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InsecureTransportError(f"NEON_API_HOST must be an http(s) URL, got {base_url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise InsecureTransportError(
-            f"refusing to send the API key over plain http to {parts.hostname}; use https (or a loopback address)"
+def _char_kind(ch: str) -> str:
+    if ch in "\r\n":
+        return "a line break"
+    if ch.isspace():
+        return "whitespace"
+    if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+        return "a control character"
+    return "a non-ASCII character"
+
+
+def _bad_char(text: str) -> str | None:
+    """What kind of character makes `text` unusable in a URL or header (only printable ASCII is), else None."""
+    for ch in text:
+        if not 0x21 <= ord(ch) <= 0x7E:
+            return _char_kind(ch)
+    return None
+
+
+def clean_api_key(api_key: str | Secret) -> Secret:
+    """The key with surrounding whitespace trimmed (`$(cat keyfile)` leaves a newline), wrapped in Secret.
+
+    NeonError when empty; MalformedApiKeyError when it still holds whitespace, control or non-ASCII
+    characters (a Neon key is printable ASCII). Neither message contains the key or any part of it.
+    """
+    raw = api_key.reveal() if isinstance(api_key, Secret) else api_key
+    if not isinstance(raw, str):
+        raise MalformedApiKeyError("the API key must be text")
+    raw = raw.strip()
+    if not raw:
+        raise NeonError("no API key: set NEON_API_KEY or pass a key")
+    kind = _bad_char(raw)
+    if kind is not None:
+        raise MalformedApiKeyError(
+            f"the API key contains {kind}; a Neon API key is one word of printable ASCII "
+            "(was it pasted with a line break or copied from a formatted document?)"
         )
+    return Secret(raw)
+
+
+def _redact_url(url: str) -> str:
+    """The URL for a message, without any user:password part."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{tail}"
+
+
+def check_host(base_url: str) -> str:
+    """Validate the API base URL: https anywhere, plain http only to loopback.
+
+    Surrounding whitespace is trimmed; inner whitespace or control characters are refused
+    (InvalidHostError), as are plain http to a non-loopback host and credentials in the URL
+    (InsecureTransportError). Returns the URL without a trailing '/'.
+    """
+    if not isinstance(base_url, str):
+        raise InvalidHostError("NEON_API_HOST must be an http(s) URL")
+    base_url = base_url.strip()
+    shown = _redact_url(base_url)
+    for ch in base_url:
+        if ch.isspace() or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+            raise InvalidHostError(f"NEON_API_HOST contains {_char_kind(ch)}: {shown!r}")
+    try:
+        parts = urlsplit(base_url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        raise InvalidHostError(f"NEON_API_HOST is not a valid URL: {shown!r}") from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise InvalidHostError(f"NEON_API_HOST must be an http(s) URL, got {shown!r}")
     if parts.username or parts.password:
         raise InsecureTransportError("NEON_API_HOST must not carry credentials")
+    if parts.scheme == "http" and not _is_loopback(hostname):
+        raise InsecureTransportError(
+            f"refusing to send the API key over plain http to {hostname}; use https (or a loopback address)"
+        )
     return base_url.rstrip("/")
+
+
+# Closed connections are ordinary network failures (retried); any other SSL error will not change.
+_SSL_NOT_TLS_FAILURE = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl.SSLError (certificate verification, handshake) behind an httpx error, if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLError) and not isinstance(cur, _SSL_NOT_TLS_FAILURE):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _tls_reason(err: ssl.SSLError) -> str:
+    """Why the handshake failed, e.g. 'self-signed certificate' or 'wrong version number'."""
+    verify = getattr(err, "verify_message", None)
+    if verify:
+        return str(verify)
+    reason = getattr(err, "reason", None)
+    if reason:
+        return str(reason).replace("_", " ").lower()
+    return type(err).__name__
 
 
 def _hook(obj: dict) -> dict:
@@ -176,10 +274,10 @@ class NeonClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         history: int = 500,
     ) -> None:
-        key = api_key if isinstance(api_key, Secret) else Secret(api_key)
-        if not key.reveal().strip():
-            raise NeonError("no API key: set NEON_API_KEY or pass a key")
-        self.base_url = check_host(host or os.environ.get("NEON_API_HOST") or DEFAULT_HOST)
+        key = clean_api_key(api_key)
+        host = (host or "").strip() or (os.environ.get("NEON_API_HOST") or "").strip() or DEFAULT_HOST
+        self.base_url = check_host(host)
+        self.host_name = urlsplit(self.base_url).hostname or ""
         self.limiter = RateLimiter() if limiter is True else (limiter or None)
         self.retry = retry or RetryPolicy()
         self.on_request = on_request
@@ -199,8 +297,8 @@ class NeonClient:
     @classmethod
     def from_env(cls, **kw: Any) -> NeonClient:
         """Build from NEON_API_KEY and NEON_API_HOST, the names the official Neon CLI uses."""
-        key = os.environ.get("NEON_API_KEY", "")
-        if not key.strip():
+        key = os.environ.get("NEON_API_KEY", "").strip()
+        if not key:
             raise NeonError("NEON_API_KEY is not set")
         return cls(key, **kw)
 
@@ -257,7 +355,25 @@ class NeonClient:
                 )
             except httpx.HTTPError as exc:
                 kind = type(exc).__name__
+                # Certificates are checked in the handshake, during connect: then nothing was sent. A TLS
+                # error later in a request is an ordinary lost answer (retried, or unknown for a mutation).
+                tls = _ssl_cause(exc) if isinstance(exc, httpx.ConnectError) else None
+                if tls is not None:
+                    kind = "TLS"
                 self._record(RequestRecord(method, path, None, time.monotonic() - started, attempt, request_id, kind, started))
+                if tls is not None:
+                    # A certificate (or handshake) failure will not change on retry; nothing was sent.
+                    # TLS verification stays on: the fix is the certificate, the host name or the CA store.
+                    raise TlsError(
+                        f"TLS certificate verification failed for {self.host_name} ({_tls_reason(tls)}); "
+                        "nothing was sent. Check NEON_API_HOST and the host's certificate",
+                        host=self.host_name, method=method, path=path, request_id=request_id,
+                    ) from None
+                if isinstance(exc, httpx.LocalProtocolError):
+                    # Our own request could not be written (e.g. a bad header): resending cannot help.
+                    # The exception's text may quote a header, so only its type is reported.
+                    raise NeonError(f"could not send {method} {path}: the request is malformed ({kind})",
+                                    method=method, path=path, request_id=request_id) from None
                 not_sent = isinstance(exc, _NOT_SENT)
                 timeout = isinstance(exc, httpx.TimeoutException)
                 if mutating and not not_sent:
@@ -346,6 +462,24 @@ class NeonClient:
 
     # ---------------------------------------------------------------- projects
 
+    async def project_page(
+        self, org_id: str | None = None, *, search: str | None = None, cursor: str | None = None,
+        page_size: int = 400,
+    ) -> tuple[list[Project], str | None]:
+        """One page of projects and the cursor of the next page (None after the last page).
+
+        One request (with the client's retries), so a caller can retry a page without starting over.
+        """
+        if not 1 <= page_size <= 400:
+            raise ValueError("page_size must be 1..400")
+        data = await self._get("/projects", "/projects", org_id=org_id, search=search, limit=page_size, cursor=cursor)
+        page = self._list(data, "projects", Project, "projects")
+        pagination = data.get("pagination") if isinstance(data, dict) else None
+        nxt = pagination.get("cursor") if isinstance(pagination, dict) else None
+        if len(page) < page_size or not isinstance(nxt, str) or not nxt:
+            nxt = None
+        return page, nxt
+
     async def iter_project_pages(
         self, org_id: str | None = None, *, search: str | None = None, page_size: int = 400
     ) -> AsyncIterator[list[Project]]:
@@ -355,13 +489,10 @@ class NeonClient:
         cursor: str | None = None
         seen: set[str] = set()
         while True:
-            data = await self._get("/projects", "/projects", org_id=org_id, search=search, limit=page_size, cursor=cursor)
-            page = self._list(data, "projects", Project, "projects")
+            page, cursor = await self.project_page(org_id, search=search, cursor=cursor, page_size=page_size)
             if page:
                 yield page
-            pagination = data.get("pagination") if isinstance(data, dict) else None
-            cursor = pagination.get("cursor") if isinstance(pagination, dict) else None
-            if len(page) < page_size or not cursor:
+            if cursor is None:
                 return
             if cursor in seen:
                 raise UnexpectedResponseError("projects: the pagination cursor repeats")

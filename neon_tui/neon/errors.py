@@ -124,6 +124,31 @@ class InsecureTransportError(NeonError):
     title = "Insecure API host"
 
 
+class MalformedApiKeyError(NeonError):
+    """The API key cannot be a Neon key (inner whitespace, control or non-ASCII characters). Never shows it."""
+
+    title = "Malformed API key"
+
+
+class InvalidHostError(InsecureTransportError):
+    """NEON_API_HOST is not a usable URL (spaces, control characters, bad port...)."""
+
+    title = "Invalid API host"
+
+
+class TlsError(NeonError):
+    """TLS with the API host failed (certificate verification, handshake). Not retried: it won't change.
+
+    Deliberately not a NetworkError, so callers that retry network errors do not retry this one.
+    """
+
+    title = "TLS certificate verification failed"
+
+    def __init__(self, message: str, *, host: str | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.host = host
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequestError,
     401: AuthenticationError,

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from neon_tui.neon import NeonClient
-from neon_tui.neon.errors import NeonError
+from neon_tui.neon.errors import (
+    LockedError,
+    NeonError,
+    NetworkError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    ServerError,
+    UnexpectedResponseError,
+)
 from neon_tui.neon.models import Branch, Database, Endpoint, Organization, Project, Role
+
+log = logging.getLogger("neon_tui.rotation.inventory")
+
+T = TypeVar("T")
+
+# Failures that may go away by themselves: worth waiting for while discovering (reads only).
+TRANSIENT_ERRORS = (NetworkError, RateLimitedError, ServerError, LockedError)
+DEFAULT_PATIENCE = 120.0  # seconds of retrying one listing, on top of the client's own retries
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 15.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A read that failed this way may succeed later (network, 429, 5xx, 423)."""
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, OutcomeUnknownError)
 
 
 @dataclass(slots=True)
@@ -63,13 +91,60 @@ def shares_parent_password(project: ProjectInfo, info: BranchInfo, role: Role) -
 class Inventory:
     """A lazily filled cache of the account, shared by the plan builder and the TUI."""
 
-    def __init__(self, client: NeonClient, *, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        client: NeonClient,
+        *,
+        concurrency: int = 16,
+        patience: float = DEFAULT_PATIENCE,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`patience`: for how long (seconds) each listing keeps retrying transient failures
+        (network errors, 429, 5xx, 423) after the client's own retries gave up; no new attempt starts
+        later than that. Other errors (401, 403, 404, malformed answers...) propagate at once."""
+        if patience < 0:
+            raise ValueError("patience must not be negative")
         self.client = client
+        self.patience = patience
+        self._sleep = sleep
+        self._clock = clock
         self.organizations: list[Organization] | None = None
         self.projects: dict[str, ProjectInfo] = {}
         self._sem = asyncio.Semaphore(concurrency)
         # One fetch per thing even when the TUI's background loader and a keypress ask at once.
         self._inflight: dict[tuple, asyncio.Future] = {}
+
+    def _backoff(self, attempt: int, exc: NeonError) -> float:
+        retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+        if retry_after is not None:
+            return max(retry_after, 0.0) + random.uniform(0, 0.25)
+        cap = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
+        return cap / 2 + random.uniform(0, cap / 2)
+
+    async def _patient(self, what: str, call: Callable[[], Awaitable[T]], *, limit: bool = True) -> T:
+        """Run one read, retrying transient failures with capped backoff for at most `patience` seconds.
+
+        The concurrency slot is held only while a request is out, never while waiting.
+        """
+        deadline = self._clock() + self.patience
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if limit:
+                    async with self._sem:
+                        return await call()
+                return await call()
+            except NeonError as exc:
+                if not is_transient(exc):
+                    raise
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise
+                delay = min(self._backoff(attempt, exc), remaining)
+                log.info("%s: %s; trying again in %.1fs", what, type(exc).__name__, delay)
+                await self._sleep(delay)
 
     async def _once(self, key: tuple, make):
         fut = self._inflight.get(key)
@@ -81,13 +156,17 @@ class Inventory:
     async def load_organizations(self) -> list[Organization]:
         if self.organizations is None:
             try:
-                self.organizations = await self.client.list_organizations()
-            except NeonError:
-                auth = await self.client.get_auth()
-                if not auth.is_org_key:
+                orgs = await self.client.list_organizations()
+            except NeonError as exc:
+                auth = await self._patient("auth", self.client.get_auth, limit=False)
+                if auth.is_org_key:
+                    # An organization key may not list the user's organizations; it implies its own.
+                    orgs = []
+                elif is_transient(exc):
+                    orgs = await self._patient("organizations", self.client.list_organizations, limit=False)
+                else:
                     raise
-                # An organization key may not list the user's organizations; it implies its own.
-                self.organizations = []
+            self.organizations = orgs
         return self.organizations
 
     async def resolve_org(self, wanted: str | None) -> Organization | None:
@@ -102,8 +181,15 @@ class Inventory:
         return orgs[0] if orgs else None
 
     async def load_projects(self, org_id: str | None, *, on_page=None) -> list[ProjectInfo]:
+        """Every project of the organization, page by page; a page that fails transiently is retried alone."""
         found: list[ProjectInfo] = []
-        async for page in self.client.iter_project_pages(org_id):
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            def fetch(cursor=cursor):
+                return self.client.project_page(org_id, cursor=cursor)
+
+            page, cursor = await self._patient("projects", fetch, limit=False)
             infos = []
             for p in page:
                 info = self.projects.get(p.id) or ProjectInfo(p)
@@ -111,18 +197,23 @@ class Inventory:
                 self.projects[p.id] = info
                 infos.append(info)
             found.extend(infos)
-            if on_page is not None:
+            if on_page is not None and infos:
                 on_page(infos)
-        return found
+            if cursor is None:
+                return found
+            if cursor in seen:
+                raise UnexpectedResponseError("projects: the pagination cursor repeats")
+            seen.add(cursor)
 
     async def load_branches(self, project: ProjectInfo) -> dict[str, BranchInfo]:
         """Branches and the project's endpoints (one request for all endpoints)."""
         if project.branches is None:
             async def fetch() -> None:
-                async with self._sem:
-                    branches, endpoints = await asyncio.gather(
-                        self.client.list_branches(project.project.id), self.client.list_endpoints(project.project.id)
-                    )
+                pid = project.project.id
+                branches, endpoints = await asyncio.gather(
+                    self._patient(f"branches of {pid}", lambda: self.client.list_branches(pid)),
+                    self._patient(f"endpoints of {pid}", lambda: self.client.list_endpoints(pid)),
+                )
                 infos = {b.id: BranchInfo(b) for b in branches}
                 for e in endpoints:
                     if e.branch_id in infos:
@@ -136,8 +227,8 @@ class Inventory:
     async def load_roles(self, project: ProjectInfo, info: BranchInfo) -> list[Role]:
         if info.roles is None:
             async def fetch() -> None:
-                async with self._sem:
-                    info.roles = await self.client.list_roles(project.project.id, info.branch.id)
+                pid, bid = project.project.id, info.branch.id
+                info.roles = await self._patient(f"roles of {pid}/{bid}", lambda: self.client.list_roles(pid, bid))
 
             await self._once(("roles", info.branch.id), fetch)
         return info.roles or []
@@ -145,8 +236,9 @@ class Inventory:
     async def load_databases(self, project: ProjectInfo, info: BranchInfo) -> list[Database]:
         if info.databases is None:
             async def fetch() -> None:
-                async with self._sem:
-                    info.databases = await self.client.list_databases(project.project.id, info.branch.id)
+                pid, bid = project.project.id, info.branch.id
+                info.databases = await self._patient(f"databases of {pid}/{bid}",
+                                                     lambda: self.client.list_databases(pid, bid))
 
             await self._once(("databases", info.branch.id), fetch)
         return info.databases or []

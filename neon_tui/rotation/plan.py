@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from urllib.parse import quote
 
-from neon_tui.neon.models import Database, Endpoint, Role
+from neon_tui.neon.errors import NeonError
+from neon_tui.neon.models import Database, Endpoint, Organization, Role
 from neon_tui.neon.secret import Secret
 from neon_tui.rotation.inventory import BranchInfo, Inventory, ProjectInfo, shares_parent_password
 
@@ -147,16 +148,31 @@ class Selector:
     project: str
     rest: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # An empty part must never mean "every": built directly or parsed, it is refused.
+        if any(not part or not part.strip() for part in (self.project, *self.rest)):
+            raise ValueError(_empty_part_message("/".join((self.project, *self.rest))))
+
     @classmethod
     def parse(cls, text: str) -> Selector:
-        if not text or not text.strip():
-            raise ValueError("empty selector")
-        project, *rest = text.strip().split("/")
-        return cls(project or "*", tuple(rest))
+        """Parse PROJECT[/BRANCH[/ROLE]]; ValueError for an empty selector or an empty part.
+
+        An empty part (leading, trailing or doubled '/', or only spaces) is an error, never a wildcard:
+        `"$P/$B/$R"` with unset variables must not become the whole organization. `*` says "every".
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("empty selector: name what to rotate as PROJECT[/BRANCH[/ROLE]]; "
+                             "write '*' for every project in the organization")
+        parts = text.strip().split("/")
+        if any(not part.strip() for part in parts):
+            raise ValueError(_empty_part_message(text))
+        project, *rest = parts
+        return cls(project, tuple(rest))
 
     @staticmethod
     def _match(pattern: str, *values: str | None) -> bool:
-        return any(v is not None and fnmatchcase(v, pattern or "*") for v in values)
+        # No fallback for an empty pattern: it matches nothing rather than everything.
+        return bool(pattern) and any(v is not None and fnmatchcase(v, pattern) for v in values)
 
     def matches_project(self, p: ProjectInfo) -> bool:
         return self._match(self.project, p.project.name, p.project.id)
@@ -180,10 +196,36 @@ class Selector:
         )
 
 
+def _empty_part_message(text: str) -> str:
+    return (f"selector {text!r} has an empty part (a leading, trailing or doubled '/', or only spaces; "
+            "an unset shell variable?). An empty part never means 'every': write '*' for every project, "
+            "branch or role, e.g. 'myproj/*/app'")
+
+
+def parse_selectors(texts: Iterable[str]) -> list[Selector]:
+    """Parse every selector before anything is loaded; one ValueError naming each bad one.
+
+    Call it before talking to the API: a bad selector is a usage error (exit status 2).
+    """
+    texts = list(texts)
+    sels: list[Selector] = []
+    problems: list[str] = []
+    for text in texts:
+        try:
+            sels.append(Selector.parse(text))
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not sels:
+        raise ValueError("no selector: name what to rotate as PROJECT[/BRANCH[/ROLE]] ('*' for everything)")
+    return sels
+
+
 async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], org_id: str | None) -> Plan:
     """Expand selectors over everything the key can see in one organization."""
     selectors = list(selectors)
-    sels = [Selector.parse(s) for s in selectors]
+    sels = parse_selectors(selectors)
     projects = await inventory.load_projects(org_id)
     wanted = [p for p in projects if any(s.matches_project(p) for s in sels)]
     await asyncio.gather(*(inventory.load_branches(p) for p in wanted))
@@ -205,6 +247,63 @@ async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], or
     plan.org_id = org_id
     plan.unmatched = [text for i, text in enumerate(selectors) if i not in hits]
     return plan
+
+
+async def other_org_matches(
+    inventory: Inventory, selectors: Iterable[str], org_id: str | None
+) -> dict[str, list[Organization]]:
+    """For selectors that matched nothing in `org_id`: the other organizations where each matches a role.
+
+    Returns every given selector as a key, mapped to the organizations (in the order Neon lists them,
+    `org_id` itself excluded) where it would match at least one role; an empty list when none.
+    Loads only what it needs through the inventory: each other organization's projects, then branches
+    only of projects the selector's PROJECT part matches, then roles only of branches its BRANCH part
+    could match. An organization whose projects cannot be listed (e.g. 403) is left out: this is a hint.
+    Never widens anything: the caller reports, it does not plan in the other organization.
+    Raises ValueError for a malformed selector (as plan_from_selectors does).
+    """
+    texts = list(selectors)
+    sels = parse_selectors(texts) if texts else []
+    found: dict[str, list[Organization]] = {t: [] for t in texts}
+    if not texts:
+        return found
+    others = [o for o in await inventory.load_organizations() if o.id != org_id]
+
+    async def check_org(org: Organization) -> list[bool]:
+        try:
+            projects = await inventory.load_projects(org.id)
+        except NeonError:
+            return [False] * len(sels)
+        return list(await asyncio.gather(*(_matches_somewhere(inventory, s, projects) for s in sels)))
+
+    results = await asyncio.gather(*(check_org(o) for o in others))
+    for org, hits in zip(others, results):
+        for text, hit in zip(texts, hits):
+            if hit and org not in found[text]:
+                found[text].append(org)
+    return found
+
+
+async def _matches_somewhere(inventory: Inventory, sel: Selector, projects: list[ProjectInfo]) -> bool:
+    """Does `sel` match at least one role in these projects? Loads branches and roles lazily."""
+
+    async def in_project(p: ProjectInfo) -> bool:
+        try:
+            branches = await inventory.load_branches(p)
+        except NeonError:
+            return False
+        candidates = [b for b in branches.values() if sel.matches_branch(b)]
+        for b in candidates:
+            try:
+                roles = await inventory.load_roles(p, b)
+            except NeonError:
+                continue
+            if any(sel.matches(b, r) for r in roles):
+                return True
+        return False
+
+    wanted = [p for p in projects if sel.matches_project(p)]
+    return any(await asyncio.gather(*(in_project(p) for p in wanted)))
 
 
 async def build_plan(inventory: Inventory, chosen: Iterable[TargetKey]) -> Plan:

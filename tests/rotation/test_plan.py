@@ -45,9 +45,12 @@ async def test_branch_and_role_globs_match_names_or_ids(demo):
     assert {t.role_name for t in star.targets} == {"data team"}
     whole = await plan_from_selectors(Inventory(client), ["acme-prod/dev/alice/*"], org)
     assert {t.branch_name for t in whole.targets} == {"dev/alice"} and len(whole.targets) > 3
-    empty_branch_part = await plan_from_selectors(Inventory(client), ["acme-prod//migrator"], org)
-    assert {t.role_name for t in empty_branch_part.targets} == {"migrator"}
-    assert len(empty_branch_part.targets) == len(sim.inspect.branches(p.id))
+    every_branch = await plan_from_selectors(Inventory(client), ["acme-prod/*/migrator"], org)
+    assert {t.role_name for t in every_branch.targets} == {"migrator"}
+    assert len(every_branch.targets) == len(sim.inspect.branches(p.id))
+    # an empty part is an error, never "every branch"
+    with pytest.raises(ValueError, match="empty part"):
+        await plan_from_selectors(Inventory(client), ["acme-prod//migrator"], org)
 
 
 async def test_unselected_copies_are_warned_about_with_inheritance(demo):
