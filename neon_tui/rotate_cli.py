@@ -11,33 +11,39 @@ from typing import Any
 
 from neon_tui.neon import NeonClient
 from neon_tui.neon.errors import NeonError
-from neon_tui.rotation.events import RotationResult, RunFinished, RunStarted, TargetChanged
+from neon_tui.rotation.events import DeliveryFailed, Halted, RunFinished, RunStarted, TargetChanged
 from neon_tui.rotation.journal import (
     APPLYING,
+    CANCELLED,
     DELIVERED,
     FAILED,
     RESETTING,
     ROTATED,
+    SKIPPED,
+    UNCONFIRMED,
     UNKNOWN,
-    Journal,
     JournalError,
     JournalState,
-    latest_unfinished,
+    find_unfinished,
     list_journals,
     read_journal,
 )
-from neon_tui.rotation.plan import Plan, plan_from_selectors
+from neon_tui.rotation.plan import Plan, Selector, plan_from_selectors
 
 DESCRIPTION = """\
 SELECTOR is PROJECT[/BRANCH[/ROLE]]: shell-style globs matched against names or ids.
 '*' is everything the key can see in the organization chosen with --org (else the only or first one).
 Branch and role names may contain '/': with three or more parts every BRANCH/ROLE split is tried
 (the role is at least the last part). PROJECT/dev/alice is role alice on branch dev;
-PROJECT/dev/alice/* is every role on branch dev/alice.
+PROJECT/dev/alice/* is every role on branch dev/alice. An empty part ('//', a trailing '/', "$P/$B"
+with an unset variable) is an error, never "everything": write '*' for that.
 
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
-input is not a terminal, --yes is required. Exit status: 0 all rotated, 1 some target failed or is
-unknown, 2 bad input or the API could not be used.
+input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH, or
+none); every sink is checked before the first reset, and when one fails no new reset starts and the
+run stops (it stays resumable). Exit status: 0 every target rotated and delivered to every chosen
+sink, 1 some target failed, is unknown or unconfirmed, or a password did not reach a sink, 2 bad
+input or the API could not be used (nothing was reset).
 
 Environment: NEON_API_KEY (the key), NEON_API_HOST (default https://console.neon.tech/api/v2).
 """
@@ -50,10 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--org", help="organization id, name or handle")
     p.add_argument("--apply", action="store_true", help="run the resets (default: only print the plan)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (required without a terminal)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--deliver", choices=("stdout", "keyring", "none"),
-                   help="where new connection strings go (required with --apply; 'none' relies on Neon's stored "
-                        "passwords)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (a run writes JSON Lines: one object per target as it is "
+                        "handed over, then a summary)")
+    p.add_argument("--deliver", action="append", metavar="SINK",
+                   help="where new passwords go, repeatable: stdout, keyring, file:PATH (a new 0600 file), or none "
+                        "(rely on Neon's stored passwords). Required with --apply; a target is delivered when "
+                        "every chosen sink confirmed it")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
                    help="finish an interrupted run (the latest, or a run id / journal path)")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: reset failed targets again")
@@ -65,7 +74,7 @@ class UsageError(Exception):
 
 
 def _err(msg: str) -> None:
-    print(f"neon-tui rotate: {msg}", file=sys.stderr)
+    print(f"neon-tui rotate: {msg}", file=sys.stderr, flush=True)
 
 
 def main(ns: argparse.Namespace) -> int:
@@ -92,54 +101,89 @@ def make_client(demo: bool, **kw: Any) -> tuple[NeonClient, Any]:
     return NeonClient.from_env(**kw), None
 
 
-def _find_journal(spec: str, host: str) -> JournalState:
+def _find_journal(spec: str, host: str, account: str | None) -> JournalState:
+    """The run to resume. Damaged or foreign journals are reported and never hide the others."""
     from pathlib import Path
 
     if spec == "latest":
-        state = latest_unfinished(host)
-        if state is None:
-            raise UsageError(f"no interrupted run for {host} to resume")
-        return state
+        found = find_unfinished(host, account)
+        for problem in found.problems:
+            _err(f"skipping a damaged journal: {problem}")
+        if found.state is None:
+            others = f" ({len(found.elsewhere)} belong to another API host or account)" if found.elsewhere else ""
+            raise UsageError(f"no interrupted run for {host} to resume{others}")
+        return found.state
     state = None
-    for path in list_journals():
-        if spec in (path.stem, str(path), path.name):
-            state = read_journal(path)
-    if state is None and os.path.isfile(spec):
-        state = read_journal(Path(spec))
+    candidates = [p for p in list_journals() if spec in (p.stem, str(p), p.name)]
+    if not candidates and os.path.isfile(spec):
+        candidates = [Path(spec)]
+    for path in candidates:
+        state = read_journal(path)
     if state is None:
         raise UsageError(f"no run {spec!r}")
-    if state.header.get("host") != host:
-        raise UsageError(f"run {state.run_id} was against {state.header.get('host')}, not {host}: "
+    for problem in state.problems:
+        _err(f"{problem}: the run's unfinished targets are reconciled before any reset")
+    if state.host != host:
+        raise UsageError(f"run {state.run_id} was against {state.host}, not {host}: "
                          "set NEON_API_HOST to that API to resume it")
+    if account is not None and state.account is not None and state.account != account:
+        raise UsageError(f"run {state.run_id} belongs to Neon account {state.account}, and this API key to "
+                         f"{account}: use that account's key to resume it")
     return state
+
+
+def _sinks(ns: argparse.Namespace, resume: JournalState | None, settings) -> tuple[list, bool]:
+    """The chosen sinks, and whether 'none' was chosen. Raises UsageError."""
+    from neon_tui.rotation.sinks import parse_deliver
+
+    specs = [s.strip() for s in ns.deliver or []]
+    if "none" in specs:
+        if len(specs) > 1:
+            raise UsageError("--deliver none cannot be combined with another sink")
+        return [], True
+    sinks = []
+    appendable = resume.sinks if resume is not None else []
+    run_id = resume.run_id if resume is not None else ""
+    for spec in specs:
+        try:
+            sink = parse_deliver(spec, run_id=run_id, appendable=appendable, keyring_allow=settings.keyring_allow)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if any(s.name == sink.name for s in sinks):
+            raise UsageError(f"--deliver {spec} given twice")
+        sinks.append(sink)
+    return sinks, False
 
 
 async def _main(ns: argparse.Namespace) -> int:
     from neon_tui.rotation.inventory import Inventory
 
+    running = bool(ns.apply or ns.resume)
     if ns.apply and not ns.resume and not ns.selectors:
         raise UsageError("name what to rotate: SELECTOR... ('*' for everything)")
     if not ns.resume and not ns.selectors:
         raise UsageError("name what to plan: SELECTOR... ('*' for everything), or --resume")
-    if getattr(ns, "read_only", False) and (ns.apply or ns.resume):
+    if getattr(ns, "read_only", False) and running:
         raise UsageError("--read-only: plans only; --apply and --resume would write")
     if ns.retry_failed and not ns.resume:
         raise UsageError("--retry-failed goes with --resume")
-    if (ns.apply or ns.resume) and not sys.stdin.isatty() and not ns.yes:
+    if running and not sys.stdin.isatty() and not ns.yes:
         raise UsageError("standard input is not a terminal: add --yes to run without confirmation")
-    if (ns.apply or ns.resume) and ns.deliver is None:
-        raise UsageError("choose where new connection strings go: --deliver stdout|keyring "
-                         "(or --deliver none to rely on the passwords Neon stores)")
-    sinks = []
-    if ns.deliver == "keyring" and (ns.apply or ns.resume):
-        from neon_tui.rotation.delivery import KeyringSink
-        from neon_tui.secrets import KeyringUnavailable
-
+    if running and not ns.deliver:
+        raise UsageError("choose where new passwords go: --deliver stdout|keyring|file:PATH (repeatable), "
+                         "or --deliver none to rely on the passwords Neon stores")
+    if not running and ns.deliver:
+        raise UsageError("--deliver goes with --apply or --resume")
+    for text in ns.selectors:
         try:
-            sinks.append(KeyringSink())
-        except KeyringUnavailable as e:
-            _err(f"--deliver keyring: {e}")
-            return EXIT_USAGE
+            Selector.parse(text)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    from neon_tui.config import load_settings
+
+    settings, problem = load_settings()
+    if problem:
+        _err(f"settings: {problem}")
     try:
         client, _sim = make_client(ns.demo)
     except NeonError as e:
@@ -148,7 +192,8 @@ async def _main(ns: argparse.Namespace) -> int:
     async with client:
         inventory = Inventory(client)
         try:
-            resume_state = _find_journal(ns.resume, client.base_url) if ns.resume else None
+            account = (await client.get_auth()).account_id
+            resume_state = _find_journal(ns.resume, client.base_url, account) if ns.resume else None
             if resume_state is not None:
                 out.resume_summary(resume_state)
                 from neon_tui.rotation.resume import plan_for_resume
@@ -156,9 +201,14 @@ async def _main(ns: argparse.Namespace) -> int:
                 plan, gone = await plan_for_resume(inventory, resume_state)
                 for label in gone:
                     _err(f"{label}: no longer exists; left as it was")
+                if resume_state.targets and len(gone) == len(resume_state.targets) and resume_state.account is None:
+                    raise UsageError(f"none of run {resume_state.run_id}'s targets exist for this API key: "
+                                     "is it another account's run? Nothing was changed")
             else:
                 org = await inventory.resolve_org(ns.org)
                 plan = await plan_from_selectors(inventory, ns.selectors, org.id if org else None)
+                if plan.unmatched:
+                    await _other_orgs(inventory, plan.unmatched, org)
         except (NeonError, LookupError, ValueError, JournalError) as e:
             _err(str(e))
             return EXIT_USAGE
@@ -167,10 +217,11 @@ async def _main(ns: argparse.Namespace) -> int:
         if not plan.targets and not plan.skipped and not resume_state:
             _err("nothing matched: check the selectors (PROJECT[/BRANCH[/ROLE]], names or ids) and --org")
             return EXIT_USAGE
-        if not ns.apply and not ns.resume:
+        if not running:
             out.plan(plan)
             return EXIT_OK
-        if not plan.targets:
+        sinks, none = _sinks(ns, resume_state, settings)
+        if not plan.targets and resume_state is None:
             out.plan(plan)
             _err("nothing to rotate")
             return EXIT_OK
@@ -179,51 +230,73 @@ async def _main(ns: argparse.Namespace) -> int:
         if not ns.yes and not await _confirm(plan):
             _err("not confirmed; nothing was changed")
             return EXIT_USAGE
-        deferred = ns.deliver == "stdout" and ns.json
-        if ns.deliver == "stdout" and not ns.json:
-            from neon_tui.rotation.delivery import CallbackSink
+        from neon_tui.rotation.session import RunSession, SessionError
+        from neon_tui.rotation.sinks import JsonLinesSink, StdoutSink
 
-            sinks.append(CallbackSink("stdout", out.delivered))
-        from neon_tui.rotation.engine import RotationEngine
-
-        journal = Journal(resume_state.path) if resume_state else Journal.create()
-        # --json prints one document at the end: a target counts as delivered only once it is printed.
-        engine = RotationEngine(client, journal=journal, sinks=sinks, require_delivery=deferred)
-        ns.run_started = True
-        _cancel_on_sigint(engine)
+        if ns.json:
+            sinks = [JsonLinesSink(out.describe) if isinstance(s, StdoutSink) else s for s in sinks]
+        session = RunSession(client, plan, sinks=sinks, resume=resume_state, account=account,
+                             selectors=list(ns.selectors))
+        out.session = session
         try:
-            async for ev in engine.run(plan, resume=resume_state, retry_failed=ns.retry_failed,
-                                       selectors=list(ns.selectors)):
+            await session.prepare()
+        except SessionError as e:
+            _err(str(e))
+            return EXIT_USAGE
+        ns.run_started = True
+        _on_sigint(session)
+        try:
+            async for ev in session.run(retry_failed=ns.retry_failed):
                 out.event(ev)
             out.close()
-            out.results(plan, engine)
-            if deferred:
-                sys.stdout.flush()
-                for key in engine.results:
-                    if engine.states.get(key) == ROTATED:
-                        engine.mark_delivered(key, "stdout")
-                engine.finish_journal()
         finally:
-            journal.close()
             out.close()
-        done = (DELIVERED,) if engine.require_delivery else (ROTATED, DELIVERED)
-        bad = [s for s in engine.states.values() if s not in (*done, "skipped")]
-        return EXIT_FAILED if bad else EXIT_OK
+            await session.close()
+        out.results(session)
+        if session.halts or any(s not in (DELIVERED, SKIPPED) and not (none and s == ROTATED)
+                                for s in session.counts()):
+            return EXIT_FAILED
+        return EXIT_OK
 
 
-def _cancel_on_sigint(engine) -> None:
-    """First Ctrl-C: stop starting resets and let those in flight finish. Second: abort."""
+async def _other_orgs(inventory, unmatched: list[str], org) -> None:
+    """A selector that exists only in another organization is an error that names the --org to use."""
+    from neon_tui.rotation.plan import other_org_matches
+
+    try:
+        elsewhere = await other_org_matches(inventory, unmatched, org.id if org else None)
+    except NeonError:
+        return  # the hint is a courtesy; the plan itself stands
+    hints = []
+    for text, orgs in elsewhere.items():
+        if orgs:
+            names = " or ".join(f"--org {o.id} ({o.name})" for o in orgs)
+            here = f"{org.name} ({org.id})" if org else "this organization"
+            hints.append(f"selector {text!r} matches nothing in {here}; it matches in another organization: "
+                         f"add {names}")
+    if hints:
+        raise LookupError("\n".join(hints))
+
+
+def _on_sigint(session) -> None:
+    """First Ctrl-C: stop starting resets and let those in flight finish. Second: stop now (passwords in
+    hand are still handed over, marked unconfirmed). Third: give up at once."""
     import signal
 
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
+    presses = {"n": 0}
 
     def on_sigint() -> None:
-        if engine.cancelled:
+        presses["n"] += 1
+        if presses["n"] == 1:
+            session.cancel()
+            _err("cancelling: no new resets; waiting for those in flight (Ctrl-C again to stop now)")
+        elif presses["n"] == 2:
+            session.abort()
+            _err("stopping: passwords already returned are handed over, marked unconfirmed (Ctrl-C again to quit)")
+        else:
             task.cancel()
-            return
-        engine.cancel()
-        _err("cancelling: no new resets; waiting for those in flight (Ctrl-C again to abort)")
 
     try:
         loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -255,16 +328,22 @@ async def _confirm(plan: Plan) -> bool:
 
 
 class Output:
-    """Where things go: data (the plan without --apply, connection strings, --json) to stdout; messages
-    (the plan before a run, progress, the summary) to stderr, so `> creds.txt` captures only data."""
+    """Where things go: data (the plan without --apply, --deliver stdout, --json) to stdout; messages (the
+    plan before a run, progress, the summary) to stderr, so `> creds.txt` captures only data.
+
+    With --json a run writes JSON Lines on stdout: {"type": "run"} first, one {"type": "target"} object per
+    target as soon as it is handed over (with its password and connection strings when stdout is a chosen
+    sink) or settled, and a {"type": "summary"} object last.
+    """
 
     def __init__(self, ns: argparse.Namespace) -> None:
         self.ns = ns
-        self.delivered_results: list[RotationResult] = []
+        self.session = None
         self.progress = None
         self.task = None
         self.total = 0
         self.done_keys: set[tuple] = set()
+        self.written: set[tuple] = set()  # targets whose JSON line is out
         running = bool(ns.apply or ns.resume)
         self.msg = sys.stderr if running else sys.stdout
         self.tty = self.msg.isatty() and not ns.json
@@ -286,6 +365,8 @@ class Output:
         for t in state.targets.values():
             if t.state in (RESETTING, UNKNOWN, APPLYING):
                 self.say(f"  unknown   {t.label}: reset may have been sent; will reconcile, not resend")
+            elif t.state == UNCONFIRMED:
+                self.say(f"  unconfirmed {t.label}: handed over unconfirmed; its operations are checked first")
             elif t.state == FAILED:
                 self.say(f"  failed    {t.label}: {t.reason}")
 
@@ -305,11 +386,45 @@ class Output:
         for w in sorted(plan.warnings, key=lambda w: not w.likely_same_password):
             self.say(f"  WARNING {w}")
 
+    # ---------------------------------------------------------------- JSON Lines
+
+    def _line(self, obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def target_json(self, key: tuple, state: str | None = None) -> dict[str, Any]:
+        v = self.session.view(key)
+        t = v.target
+        res = v.result
+        return {
+            "type": "target", "project_id": t.project_id, "project": t.project_name, "branch_id": t.branch_id,
+            "branch": t.branch_name, "role": t.role_name, "state": str(state or v.state), "reason": v.reason,
+            "confirmed": None if res is None else res.confirmed,
+            "endpoint": bool(t.endpoints), "databases": [d.name for d in t.connection_databases()],
+            "delivered_to": sorted(v.delivered), "delivery_failed": v.delivery_failed,
+            "operations": [{"id": o.id, "action": o.action, "status": o.status} for o in self.ops.get(key, ())],
+            "attempts": v.attempts,
+        }
+
+    def describe(self, result) -> dict[str, Any]:
+        """The JSON Lines sink's object for a target being handed over (stdout is the last sink)."""
+        key = result.target.key
+        v = self.session.view(key)
+        others = [n for n in self.session.required if n != "stdout"]
+        state = v.state
+        if v.state == ROTATED and all(n in v.delivered for n in others):
+            state = DELIVERED  # true once this line is flushed: stdout is the last sink to confirm
+        self.written.add(key)
+        return self.target_json(key, state)
+
     def event(self, ev: Any) -> None:
         if isinstance(ev, RunStarted):
             self.run = ev
             self.total = ev.total
-            if self.tty:
+            if self.ns.json:
+                self._line({"type": "run", "run_id": ev.run_id, "journal": ev.journal, "targets": ev.total,
+                            "resumed": ev.resumed, "sinks": self.session.required if self.session else []})
+            elif self.tty:
                 from rich.console import Console
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -318,39 +433,37 @@ class Output:
                                          console=Console(file=sys.stderr), transient=False)
                 self.progress.start()
                 self.task = self.progress.add_task("", total=ev.total)
-            elif not self.ns.json:
+            else:
                 self.say(f"run {ev.run_id}: {ev.total} target(s); journal {ev.journal}")
         elif isinstance(ev, TargetChanged):
             self.ops[ev.key] = ev.operations or self.ops.get(ev.key, ())
-            finished = ev.state in (FAILED, "skipped", "cancelled", DELIVERED) or (
-                ev.state == ROTATED and self.ns.deliver in (None, "none"))
+            none = self.session is not None and not self.session.required
+            finished = ev.state in (FAILED, SKIPPED, CANCELLED, DELIVERED) or (ev.state == ROTATED and none)
             if finished and ev.key not in self.done_keys:
                 self.done_keys.add(ev.key)
                 if self.progress is not None:
                     self.progress.update(self.task, completed=len(self.done_keys), description="")
             if self.ns.json:
+                if finished and ev.key not in self.written:
+                    self.written.add(ev.key)
+                    self._line(self.target_json(ev.key))
                 return
-            if ev.state in (FAILED, UNKNOWN) or (ev.state in (ROTATED, DELIVERED) and not self.tty):
+            if ev.state in (FAILED, UNKNOWN, UNCONFIRMED) or (ev.state in (ROTATED, DELIVERED) and not self.tty):
                 reason = f": {ev.reason}" if ev.reason else ""
                 self.say(f"{ev.state:9} {ev.target.label}{reason}")
             elif self.progress is not None and ev.state == APPLYING and ev.operations:
                 waiting = ", ".join(f"{o.action} {o.status}" for o in ev.operations if not o.done)
                 self.progress.update(self.task, description=f"{ev.target.label}: {waiting}"[:40])
+        elif isinstance(ev, DeliveryFailed):
+            if not self.ns.json:
+                self.say(f"delivery to {ev.sink} failed for {'/'.join(ev.key)}: {ev.reason}")
+        elif isinstance(ev, Halted):
+            self.say(f"neon-tui rotate: {ev.reason}; no new resets: stopping (those in flight finish and are "
+                     "handed over or held); the run stays resumable")
+            if self.session is not None:
+                self.session.stop()
         elif isinstance(ev, RunFinished):
             self.finished = ev
-
-    def delivered(self, result: RotationResult) -> None:
-        """--deliver stdout: one tab-separated line per string, label, database, kind, URI."""
-        self.delivered_results.append(result)
-        if self.ns.json:
-            return
-        t = result.target
-        if not result.connections:
-            self.say(f"{t.label}: no compute on this branch, so no connection string")
-        for c in result.connections:
-            rows = [("direct", c.direct)] + ([("pooled", c.pooled)] if c.pooled is not None else [])
-            for kind, uri in rows:
-                print(f"{t.label}\t{c.database}\t{kind}\t{uri.reveal()}", flush=True)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -358,33 +471,29 @@ class Output:
             self.progress.stop()
             self.progress = None
 
-    def results(self, plan: Plan, engine) -> None:
+    def results(self, session) -> None:
         f = self.finished
+        counts = session.counts()
         if self.ns.json:
-            doc = plan_json(plan)
-            with_secrets = self.ns.deliver == "stdout"
-            for item, t in zip(doc["targets"], plan.targets):
-                state = engine.states.get(t.key)
-                # Printed right here, so stdout delivery happens with this document.
-                item["state"] = DELIVERED if with_secrets and state == ROTATED else state
-                item["reason"] = engine._jt[t.key].reason if t.key in engine._jt else None
-                item["operations"] = [{"id": o.id, "action": o.action, "status": o.status}
-                                      for o in self.ops.get(t.key, ())]
-                res = engine.results.get(t.key)
-                if with_secrets and res is not None:
-                    item["connections"] = [{"database": c.database, "direct": c.direct.reveal(),
-                                            "pooled": c.pooled.reveal() if c.pooled else None}
-                                           for c in res.connections]
-            doc.update(run_id=self.run.run_id if self.run else None, journal=self.run.journal if self.run else None,
-                       summary=_count(item["state"] for item in doc["targets"]), cancelled=bool(f and f.cancelled),
-                       elapsed_seconds=round(f.elapsed, 3) if f else None, requests=f.requests if f else None)
-            print(json.dumps(doc, indent=2, ensure_ascii=False))
+            for v in session.views():
+                if v.key not in self.written:
+                    self.written.add(v.key)
+                    self._line(self.target_json(v.key))
+            self._line({"type": "summary", "run_id": session.run_id,
+                        "journal": str(session.journal_path) if session.journal_path else None,
+                        "counts": counts, "complete": session.complete, "cancelled": bool(f and f.cancelled),
+                        "halted": session.halts or None,
+                        "elapsed_seconds": round(f.elapsed, 3) if f else None, "requests": f.requests if f else None})
             return
         if f:
-            summary = ", ".join(f"{v} {k}" for k, v in sorted(f.counts.items()))
+            summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
             self.say(f"done in {f.elapsed:.1f}s, {f.requests} API requests: {summary}")
-            if engine.unfinished() or f.cancelled:
-                self.say("some targets did not finish; `neon-tui rotate --resume` completes the run")
+        held = session.undelivered()
+        if held:
+            self.say(f"{len(held)} new password(s) did not reach every chosen sink; "
+                     "`neon-tui rotate --resume` delivers those Neon can give back")
+        if not session.complete:
+            self.say("some targets did not finish; `neon-tui rotate --resume` completes the run")
 
 
 def _count(states) -> dict[str, int]:

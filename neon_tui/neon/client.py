@@ -334,10 +334,12 @@ class NeonClient:
         *,
         params: dict[str, Any] | None = None,
         body: Any = None,
+        guard: Callable[[], None] | None = None,
     ) -> Any:
         """Send one logical request (with retries); return the decoded JSON (None for 204).
 
-        `route` is the path template, the unit of Neon's per-route burst limit.
+        `route` is the path template, the unit of Neon's per-route burst limit. `guard` is called right
+        before each attempt leaves (after the rate limiter's wait); if it raises, nothing was sent.
         """
         mutating = method in MUTATING
         params = {k: v for k, v in (params or {}).items() if v is not None}
@@ -346,6 +348,8 @@ class NeonClient:
             attempt += 1
             if self.limiter is not None:
                 await self.limiter.acquire(f"{method} {route}")
+            if guard is not None:
+                guard()
             request_id = str(uuid.uuid4())
             started = time.monotonic()
             self.requests_sent += 1
@@ -570,13 +574,15 @@ class NeonClient:
         data = await self.request("DELETE", self._ROLE, self._role_path(project_id, branch_id, role_name))
         return None if data is None else RoleOperations.from_api(data)
 
-    async def reset_role_password(self, project_id: str, branch_id: str, role_name: str) -> RoleOperations:
+    async def reset_role_password(self, project_id: str, branch_id: str, role_name: str, *,
+                                  guard: Callable[[], None] | None = None) -> RoleOperations:
         """Reset the password. The new one (role.password) works once every returned operation finishes.
 
-        Raises OutcomeUnknownError if the answer was lost: reconcile, never resend blindly.
+        Raises OutcomeUnknownError if the answer was lost: reconcile, never resend blindly. `guard` (see
+        `request`) lets the caller refuse the send at the last moment, e.g. when a sink has just failed.
         """
         data = await self.request("POST", self._ROLE + "/reset_password",
-                                  self._role_path(project_id, branch_id, role_name, "/reset_password"))
+                                  self._role_path(project_id, branch_id, role_name, "/reset_password"), guard=guard)
         result = RoleOperations.from_api(data)
         if result.role.password is None:
             raise UnexpectedResponseError("reset_password answered without a password")

@@ -1,4 +1,4 @@
-"""What the engine tells its consumers (the TUI, the CLI): one event per change, in the past tense."""
+"""What a run tells its front ends (the TUI, the CLI): one event per change, in the past tense."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from neon_tui.neon.models import Operation
 from neon_tui.neon.secret import Secret
+from neon_tui.rotation.journal import TargetState
 from neon_tui.rotation.plan import Target, TargetKey
 
 
@@ -21,13 +22,35 @@ class Connection:
 
 @dataclass(frozen=True, slots=True)
 class RotationResult:
+    """A new password in hand, and the connection strings built from it.
+
+    `confirmed` is False while the reset's operations have not been seen to finish: the password is
+    handed over marked "unconfirmed" rather than thrown away. `connections` is empty on a branch
+    without compute: the password itself is what a sink receives then ("no endpoint yet").
+    """
+
     target: Target
     password: Secret
     connections: tuple[Connection, ...]
+    confirmed: bool = True
 
     @property
     def primary(self) -> Connection | None:
         return self.connections[0] if self.connections else None
+
+    @property
+    def has_endpoint(self) -> bool:
+        return bool(self.connections)
+
+    @property
+    def databases(self) -> list[str]:
+        return [d.name for d in self.target.connection_databases()]
+
+    def connection(self, database: str | None) -> Connection | None:
+        """The strings of one database (None: the first, the role's own database if it has one)."""
+        if database is None:
+            return self.primary
+        return next((c for c in self.connections if c.database == database), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +64,44 @@ class RunStarted:
 @dataclass(frozen=True, slots=True)
 class TargetChanged:
     target: Target
-    state: str
+    state: TargetState
     reason: str | None = None
     operations: tuple[Operation, ...] = ()
     result: RotationResult | None = field(default=None, compare=False)
     attempt: int = 0
+    delivered: tuple[str, ...] = ()
 
     @property
     def key(self) -> TargetKey:
         return self.target.key
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailed:
+    """A sink refused one target's password (the reason never holds the secret)."""
+
+    key: TargetKey
+    sink: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Halted:
+    """No new reset starts anywhere until the front end decides (circuit breaker), e.g. a sink failed.
+
+    `source` is the sink's name, or "journal" when the journal could not be written.
+    """
+
+    source: str
+    reason: str
+    held: int  # passwords in hand that did not reach every chosen sink
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """The breaker closed again (the sink works, or was replaced): resets continue."""
+
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +111,7 @@ class RunFinished:
     cancelled: bool
     elapsed: float
     requests: int
+    complete: bool = False  # every password rotated reached every chosen sink: nothing left to resume
+
+
+Event = RunStarted | TargetChanged | DeliveryFailed | Halted | Released | RunFinished

@@ -33,21 +33,28 @@ def test_apply_needs_yes_without_a_terminal_and_a_delivery_choice(served):
     assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
 
 
+def jsonl(text):
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def test_json_apply_with_stdout_delivery(served):
     sim = served.sim
     out = served.run("rotate", "acme-prod/staging/*", "--org", "Acme Robotics", "--apply", "--yes", "--json",
                      "--deliver", "stdout")
     assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["summary"] and set(doc["summary"]) == {"delivered"}
-    for t in doc["targets"]:
+    lines = jsonl(out.stdout)
+    assert lines[0]["type"] == "run" and lines[0]["sinks"] == ["stdout"]
+    assert lines[-1]["type"] == "summary" and lines[-1]["counts"] == {"delivered": lines[0]["targets"]}
+    assert lines[-1]["complete"] is True
+    targets = [x for x in lines if x["type"] == "target"]
+    assert len(targets) == lines[0]["targets"]
+    for t in targets:
         key = (t["project_id"], t["branch_id"], t["role"])
-        assert t["state"] == "delivered"
+        assert t["state"] == "delivered" and t["confirmed"] is True and t["delivered_to"] == []
         assert sim.inspect.reset_count(*key) == 1
-        assert t["operations"] and all(o["status"] in ("finished", "skipped") for o in t["operations"])
+        assert t["password"] == sim.inspect.password(*key)
         for c in t["connections"]:
             assert sim.inspect.password(*key) in c["direct"] and "-pooler." in c["pooled"]
-    assert doc["skipped"] and all(s["reason"] for s in doc["skipped"])
     # the journal has no secret
     (journal,) = served.journals()
     text = journal.read_text()
@@ -59,7 +66,8 @@ def test_passwords_only_reach_the_chosen_sink(served):
     assert out.returncode == 0, out.stderr
     blob = out.stdout + out.stderr
     assert not any(p in blob for p in passwords(served.sim))
-    assert "connections" not in json.loads(out.stdout)["targets"][0]
+    (target,) = [x for x in jsonl(out.stdout) if x["type"] == "target"]
+    assert target["state"] == "rotated" and "password" not in target and "connections" not in target
 
 
 def test_keyring_delivery_fails_loudly_before_any_reset(served):
@@ -152,10 +160,11 @@ def test_sigkill_then_resume_completes_without_double_reset(served, point):
     for key in resumed_keys:
         assert sim.inspect.password(*key) in printed, f"{key}: new password not delivered on resume"
     assert "Resuming" in out.stderr
-    # stdout carries only the connection strings: label, database, kind, URI, tab-separated
+    # stdout carries only the credentials: label, database, kind, value, status, tab-separated
     for line in out.stdout.splitlines():
-        label, database, kind, uri = line.split("\t")
-        assert kind in ("direct", "pooled") and uri.startswith("postgresql://")
+        label, database, kind, value, status = line.split("\t")
+        assert kind in ("direct", "pooled", "password") and status in ("live", "live,no-endpoint-yet")
+        assert value.startswith("postgresql://") or kind == "password"
 
 
 def test_read_only_refuses_to_apply(served):
@@ -167,6 +176,7 @@ def test_read_only_refuses_to_apply(served):
 def test_json_stdout_delivery_is_journaled_after_printing(served):
     out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "stdout")
     assert out.returncode == 0, out.stderr
+    assert [x["type"] for x in jsonl(out.stdout)] == ["run", "target", "summary"]
     (journal,) = served.journals()
     state = read_journal(journal)
     assert state.ended and {t.state for t in state.targets.values()} == {"delivered"}

@@ -42,4 +42,55 @@ async def run_all(engine, plan, **kw):
     return events
 
 
-__all__ = ["FAST_RETRY", "Inventory", "fast_engine", "org_of", "run_all", "sim_client"]
+__all__ = ["FAST_RETRY", "Inventory", "ListSink", "drain", "fast_engine", "fast_session", "org_of", "run_all",
+           "sim_client"]
+
+
+class ListSink:
+    """A real Sink (the protocol's three parts) that keeps what it receives; fails when told to."""
+
+    automatic = True
+
+    def __init__(self, name: str = "test", *, fail_after: int | None = None, fail_preflight: str | None = None):
+        self.name = name
+        self.fail_after = fail_after
+        self.fail_preflight = fail_preflight
+        self.got = []
+        self.calls = 0
+
+    async def preflight(self) -> str:
+        from neon_tui.rotation.sinks import SinkError
+
+        if self.fail_preflight:
+            raise SinkError(self.fail_preflight)
+        return self.name
+
+    async def deliver(self, result):
+        from neon_tui.rotation.sinks import Receipt
+
+        self.calls += 1
+        if self.fail_after is not None and len(self.got) >= self.fail_after:
+            raise RuntimeError("sink down, it was handed " + result.password.reveal())
+        self.got.append(result)
+        return Receipt(self.name, f"{self.name} #{len(self.got)}")
+
+
+def fast_session(client, plan, tmp_path=None, **kw):
+    from neon_tui.rotation.journal import Journal
+    from neon_tui.rotation.session import RunSession
+
+    opts = dict(first_poll=0.02, poll_min=0.01, poll_max=0.05, reconcile_pause=0.05)
+    opts.update(kw.pop("engine_options", {}))
+    if tmp_path is not None and "journal_factory" not in kw:
+        path = tmp_path / "run-session.jsonl"
+        kw["journal_factory"] = lambda: Journal(path)
+    kw.setdefault("delivery_attempts", 2)
+    kw.setdefault("delivery_backoff", 0.01)
+    return RunSession(client, plan, engine_options=opts, **kw)
+
+
+async def drain(session, **kw):
+    events = []
+    async for ev in session.run(**kw):
+        events.append(ev)
+    return events

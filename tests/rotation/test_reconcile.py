@@ -6,7 +6,6 @@ import pytest
 from rotation_helpers import fast_engine, run_all, sim_client
 
 from neon_tui.neon.errors import ServerError
-from neon_tui.rotation.delivery import CallbackSink
 from neon_tui.rotation.events import TargetChanged
 from neon_tui.rotation.inventory import Inventory
 from neon_tui.rotation.journal import Journal, read_journal
@@ -53,7 +52,7 @@ async def test_resend_only_after_proof_and_only_a_few_times():
         plan, t = await one_target(sim, client)
         sent = []
 
-        async def lost(*key):
+        async def lost(*key, **kw):
             sent.append(key)  # the answer is lost and nothing was applied
             raise OutcomeUnknownError("the answer was lost")
 
@@ -61,7 +60,7 @@ async def test_resend_only_after_proof_and_only_a_few_times():
         engine = fast_engine(client, reconcile_pause=0.01, max_resends=2)
         await run_all(engine, plan)
         assert engine.states[t.key] == "failed"
-        assert "none landed" in engine._jt[t.key].reason
+        assert "none landed" in engine.record(t.key).reason
         assert len(sent) == 3  # the first try and two resends, each after proof that nothing landed
         looks = [r for r in sim.inspect.requests if r.route and r.route.endswith("{role_name}") and r.method == "GET"]
         assert len(looks) >= 9  # three looks at the role before each resend
@@ -74,8 +73,8 @@ async def test_resume_after_a_reset_whose_operations_failed_does_not_report_the_
         journal = Journal(tmp_path / "run-a.jsonl")
         engine = fast_engine(client, journal=journal)
         # journal the reset as sent, then "crash": the reset lands but its apply_config fails
-        engine._prepare(plan, None, None)
-        engine._set(t, "resetting", before=t.role_updated_at, wall=0)
+        await engine.prepare(plan)
+        await engine.set_state(t.key, "resetting", before=t.role_updated_at, wall=0)
         journal.close()
         sim.inspect.set_faults(1.0, ("op_failed",))
         await client.reset_role_password(*t.key)
@@ -84,49 +83,10 @@ async def test_resume_after_a_reset_whose_operations_failed_does_not_report_the_
         engine2 = fast_engine(client, journal=Journal(journal.path))
         await run_all(engine2, plan, resume=state)
         assert engine2.states[t.key] == "failed"
-        assert "never took effect" in engine2._jt[t.key].reason
+        assert "never took effect" in engine2.record(t.key).reason
         assert t.key not in engine2.results
         assert sim.inspect.accepts(*t.key, old)
         assert sim.inspect.reset_count(*t.key) == 1
-
-
-async def test_rotated_but_undelivered_is_delivered_on_resume(tmp_path):
-    async with sim_client() as (sim, client):
-        plan, t = await one_target(sim, client)
-        journal = Journal(tmp_path / "run-b.jsonl")
-        got = []
-
-        def explode(result):
-            raise RuntimeError("sink down, it was handed " + result.password.reveal())
-
-        engine = fast_engine(client, journal=journal, sinks=[CallbackSink("stdout", explode)])
-        await run_all(engine, plan)
-        reason = engine._jt[t.key].reason
-        assert engine.states[t.key] == "rotated" and "delivery to stdout failed (RuntimeError)" in reason
-        assert engine.results[t.key].password.reveal() not in reason  # a foreign error's text is not repeated
-        journal.close()
-        state = read_journal(journal.path)
-        assert not state.ended  # undelivered: resumable
-        engine2 = fast_engine(client, journal=Journal(journal.path),
-                              sinks=[CallbackSink("stdout", lambda r: got.append(r))])
-        await run_all(engine2, plan, resume=state)
-        assert engine2.states[t.key] == "delivered"
-        assert [r.password.reveal() for r in got] == [sim.inspect.password(*t.key)]
-        assert sim.inspect.reset_count(*t.key) == 1
-        assert read_journal(journal.path).ended
-
-
-async def test_failed_delivery_without_stored_passwords_fails_loudly(tmp_path):
-    async with sim_client() as (sim, client):
-        plan, t = await one_target(sim, client, "acme-legacy-billing/main/app")
-
-        def explode(result):
-            raise RuntimeError("keyring locked")
-
-        engine = fast_engine(client, sinks=[CallbackSink("keyring", explode)])
-        await run_all(engine, plan)
-        assert engine.states[t.key] == "failed"
-        assert "does not store passwords" in engine._jt[t.key].reason
 
 
 async def test_passing_errors_while_waiting_do_not_lose_the_password():
@@ -153,7 +113,7 @@ async def test_torn_last_journal_line_is_dropped_before_appending(tmp_path):
         plan, t = await one_target(sim, client)
         path = tmp_path / "run-c.jsonl"
         engine = fast_engine(client, journal=Journal(path))
-        engine._prepare(plan, None, None)
+        await engine.prepare(plan)
         engine.journal.close()
         with open(path, "a") as fh:
             fh.write('{"t":"x","event":"state","target":["p","b"')  # the crash cut this line short
@@ -169,7 +129,7 @@ async def test_resume_does_not_treat_a_passing_error_as_a_deleted_project(tmp_pa
         plan, t = await one_target(sim, client)
         path = tmp_path / "run-d.jsonl"
         engine = fast_engine(client, journal=Journal(path))
-        engine._prepare(plan, None, None)
+        await engine.prepare(plan)
         engine.journal.close()
         state = read_journal(path)
 
