@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 
-from ui_helpers import EPOCH, IN_PROCESS, NOW, make_sim, screen_text, settle, wait_run
+from ui_helpers import EPOCH, IN_PROCESS, MEMORY_KEYRING, NOW, make_sim, screen_text, settle, wait_run
 
 from neon_tui.app import NeonApp
 from neon_tui.clipboard import Clipboard
+from neon_tui.config import Settings
 from neon_tui.neon import NeonClient, RetryPolicy
 from neon_tui.rotation.inventory import Inventory
 from neon_tui.rotation.journal import Journal
@@ -17,6 +18,7 @@ FAST = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
 
 
 def app_for(sim, env, **kw):
+    kw.setdefault("settings", Settings(keyring_allow=(MEMORY_KEYRING,)))  # the memory_keyring fixture's backend
     app = NeonApp(client_factory=lambda key: NeonClient(key, host=IN_PROCESS, transport=sim.transport(), retry=FAST),
                   env=env, now=lambda: NOW, offer_resume=kw.pop("offer_resume", False), **kw)
     app.clip = Clipboard("osc52", osc52=app.copy_to_clipboard, env={})

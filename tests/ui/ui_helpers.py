@@ -39,6 +39,10 @@ class MemoryKeyring(KeyringBackend):
         self.entries.pop((service, username), None)
 
 
+# Not a backend neon-tui knows to encrypt: the app accepts it only because make_app's settings allow it by name.
+MEMORY_KEYRING = f"{MemoryKeyring.__module__}.{MemoryKeyring.__qualname__}"
+
+
 def make_sim(**cfg) -> Simulator:
     cfg.setdefault("op_seconds", 0.05)
     cfg.setdefault("epoch", EPOCH)
@@ -49,7 +53,9 @@ def make_app(sim: Simulator, tmp_path: Path, *, read_only: bool = False, setting
              offer_resume: bool = False, clip_mode: str = "osc52") -> NeonApp:
     client = NeonClient(sim.api_key, host=IN_PROCESS, transport=sim.transport(),
                         retry=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05))
-    app = NeonApp(client=client, settings=settings or Settings(), demo=True, read_only=read_only,
+    # The in-memory keyring is allowed as a user would allow another backend: [keyring] allow_backends.
+    settings = settings or Settings(keyring_allow=(MEMORY_KEYRING,))
+    app = NeonApp(client=client, settings=settings, demo=True, read_only=read_only,
                   now=lambda: NOW, offer_resume=offer_resume,
                   journal_factory=lambda: Journal(tmp_path / "run-20261127T030000Z-test.jsonl"),
                   monotonic=lambda: 0.0)
