@@ -101,14 +101,17 @@ class Inventory:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`patience`: for how long (seconds) each listing keeps retrying transient failures
-        (network errors, 429, 5xx, 423) after the client's own retries gave up; no new attempt starts
-        later than that. Other errors (401, 403, 404, malformed answers...) propagate at once."""
+        (429, 5xx, 423, and network errors once the API has answered at least once) after the client's
+        own retries gave up; no new attempt starts later than that. Other errors (401, 403, 404,
+        malformed answers...) propagate at once, and so does a network error before the API ever
+        answered: that is a wrong or unreachable NEON_API_HOST, not a blip."""
         if patience < 0:
             raise ValueError("patience must not be negative")
         self.client = client
         self.patience = patience
         self._sleep = sleep
         self._clock = clock
+        self._reached = False
         self.organizations: list[Organization] | None = None
         self.projects: dict[str, ProjectInfo] = {}
         self._sem = asyncio.Semaphore(concurrency)
@@ -122,6 +125,13 @@ class Inventory:
         cap = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
         return cap / 2 + random.uniform(0, cap / 2)
 
+    def _api_reached(self) -> bool:
+        """Has the API ever answered (any HTTP status) through this inventory or its client?"""
+        if not self._reached:
+            history = getattr(self.client, "history", ())
+            self._reached = any(r.status is not None for r in list(history))
+        return self._reached
+
     async def _patient(self, what: str, call: Callable[[], Awaitable[T]], *, limit: bool = True) -> T:
         """Run one read, retrying transient failures with capped backoff for at most `patience` seconds.
 
@@ -134,10 +144,15 @@ class Inventory:
             try:
                 if limit:
                     async with self._sem:
-                        return await call()
-                return await call()
+                        result = await call()
+                else:
+                    result = await call()
+                self._reached = True
+                return result
             except NeonError as exc:
                 if not is_transient(exc):
+                    raise
+                if isinstance(exc, NetworkError) and not self._api_reached():
                     raise
                 remaining = deadline - self._clock()
                 if remaining <= 0:
@@ -158,6 +173,8 @@ class Inventory:
             try:
                 orgs = await self.client.list_organizations()
             except NeonError as exc:
+                if isinstance(exc, NetworkError) and not self._api_reached():
+                    raise  # nothing answered at all: no point asking /auth the same host
                 auth = await self._patient("auth", self.client.get_auth, limit=False)
                 if auth.is_org_key:
                     # An organization key may not list the user's organizations; it implies its own.

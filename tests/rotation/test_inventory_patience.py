@@ -48,7 +48,6 @@ class FakeTime:
 
 def sim_with_outage(kinds, until: float, ft: FakeTime):
     sim = Simulator(SimConfig(op_seconds=0.05), clock=ft.clock)
-    sim.inspect.set_faults(1.0, kinds)
 
     def advance(now):
         if now >= until:
@@ -57,15 +56,21 @@ def sim_with_outage(kinds, until: float, ft: FakeTime):
     ft.on_advance = advance
     client = NeonClient(sim.api_key, host=HOST, transport=sim.transport(), retry=IMPATIENT, limiter=False,
                         sleep=ft.sleep)
-    return sim, client
+
+    async def start_outage():
+        await client.get_auth()  # the API answered once: the host is right
+        sim.inspect.set_faults(1.0, kinds)
+
+    return sim, client, start_outage
 
 
 @pytest.mark.parametrize("kind,error", [("503", ServerError), ("500", ServerError), ("429", RateLimitedError),
                                         ("reset", NetworkError)])
 async def test_planning_survives_an_outage_the_client_alone_does_not(kind, error):
     ft = FakeTime()
-    sim, client = sim_with_outage([kind], until=20.0, ft=ft)
+    sim, client, start_outage = sim_with_outage([kind], until=20.0, ft=ft)
     async with client:
+        await start_outage()
         # The client on its own gives up at once...
         with pytest.raises(error):
             await client.list_organizations()
@@ -194,6 +199,39 @@ async def test_a_failed_project_page_is_retried_alone():
     assert [len(p) for p in pages] == [400, 3] and len(found) == 403 and len(inv.projects) == 403
     cursors = [r.url.params.get("cursor") for r in script.requests]
     assert cursors == [None, "c1", "c1", "c1"]
+
+
+async def test_an_api_that_never_answered_is_not_waited_for():
+    """Connection refused from the first request on is a wrong NEON_API_HOST: report it, don't wait 2 minutes."""
+    ft = FakeTime()
+    refused = []
+
+    def handler(request, n):
+        refused.append(request)
+        raise httpx.ConnectError("connection refused")
+
+    script, client, inv = scripted(handler, ft, patience=120.0)
+    async with client:
+        with pytest.raises(NetworkError, match="could not reach"):
+            await inv.load_organizations()
+    assert ft.sleeps == [] and len(refused) == 1  # the client's own single attempt, no inventory retries
+
+
+async def test_network_errors_after_the_api_answered_are_waited_out():
+    ft = FakeTime()
+
+    def handler(request, n):
+        if n == 1:
+            return httpx.Response(200, json={"projects": [project_json(1)]})
+        if n < 6:
+            raise httpx.ConnectError("connection refused")
+        return httpx.Response(200, json={"projects": [project_json(2)]})
+
+    script, client, inv = scripted(handler, ft)
+    async with client:
+        assert [p.project.id for p in await inv.load_projects("org-1")] == ["p-0001"]
+        assert [p.project.id for p in await inv.load_projects("org-2")] == ["p-0002"]
+    assert len(ft.sleeps) == 4 and len(script.requests) == 6
 
 
 async def test_an_org_key_is_not_kept_waiting_on_the_organizations_list():
