@@ -21,8 +21,9 @@ from neon_tui.neon.errors import NeonError
 from neon_tui.neon.secret import Secret
 from neon_tui.paths import stylesheet_path
 from neon_tui.rotation.inventory import Inventory
-from neon_tui.rotation.journal import Journal, JournalState, latest_unfinished
+from neon_tui.rotation.journal import Journal, JournalState, find_unfinished
 from neon_tui.rotation.plan import Plan
+from neon_tui.rotation.session import RunSession
 from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, ResumeModal, YesNoModal
 
 ClientFactory = Callable[[Secret], NeonClient]
@@ -79,6 +80,9 @@ class NeonApp(App):
         self.env = os.environ if env is None else env
         self.inventory: Inventory | None = None
         self.journal_factory = journal_factory or Journal.create
+        # The run of this app session (at most one): it outlives its screen until every password is out.
+        self.session: RunSession | None = None
+        self._account: str | None = None
         # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
         self.monotonic = monotonic or time.monotonic
         if self.demo:
@@ -111,7 +115,7 @@ class NeonApp(App):
     async def _key_from_keyring(self) -> None:
         from neon_tui import secrets
 
-        key = await asyncio.to_thread(secrets.load_api_key)
+        key = await asyncio.to_thread(lambda: secrets.load_api_key(allow=self.settings.keyring_allow))
         if key:
             self._connect(key, save=False)
         else:
@@ -146,7 +150,7 @@ class NeonApp(App):
             from neon_tui.secrets import KeyringUnavailable
 
             try:
-                await asyncio.to_thread(secrets.store_api_key, key)
+                await asyncio.to_thread(lambda: secrets.store_api_key(key, allow=self.settings.keyring_allow))
                 self.notify("API key saved to the OS keyring.")
             except KeyringUnavailable as e:
                 self.notify(str(e), title="Not saved", severity="warning", markup=False)
@@ -162,10 +166,24 @@ class NeonApp(App):
         if self.offer_resume and not self.read_only:
             self._check_resume()
 
+    async def account_id(self) -> str | None:
+        """The Neon account of the key (journaled with each run, so a run is never resumed by another)."""
+        if self._account is None and self.client is not None:
+            try:
+                self._account = (await self.client.get_auth()).account_id
+            except NeonError:
+                return None
+        return self._account
+
     @work(group="start", exit_on_error=False, description="Looking for an interrupted run")
     async def _check_resume(self) -> None:
         assert self.client is not None
-        state = await asyncio.to_thread(latest_unfinished, self.client.base_url)
+        account = await self.account_id()
+        found = await asyncio.to_thread(find_unfinished, self.client.base_url, account)
+        for problem in found.problems:
+            # A damaged journal is named, never silently skipped, and never hides the others.
+            self.notify(problem, title="Damaged run journal", severity="warning", timeout=15, markup=False)
+        state = found.state
         if state is None:
             return
         counts = state.counts()
@@ -192,41 +210,110 @@ class NeonApp(App):
 
     def run_screen(self):
         """The run screen on the stack, if any (there is at most one)."""
-        return next((s for s in self.screen_stack if s.__class__.__name__ == "RunScreen"), None)
+        from neon_tui.screens.run import RunScreen
 
-    def start_run(self, plan: Plan, resume: JournalState | None = None) -> None:
+        return next((s for s in self.screen_stack if isinstance(s, RunScreen)), None)
+
+    def run_blocks_new_one(self) -> str | None:
+        """Why a new run may not start now, or None. Two runs on the same roles could reset each twice
+        and the first one's passwords still waiting here would be forgotten: one open run at a time."""
+        s = self.session
+        if s is None:
+            return None
+        if s.running:
+            return "A run is in progress: wait for it (x cancels it)."
+        if s.undelivered():
+            return (f"The last run has {len(s.undelivered())} new password(s) not yet copied or stored: "
+                    "o opens it.")
+        return None
+
+    def start_run(self, plan: Plan, resume: JournalState | None = None,
+                  delivery: tuple[str, str] = ("hand", "")) -> None:
+        """Open a run session on the plan; `delivery` is ("hand" | "keyring" | "file", path)."""
         if self.read_only:
             self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
             return
-        current = self.run_screen()
-        if current is not None:
-            # Two engines on the same roles would reset each twice and leave the first screen's
-            # passwords dead: one run at a time.
-            self.notify("A run is already open: finish it (and deliver its results) first.", severity="warning")
+        why = self.run_blocks_new_one()
+        if why is not None:
+            self.notify(why, severity="warning", markup=False)
             return
-        from neon_tui.rotation.engine import RotationEngine
+        from neon_tui.rotation.sinks import FileSink, KeyringSink
         from neon_tui.screens.run import RunScreen
 
         assert self.client is not None
-        journal = Journal(resume.path) if resume else self.journal_factory()
-        # The user delivers by hand (copy, keyring): the run stays resumable until every password is out.
-        engine = RotationEngine(self.client, journal=journal, require_delivery=True)
-        while self.screen.__class__.__name__ == "ReviewScreen":
+        choice, path = delivery
+        sinks = []
+        if choice == "keyring":
+            sinks.append(KeyringSink(self.settings.keyring_allow))
+        elif choice == "file":
+            sinks.append(FileSink(path, may_append=resume is not None and f"file:{path}" in resume.sinks))
+        self.session = RunSession(self.client, plan, sinks=sinks, by_hand=not sinks, resume=resume,
+                                  journal_factory=self.journal_factory, account=self._account)
+        from neon_tui.screens.review import ReviewScreen
+
+        while isinstance(self.screen, ReviewScreen):
             self.pop_screen()
-        self.push_screen(RunScreen(plan, engine, resume))
+        self.push_screen(RunScreen(self.session))
+
+    def run_failed_to_start(self, session: RunSession, error: Exception) -> None:
+        """Preflight failed (a sink, the journal): nothing was reset. Back to where the user was."""
+        if self.session is session:
+            self.session = None
+        run = self.run_screen()
+        if run is not None and run.session is session:
+            while self.screen is not run:
+                self.pop_screen()
+            self.pop_screen()
+        self.push_screen(ErrorModal("Cannot start the run", f"{error}\n\nNothing was reset."))
+
+    def run_question(self, session: RunSession | None) -> str | None:
+        """What quitting would cost, as a question, or None when nothing would be lost."""
+        if session is None:
+            return None
+        if session.running:
+            return ("A run is in progress. If you leave, resets in flight finish and the run is offered for "
+                    "resuming next time (reconciled, never repeated). Leave anyway?")
+        waiting = session.undelivered()
+        if waiting:
+            lost = len(session.lost_on_exit())
+            extra = (f" {lost} of them are in projects that do not store passwords: those are lost for good."
+                     if lost else " Neon stores them, so resuming can read them back.")
+            return f"{len(waiting)} new password(s) have not been copied or stored yet.{extra} Leave anyway?"
+        return None
+
+    def after_run(self, done: list, touched: list[tuple[str, str]]) -> None:
+        from neon_tui.screens.main import MainScreen
+
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        if main is not None:
+            main.after_run(done, touched)
+
+    def action_open_run(self) -> None:
+        """Back to the run (until every password is delivered)."""
+        from neon_tui.screens.run import RunScreen
+
+        if self.session is None:
+            self.notify("No run in this session.", severity="information")
+            return
+        run = self.run_screen()
+        if run is not None:
+            while self.screen is not run:
+                self.pop_screen()
+            return
+        self.push_screen(RunScreen(self.session))
 
     async def action_quit(self) -> None:
         """q: never drop a run in progress or new passwords nobody has copied without asking."""
-        run = self.run_screen()
-        question = run.leave_question() if run is not None else None
+        question = self.run_question(self.session)
         if question is None:
             await self._quit()
             return
+        session = self.session
 
         async def answer(yes: bool | None) -> None:
             if yes:
-                if run is not None and run.running:
-                    run.engine.cancel()
+                if session is not None and session.running:
+                    session.cancel()
                 await self._quit()
 
         self.push_screen(YesNoModal("Quit?", question, "Quit", "Stay"), answer)
@@ -294,15 +381,22 @@ class NeonApp(App):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Every key on this screen and its id", self.action_help)
         yield SystemCommand("API log", "The API calls made this session", self.action_command_log)
-        main = next((s for s in self.screen_stack if s.__class__.__name__ == "MainScreen"), None)
+        from neon_tui.screens.main import MainScreen
+        from neon_tui.screens.run import RunScreen
+
+        if self.session is not None:
+            left = len(self.session.undelivered())
+            yield SystemCommand("Open run", f"Back to the run {self.session.run_id}"
+                                + (f" ({left} password(s) to deliver)" if left else ""), self.action_open_run)
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         if main is not None:
             yield SystemCommand("Review plan", "Review the marked roles", main.action_review)
             yield SystemCommand("Unmark all", "Clear every mark", main.action_unmark_all)
             yield SystemCommand("Filter", "Filter the tree by name or id", main.action_filter)
             yield SystemCommand("Reload account", "Load organizations and projects again", main.action_reload)
-        run = next((s for s in self.screen_stack if s.__class__.__name__ == "RunScreen"), None)
+        run = next((s for s in self.screen_stack if isinstance(s, RunScreen)), None)
         if run is not None:
-            yield SystemCommand("Copy all as .env", "DATABASE_URL and DATABASE_URL_UNPOOLED per target",
+            yield SystemCommand("Copy all as .env", "A DATABASE_URL and DATABASE_URL_UNPOOLED per target (unique names)",
                                 run.action_copy_env)
             yield SystemCommand("Retry failed", "Reset failed targets again", run.action_retry_failed)
             yield SystemCommand("Cancel run", "Stop starting resets", run.action_cancel_run)

@@ -350,19 +350,20 @@ class ClipboardSink:
     async def preflight(self) -> str:
         return "clipboard"
 
-    def pick(self, result: RotationResult) -> tuple[Secret, str]:
+    def pick(self, result: RotationResult) -> tuple[Secret, str, str]:
+        """(value, short kind for a notification, longer description for the journal)."""
         c = result.connection(self.database)
         if self.password or c is None:
-            what = "password" + ("" if result.has_endpoint else " (no endpoint yet)")
-            return result.password, what
+            what = "password" + ("" if result.has_endpoint else ", no endpoint yet")
+            return result.password, what, what
         if self.pooled and c.pooled is not None:
-            return c.pooled, f"pooled string, database {c.database}"
-        return c.direct, f"direct string, database {c.database}"
+            return c.pooled, "pooled", f"pooled string, database {c.database}"
+        return c.direct, "direct", f"direct string, database {c.database}"
 
     async def deliver(self, result: RotationResult) -> Receipt:
-        value, what = self.pick(result)
+        value, kind, what = self.pick(result)
         try:
-            path = self._copy(value, f"{result.target.label}: {what}")
+            path = self._copy(value, f"{result.target.label} ({kind})")
         except Exception as e:
             raise SinkError(str(e) if hasattr(e, "title") else f"copy failed ({type(e).__name__})") from None
         return Receipt(self.name, f"clipboard via {path}: {what}")

@@ -26,6 +26,7 @@ class MainScreen(NeonScreen):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
         Binding("u", "unmark_all", "Unmark all", show=False, id="unmark-all"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
+        Binding("o", "open_run", "Open run", id="open-run"),
     ]
 
     def __init__(self, inventory: Inventory) -> None:
@@ -307,7 +308,18 @@ class MainScreen(NeonScreen):
         clip = self.app.clipboard_status()
         if clip:
             parts.insert(1, clip)
+        session = self.app.session
+        if session is not None and session.undelivered():
+            parts.insert(1, f"{len(session.undelivered())} new password(s) to deliver: o")
         self.query_one("#status", Static).update("  ·  ".join(parts))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_run":
+            return self.app.session is not None  # hidden until there is a run to open
+        return True
+
+    def action_open_run(self) -> None:
+        self.app.action_open_run()
 
     # ------------------------------------------------------------- review
 
@@ -319,8 +331,9 @@ class MainScreen(NeonScreen):
 
     @work(exclusive=True, group="plan", exit_on_error=False, description="Building the plan")
     async def open_review(self) -> None:
-        if self.app.run_screen() is not None:
-            self.notify("A run is already open: finish it (and deliver its results) first.", severity="warning")
+        why = self.app.run_blocks_new_one()
+        if why is not None:
+            self.notify(why, severity="warning", markup=False)
             return
         # Fresh roles for the marked branches: the plan's baselines (updated_at) must be current, or a lost
         # answer could be reconciled against an old change.

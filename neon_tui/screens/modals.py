@@ -164,3 +164,95 @@ class HelpModal(ModalScreen[None]):
 
     def action_dismiss(self) -> None:
         self.dismiss()
+
+
+class BreakerModal(ModalScreen[str]):
+    """A sink (or the journal) failed mid-run: no new reset starts until the user chooses.
+
+    Answers: "retry" the sink, deliver by "hand" from now on, the "keyring" instead, or "stop".
+    """
+
+    BINDINGS = [
+        Binding("r", "choose('retry')", "Retry", id="breaker-retry"),
+        Binding("h", "choose('hand')", "By hand", id="breaker-hand"),
+        Binding("k", "choose('keyring')", "Keyring", id="breaker-keyring"),
+        Binding("s,escape", "choose('stop')", "Stop", id="breaker-stop"),
+    ]
+
+    def __init__(self, reason: str, held: int, *, can_retry: bool = True) -> None:
+        super().__init__()
+        self.reason = reason
+        self.held = held
+        self.can_retry = can_retry
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -error"):
+            yield Label("Delivery stopped the run", classes="dialog-title")
+            held = (f"{self.held} new password(s) are held here and have not reached it. " if self.held else "")
+            yield Static(f"{self.reason}\n\nNo new reset starts until you choose; resets already in flight finish. "
+                         f"{held}Nothing is lost while the app runs.", markup=False, classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                if self.can_retry:
+                    yield Button("Retry (r)", id="retry", variant="primary")
+                    yield Button("By hand (h)", id="hand")
+                    yield Button("Keyring (k)", id="keyring")
+                yield Button("Stop (s)", id="stop", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#retry" if self.can_retry else "#stop", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "stop")
+
+    def action_choose(self, choice: str) -> None:
+        if choice != "stop" and not self.can_retry:
+            return
+        self.dismiss(choice)
+
+
+class DeliveryModal(ModalScreen[tuple[str, str] | None]):
+    """Where the new passwords go during a run: by hand (default), the OS keyring, or a new file."""
+
+    BINDINGS = [Binding("escape", "cancel", "Back", id="delivery-back")]
+
+    def __init__(self, current: str = "hand", path: str = "") -> None:
+        super().__init__()
+        self.current = current
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import RadioButton, RadioSet
+
+        with Vertical(classes="dialog"):
+            yield Label("Deliver new passwords to", classes="dialog-title")
+            with RadioSet(id="delivery"):
+                yield RadioButton("By hand: copy or store each result (c, w, k, e)", value=self.current == "hand",
+                                  id="hand")
+                yield RadioButton("The OS keyring, as each target rotates", value=self.current == "keyring",
+                                  id="keyring")
+                yield RadioButton("A new file (mode 0600), one line per credential", value=self.current == "file",
+                                  id="file")
+            yield Input(value=self.path, placeholder="path of a new file, for the file choice", id="path")
+            yield Static("Every choice is checked before the first reset. enter confirms, esc goes back.",
+                         classes="dialog-hint")
+
+    def on_input_submitted(self) -> None:
+        self._done()
+
+    def key_enter(self) -> None:
+        self._done()
+
+    def _done(self) -> None:
+        from textual.widgets import RadioSet
+
+        pressed = self.query_one(RadioSet).pressed_button
+        choice = pressed.id if pressed is not None and pressed.id else "hand"
+        path = self.query_one("#path", Input).value.strip()
+        if choice == "file" and not path:
+            self.notify("Type the path of a new file.", severity="warning")
+            self.query_one("#path", Input).focus()
+            return
+        self.dismiss((choice, path))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -16,6 +16,7 @@ class ReviewScreen(NeonScreen):
     BINDINGS = [
         # priority: the table would otherwise take enter for itself
         Binding("enter,y", "start", "Start rotation", id="start", priority=True),
+        Binding("d", "delivery", "Deliver to…", id="delivery"),
         Binding("escape", "app.pop_screen", "Back", id="back"),
         Binding("j", "cursor_down", "Down", show=False, id="review-down"),
         Binding("k", "cursor_up", "Up", show=False, id="review-up"),
@@ -24,18 +25,25 @@ class ReviewScreen(NeonScreen):
     def __init__(self, plan: Plan) -> None:
         super().__init__()
         self.plan = plan
+        self.delivery: tuple[str, str] = ("hand", "")  # by hand, the keyring, or a new file
 
-    def compose(self) -> ComposeResult:
+    def _head_text(self) -> str:
         plan = self.plan
-        yield Header()
-        projects = len(plan.projects)
-        parts = [f"{len(plan.targets)} to reset", f"{projects} project(s)"]
+        parts = [f"{len(plan.targets)} to reset", f"{len(plan.projects)} project(s)"]
         if plan.touches_protected_branch:
             parts.insert(0, "PROTECTED branches")
         if self.app.read_only:
             parts.insert(0, "READ-ONLY: plan only")
-        parts += [f"{len(plan.skipped)} skipped", f"{len(plan.warnings)} unselected copies"]
-        head = " · ".join(parts)
+        parts += [self.delivery_text(), f"{len(plan.skipped)} skipped", f"{len(plan.warnings)} unselected copies"]
+        return " · ".join(parts)
+
+    def delivery_text(self) -> str:
+        choice, path = self.delivery
+        return {"hand": "deliver: by hand (d)", "keyring": "deliver: keyring (d)"}.get(choice, f"deliver: {path} (d)")
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        head = self._head_text()
         yield Static(head, id="review-head", markup=False)
         table = DataTable(id="plan-table", cursor_type="row", zebra_stripes=True)
         yield table
@@ -82,6 +90,16 @@ class ReviewScreen(NeonScreen):
             return False  # read-only: not even offered
         return True
 
+    def action_delivery(self) -> None:
+        from neon_tui.screens.modals import DeliveryModal
+
+        def chosen(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                self.delivery = answer
+                self.query_one("#review-head", Static).update(self._head_text())
+
+        self.app.push_screen(DeliveryModal(*self.delivery), chosen)
+
     def action_cursor_down(self) -> None:
         self.query_one(DataTable).action_cursor_down()
 
@@ -102,8 +120,8 @@ class ReviewScreen(NeonScreen):
 
             def go(ok: bool | None) -> None:
                 if ok:
-                    self.app.start_run(self.plan)
+                    self.app.start_run(self.plan, delivery=self.delivery)
 
             self.app.push_screen(TypedConfirmModal(question, "rotate"), go)
             return
-        self.app.start_run(self.plan)
+        self.app.start_run(self.plan, delivery=self.delivery)

@@ -1,25 +1,32 @@
-"""RunScreen: live state of every target, then the results (masked) to copy or store."""
+"""RunScreen: live state of every target, then the results (masked) to copy or store.
+
+A thin front end over a RunSession: it sends requests (run, cancel, retry, deliver, answer the breaker)
+and draws the events it receives. The session outlives the screen: leaving it and coming back (`o` on
+the main screen, or "Open run" in the palette) shows the same run until every password is delivered.
+"""
 
 from __future__ import annotations
-
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from neon_tui.screens.base import NeonScreen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from neon_tui.neon.secret import Secret
-from neon_tui.rotation.engine import RotationEngine
-from neon_tui.rotation.events import RotationResult, RunFinished, RunStarted, TargetChanged
-from neon_tui.rotation.journal import FAILED, JournalState
-from neon_tui.rotation.plan import Plan, Target, TargetKey
+from neon_tui.rotation.events import DeliveryFailed, Halted, RotationResult, RunFinished, RunStarted, TargetChanged
+from neon_tui.rotation.journal import TargetState
+from neon_tui.rotation.plan import TargetKey
+from neon_tui.rotation.session import RunSession, SessionError
+from neon_tui.rotation.sinks import ClipboardSink, EnvBlockSink, KeyringSink, SinkError
+from neon_tui.screens.base import NeonScreen
 
-DONE_STATES = frozenset({"rotated", "delivered", "failed", "skipped", "cancelled"})
-STATE_STYLE = {"rotated": "bold", "delivered": "bold", "failed": "bold reverse", "unknown": "reverse",
-               "resetting": "italic", "applying": "italic", "cancelled": "dim", "planned": "dim"}
+S = TargetState
+DONE_STATES = frozenset({S.ROTATED, S.DELIVERED, S.FAILED, S.SKIPPED, S.CANCELLED, S.UNCONFIRMED})
+STATE_STYLE = {S.ROTATED: "bold", S.DELIVERED: "bold", S.FAILED: "bold reverse", S.UNKNOWN: "reverse",
+               S.UNCONFIRMED: "bold reverse", S.RESETTING: "italic", S.APPLYING: "italic", S.CANCELLED: "dim",
+               S.PLANNED: "dim"}
 
 
 def masked(uri: Secret) -> str:
@@ -32,11 +39,13 @@ def masked(uri: Secret) -> str:
 
 
 class RunScreen(NeonScreen):
-    """Runs the engine in a worker; one message per engine event."""
+    """Draws a run session's events; the keys hand passwords over by hand."""
 
     BINDINGS = [
         Binding("v", "reveal", "Reveal", id="reveal"),
         Binding("c", "copy", "Copy", id="copy"),
+        Binding("w", "copy_password", "Copy password", id="copy-password"),
+        Binding("d", "next_database", "Database", show=False, id="choose-database"),
         Binding("p", "toggle_pooled", "Pooled/direct", show=False, id="toggle-pooled"),
         Binding("k", "keyring", "Keyring", id="keyring"),
         Binding("e", "copy_env", "Copy all as .env", id="copy-env"),
@@ -51,19 +60,27 @@ class RunScreen(NeonScreen):
             super().__init__()
             self.event = event
 
-    def __init__(self, plan: Plan, engine: RotationEngine, resume: JournalState | None = None) -> None:
+    def __init__(self, session: RunSession) -> None:
         super().__init__()
-        self.plan = plan
-        self.engine = engine
-        self.resume = resume
-        self.rows: dict[TargetKey, Target] = {t.key: t for t in plan.targets}
-        self.states: dict[TargetKey, str] = {}
+        self.session = session
+        self.plan = session.plan
+        self.rows: dict[TargetKey, str] = {t.key: "/".join(t.key) for t in self.plan.targets}
         self.details: dict[TargetKey, str] = {}
         self.revealed: set[TargetKey] = set()
+        self.databases: dict[TargetKey, str | None] = {}
         self.pooled = False
         self.started = 0.0
         self.finished_at: float | None = None
-        self.running = False
+        self._breaker_open = False
+
+    @property
+    def running(self) -> bool:
+        return self.session.running
+
+    @property
+    def states(self) -> dict[TargetKey, TargetState]:
+        """Each target's state as this screen shows it."""
+        return {v.key: v.state for v in self.session.views()}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -79,106 +96,169 @@ class RunScreen(NeonScreen):
         # Fixed widths: live details come and go, and a column that grew for one would push the
         # connection strings off an 80-column screen.
         label_width = min(30, max((len(t.label) for t in self.plan.targets), default=10))
-        table.add_column("state", key="state", width=9)
+        table.add_column("state", key="state", width=11)
         table.add_column("target", key="target", width=label_width)
         table.add_column("detail", key="detail", width=24)
         table.add_column("connection string", key="conn", width=120)
         for t in self.plan.targets:
-            table.add_row("planned", Text(t.label, overflow="ellipsis", no_wrap=True), "", "", key="/".join(t.key))
+            table.add_row("planned", Text(t.label, overflow="ellipsis", no_wrap=True), "", "", key=self.rows[t.key])
         table.focus()
         self.started = self.app.monotonic()
         self.set_interval(1.0, self.tick)
-        self.run_engine(self.plan, self.resume, False)
+        if self.session.finished or self.session.running:
+            # Reopened: draw what the session knows.
+            for key in self.rows:
+                self._detail_from_view(key)
+                self.update_row(key)
+            self.finished_at = self.app.monotonic()
+            self.tick()
+        else:
+            self.run_session(retry=False)
+
+    # ------------------------------------------------------------- the run
 
     @work(exclusive=True, group="rotation", exit_on_error=False, description="Rotating passwords")
-    async def run_engine(self, plan: Plan, resume: JournalState | None, retry_failed: bool) -> None:
-        self.running = True
+    async def run_session(self, retry: bool) -> None:
         self.finished_at = None
         try:
-            async for ev in self.engine.run(plan, resume=resume, retry_failed=retry_failed):
+            if not retry:
+                self.session.account = self.session.account or await self.app.account_id()
+                await self.session.prepare()
+            stream = self.session.retry() if retry else self.session.run()
+            async for ev in stream:
                 self.post_message(self.EngineEvent(ev))
-        finally:
-            self.running = False
+        except SessionError as e:
+            # Nothing was reset: say why and go back to the review.
+            self.app.run_failed_to_start(self.session, e)
 
     def on_run_screen_engine_event(self, message: EngineEvent) -> None:
         ev = message.event
         if isinstance(ev, RunStarted):
             self.started = self.app.monotonic()
         elif isinstance(ev, TargetChanged):
-            self.states[ev.key] = ev.state
-            if ev.state == "applying" and ev.operations:
+            if ev.state == S.APPLYING and ev.operations:
                 waiting = [f"{o.action} {o.status}" for o in ev.operations if not o.done]
                 self.details[ev.key] = "waiting: " + ", ".join(waiting) if waiting else "operations done"
-            elif ev.reason:
-                self.details[ev.key] = ev.reason
-            elif ev.state in ("rotated", "delivered"):
-                self.details[ev.key] = "new password live"
+            else:
+                self._detail_from_view(ev.key)
             self.update_row(ev.key)
-            if ev.state in ("rotated", "failed"):
+            if ev.state in (S.ROTATED, S.FAILED, S.UNCONFIRMED, S.DELIVERED):
                 self.refresh_bindings()
+        elif isinstance(ev, DeliveryFailed):
+            self.notify(f"Delivery to {ev.sink} failed: {ev.reason}", severity="error", markup=False)
+        elif isinstance(ev, Halted):
+            self.ask_breaker(ev)
         elif isinstance(ev, RunFinished):
             self.refresh_bindings()
             self.finished_at = self.app.monotonic()
-            failed = ev.counts.get("failed", 0)
-            cancelled = ev.counts.get("cancelled", 0)
-            if cancelled:
-                self.notify(f"Run cancelled: {cancelled} target(s) not started. R continues with them.",
+            counts = ev.counts
+            if self.session.stopped:
+                self.notify("Run stopped: no new resets. Passwords in hand stay here to copy or store; "
+                            "R continues.", severity="warning", timeout=8)
+            elif counts.get("cancelled", 0):
+                self.notify(f"Run cancelled: {counts['cancelled']} target(s) not started. R continues with them.",
                             severity="warning", timeout=8)
-            elif failed:
-                self.notify(f"{failed} target(s) failed: R retries them.", severity="error", timeout=8)
-            elif ev.counts.get("unknown", 0):
-                self.notify("Some targets are unknown: quit and resume to reconcile them.", severity="warning")
+            elif counts.get("failed", 0):
+                self.notify(f"{counts['failed']} target(s) failed: R retries them.", severity="error", timeout=8)
+            elif counts.get("unknown", 0) or counts.get("unconfirmed", 0):
+                self.notify("Some resets could not be confirmed: R checks them again.", severity="warning")
+            elif self.session.undelivered():
+                self.notify("Every target rotated. Copy or store the new passwords now (c, w, k, e).", timeout=8)
             else:
-                self.notify("Every target rotated. Copy or store the new connection strings now.", timeout=8)
+                self.notify("Every target rotated and delivered.", timeout=8)
             self._tell_tree()
         self.tick()
 
+    def _detail_from_view(self, key: TargetKey) -> None:
+        v = self.session.view(key)
+        if v.state == S.DELIVERED or (v.delivered and v.state in (S.ROTATED, S.UNCONFIRMED)):
+            where = ", ".join(sorted(v.delivered))
+            self.details[key] = (f"unconfirmed; given to {where}" if v.state == S.UNCONFIRMED
+                                 else f"delivered to {where}")
+        elif v.reason:
+            self.details[key] = v.reason
+        elif v.state == S.ROTATED:
+            self.details[key] = "new password live"
+        else:
+            self.details.pop(key, None)
+
     def _tell_tree(self) -> None:
         """Unmark what rotated and have the tree reload the roles it touched (their ages changed)."""
-        done = [k for k, state in self.states.items() if state in ("rotated", "delivered")]
+        done = [v.key for v in self.session.views() if v.state in (S.ROTATED, S.DELIVERED, S.UNCONFIRMED)]
         touched = sorted({(t.project_id, t.branch_id) for t in self.plan.targets})
-        main = next((s for s in self.app.screen_stack if s.__class__.__name__ == "MainScreen"), None)
-        if main is not None:
-            main.after_run(done, touched)
+        self.app.after_run(done, touched)
 
-    def undelivered(self) -> list[TargetKey]:
-        return [k for k in self.engine.results if self.states.get(k) == "rotated"]
+    # ------------------------------------------------------------- the breaker
+
+    def ask_breaker(self, ev: Halted) -> None:
+        from neon_tui.screens.modals import BreakerModal
+
+        if self._breaker_open:
+            return
+        self._breaker_open = True
+        can_retry = ev.source != "journal"
+
+        def answer(choice: str | None) -> None:
+            self._breaker_open = False
+            self.answer_breaker(ev.source, choice or "stop")
+
+        self.app.push_screen(BreakerModal(ev.reason, ev.held, can_retry=can_retry), answer)
+
+    @work(group="breaker", exit_on_error=False, description="Answering the breaker")
+    async def answer_breaker(self, source: str, choice: str) -> None:
+        try:
+            if choice == "retry":
+                await self.session.retry_sink(source)
+                self.notify(f"{source} works again: resets continue.")
+            elif choice == "hand":
+                await self.session.replace_sink(source, None)
+                self.notify("From now on passwords wait here for you to copy or store them (c, w, k, e); "
+                            "resets continue.")
+            elif choice == "keyring":
+                await self.session.replace_sink(source, KeyringSink(self.app.settings.keyring_allow))
+                self.notify("Delivering to the keyring instead; resets continue.")
+            else:
+                self.session.stop()
+        except SinkError as e:
+            self.notify(f"{e}", title="Still failing", severity="error", markup=False, timeout=10)
+            self.ask_breaker(Halted(source, f"{source} still fails: {e}", len(self.session.undelivered())))
+        for key in self.rows:
+            self._detail_from_view(key)
+            self.update_row(key)
+
+    # ------------------------------------------------------------- drawing
 
     def leave_question(self) -> str | None:
         """What leaving would cost, as a question, or None when nothing would be lost."""
-        if self.running:
-            return ("A run is in progress. If you leave, resets in flight finish and the run is offered for "
-                    "resuming next time (reconciled, never repeated). Leave anyway?")
-        waiting = self.undelivered()
-        if waiting:
-            lost = sum(1 for k in waiting if not self.rows[k].store_passwords)
-            extra = (f" {lost} of them are in projects that do not store passwords: those are lost for good."
-                     if lost else " Neon stores them, so resuming can read them back.")
-            return (f"{len(waiting)} new password(s) have not been copied or stored yet.{extra} Leave anyway?")
-        return None
+        return self.app.run_question(self.session)
 
     def result(self, key: TargetKey) -> RotationResult | None:
-        return self.engine.results.get(key)
+        return self.session.result(key)
 
     def connection(self, key: TargetKey) -> Secret | None:
         res = self.result(key)
-        c = res.primary if res else None
+        c = res.connection(self.databases.get(key)) if res else None
         if c is None:
             return None
         return (c.pooled or c.direct) if self.pooled else c.direct
 
+    def shown_value(self, key: TargetKey) -> str:
+        res = self.result(key)
+        if res is None:
+            return ""
+        conn = self.connection(key)
+        if conn is None:
+            pw = res.password.reveal() if key in self.revealed else "********"
+            return f"no endpoint yet: password {pw}"
+        return conn.reveal() if key in self.revealed else masked(conn)
+
     def update_row(self, key: TargetKey) -> None:
         table = self.query_one(DataTable)
-        state = self.states.get(key, "planned")
-        row = "/".join(key)
-        table.update_cell(row, "state", Text(state, style=STATE_STYLE.get(state, "")))
+        state = self.session.view(key).state
+        row = self.rows[key]
+        table.update_cell(row, "state", Text(str(state), style=STATE_STYLE.get(state, "")))
         table.update_cell(row, "detail", Text(self.details.get(key, ""), overflow="ellipsis", no_wrap=True))
-        conn = self.connection(key)
-        shown = "" if conn is None else (conn.reveal() if key in self.revealed else masked(conn))
-        res = self.result(key)
-        if res is not None and not res.connections:
-            shown = "no compute: no connection string"
-        table.update_cell(row, "conn", Text(shown, no_wrap=True, overflow="ellipsis"))
+        table.update_cell(row, "conn", Text(self.shown_value(key), no_wrap=True, overflow="ellipsis"))
         if key == self.selected_key():
             self.show_selected()
 
@@ -190,31 +270,42 @@ class RunScreen(NeonScreen):
         key = self.selected_key()
         text = ""
         if key is not None:
-            conn = self.connection(key)
+            res = self.result(key)
             detail = self.details.get(key, "")
-            if conn is not None:
-                text = conn.reveal() if key in self.revealed else masked(conn)
+            if res is not None:
+                c = res.connection(self.databases.get(key))
+                dbs = res.databases
+                choice = f" · database {c.database} ({dbs.index(c.database) + 1}/{len(dbs)}, d: next)" \
+                    if c is not None and len(dbs) > 1 else ""
+                text = self.shown_value(key) + choice
             elif detail:
-                text = f"{self.rows[key].label}: {detail}"
+                text = f"{self.session.view(key).target.label}: {detail}"
         self.query_one("#run-selected", Static).update(text)
 
     def tick(self) -> None:
-        done = sum(1 for s in self.states.values() if s in DONE_STATES)
+        views = self.session.views()
+        done = sum(1 for v in views if v.state in DONE_STATES)
         self.query_one(ProgressBar).update(progress=done)
         end = self.finished_at or self.app.monotonic()
-        counts: dict[str, int] = {}
-        for s in self.states.values():
-            counts[s] = counts.get(s, 0) + 1
+        counts = self.session.counts()
         summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-        status = "running" if self.running else ("cancelled" if self.engine.cancelled else "finished")
+        if self.session.halts:
+            status = "HALTED"
+        elif self.running:
+            status = "running"
+        else:
+            status = "cancelled" if self.session.cancelled else "finished"
+        held = len(self.session.undelivered())
+        waiting = f" · {held} to deliver" if held else ""
         self.query_one("#run-head", Static).update(
-            f"{status} · {done}/{len(self.plan.targets)} · {end - self.started:.0f}s elapsed · {summary}")
+            f"{status} · {done}/{len(self.plan.targets)}{waiting} · {end - self.started:.0f}s elapsed · {summary}")
         clip = self.app.clipboard_status()
         view = "pooled" if self.pooled else "direct"
-        journal = self.engine.journal.run_id if self.engine.journal else "-"
+        sinks = "by hand" if self.session.by_hand else ", ".join(self.session.required) or "no sink"
         # The countdown first: on an 80-column terminal the end of this line is cut off.
         self.query_one("#run-status", Static).update(" · ".join(
-            part for part in (clip, f"{view} strings", f"journal {journal}") if part))
+            part for part in (clip, f"deliver: {sinks}", f"{view} strings", f"journal {self.session.run_id}")
+            if part))
 
     # ------------------------------------------------------------- actions
 
@@ -223,27 +314,17 @@ class RunScreen(NeonScreen):
         if table.row_count == 0:
             return None
         row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return next((k for k in self.rows if "/".join(k) == row_key.value), None)
-
-    def _selected_result(self) -> tuple[TargetKey, Secret] | None:
-        key = self.selected_key()
-        if key is None:
-            return None
-        conn = self.connection(key)
-        if conn is None:
-            self.notify("No new connection string for this target (yet).", severity="warning")
-            return None
-        return key, conn
+        return next((k for k, r in self.rows.items() if r == row_key.value), None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show only the keys that can do something now (the help lists them all)."""
-        has_results = bool(self.engine.results)
-        if action in ("reveal", "copy", "keyring", "copy_env", "toggle_pooled"):
+        has_results = bool(self.session.engine.results)
+        if action in ("reveal", "copy", "copy_password", "keyring", "copy_env", "toggle_pooled", "next_database"):
             return True if has_results else None
         if action == "cancel_run":
             return self.running
         if action == "retry_failed":
-            return (not self.running) and any(s in (FAILED, "cancelled") for s in self.states.values())
+            return (not self.running) and bool(self.session.retryable())
         return True
 
     def action_reveal(self) -> None:
@@ -259,70 +340,80 @@ class RunScreen(NeonScreen):
             self.update_row(key)
         self.tick()
 
-    def action_copy(self) -> None:
-        picked = self._selected_result()
-        if picked is None:
+    def action_next_database(self) -> None:
+        key = self.selected_key()
+        res = self.result(key) if key else None
+        if res is None or not res.connections:
+            self.notify("No databases to choose from here.", severity="warning")
             return
-        key, conn = picked
-        if self.app.copy_secret(conn, f"{self.rows[key].label} ({'pooled' if self.pooled else 'direct'})"):
-            self._delivered(key, "clipboard")
-
-    def _delivered(self, key: TargetKey, sink: str) -> None:
-        self.engine.mark_delivered(key, sink)
-        self.engine.finish_journal()  # every password out: the run is complete
-        self.states[key] = "delivered"
-        self.details[key] = f"delivered to {sink}"
+        names = [c.database for c in res.connections]
+        current = res.connection(self.databases.get(key)).database  # type: ignore[union-attr]
+        self.databases[key] = names[(names.index(current) + 1) % len(names)]
         self.update_row(key)
 
-    def action_copy_env(self) -> None:
-        from neon_tui.rotation.delivery import dotenv_block
+    def _copy(self, value: Secret, what: str) -> str:
+        if not self.app.copy_secret(value, what):
+            raise SinkError("not copied")  # the app has said why
+        return "the clipboard"
 
-        results = [self.engine.results[k] for k in self.rows if k in self.engine.results]
-        if not results:
+    def _selected_with_result(self) -> TargetKey | None:
+        key = self.selected_key()
+        if key is None or self.result(key) is None:
+            self.notify("No new password for this target (yet).", severity="warning")
+            return None
+        return key
+
+    def action_copy(self) -> None:
+        key = self._selected_with_result()
+        if key is not None:
+            self.deliver([key], ClipboardSink(self._copy, database=self.databases.get(key), pooled=self.pooled))
+
+    def action_copy_password(self) -> None:
+        key = self._selected_with_result()
+        if key is not None:
+            self.deliver([key], ClipboardSink(self._copy, password=True))
+
+    def action_copy_env(self) -> None:
+        keys = [k for k in self.rows if self.result(k) is not None]
+        if not keys:
             self.notify("No results yet.", severity="warning")
             return
-        if self.app.copy_secret(Secret(dotenv_block(results)), f".env block for {len(results)} target(s)"):
-            for r in results:
-                self._delivered(r.target.key, "clipboard")
+        self.deliver(keys, EnvBlockSink(self._copy, self.databases))
 
     def action_keyring(self) -> None:
-        key = self.selected_key()
-        if key is None or key not in self.engine.results:
-            self.notify("No new connection string for this target (yet).", severity="warning")
-            return
-        self.store_in_keyring(key)
+        key = self._selected_with_result()
+        if key is not None:
+            self.deliver([key], KeyringSink(self.app.settings.keyring_allow))
 
-    @work(group="keyring", exit_on_error=False, description="Storing in the keyring")
-    async def store_in_keyring(self, key: TargetKey) -> None:
-        from neon_tui.rotation.delivery import KeyringSink
-        from neon_tui.secrets import KeyringUnavailable
-
+    @work(group="deliver", exit_on_error=False, description="Handing passwords over")
+    async def deliver(self, keys: list[TargetKey], sink) -> None:
         try:
-            sink = await self.app.run_in_thread(KeyringSink)
-            await sink.deliver(self.engine.results[key])
-        except KeyringUnavailable as e:
-            self.notify(str(e), title="Keyring unavailable", severity="error", timeout=10, markup=False)
+            receipts = await self.session.deliver_by_hand(keys, sink)
+        except SinkError as e:
+            if str(e) != "not copied":
+                self.notify(str(e), title=f"Not delivered ({sink.name})", severity="error", timeout=10,
+                            markup=False)
             return
-        self._delivered(key, "keyring")
-        self.notify(f"Stored in the keyring ({sink.backend}): service neon-tui/{key[0]}/{key[1]}", markup=False)
+        if sink.name == "keyring" and receipts:
+            self.notify(f"Stored in the keyring: {receipts[0].detail}", markup=False)
+        for key in keys:
+            self._detail_from_view(key)
+            self.update_row(key)
+        self.tick()
 
     def action_retry_failed(self) -> None:
-        """Reset failed targets again (an explicit second reset) and start cancelled ones."""
+        """Reset failed targets again (an explicit second reset), start cancelled ones, re-check doubtful ones."""
         if self.running:
             self.notify("Wait for the run to finish.", severity="warning")
             return
-        again = [t for t in self.plan.targets if self.states.get(t.key) in (FAILED, "cancelled")]
-        if not again:
-            self.notify("No failed or cancelled targets.", severity="information")
+        if not self.session.retryable():
+            self.notify("No failed, cancelled or unconfirmed targets.", severity="information")
             return
-        sub = Plan(targets=again, org_id=self.plan.org_id)
-        snapshot = JournalState(self.engine.journal.path if self.engine.journal else None,  # type: ignore[arg-type]
-                                {}, {t.key: self.engine._jt[t.key] for t in again}, False)
-        self.run_engine(sub, snapshot, True)
+        self.run_session(retry=True)
 
     def action_cancel_run(self) -> None:
         if self.running:
-            self.engine.cancel()
+            self.session.cancel()
             self.notify("Cancelling: no new resets; those in flight finish.", severity="warning")
 
     def action_back(self) -> None:
@@ -339,7 +430,8 @@ class RunScreen(NeonScreen):
             if yes:
                 self.app.pop_screen()
 
-        self.app.push_screen(YesNoModal("Leave the results?", question, "Leave", "Stay"), answer)
+        self.app.push_screen(YesNoModal("Leave the results?", question + " (o on the main screen comes back here.)",
+                                        "Leave", "Stay"), answer)
 
     def action_cursor_down(self) -> None:
         self.query_one(DataTable).action_cursor_down()

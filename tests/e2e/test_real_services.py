@@ -123,7 +123,7 @@ SINK = """
     import asyncio, json
     from neon_tui import secrets
     from neon_tui.neon.secret import Secret
-    from neon_tui.rotation.delivery import KeyringSink
+    from neon_tui.rotation.sinks import KeyringSink, password_entry
     from neon_tui.rotation.events import Connection, RotationResult
     from neon_tui.rotation.plan import Target
 
@@ -137,8 +137,15 @@ SINK = """
     )
     result = RotationResult(target=t, password=Secret("pw-1"), connections=conns)
     sink = KeyringSink()
+    asyncio.run(sink.preflight())
     asyncio.run(sink.deliver(result))
-    out = {"backend": sink.backend, "entries": {}}
+    # a branch without compute: the password itself, under <role>#password
+    bare = RotationResult(target=t, password=Secret("pw-2"), connections=())
+    asyncio.run(sink.deliver(bare))
+    entry = password_entry(t.project_id, t.branch_id, t.role_name)
+    got = secrets.load(*entry)
+    out = {"backend": sink.backend, "entries": {}, "bare": got is not None and got.reveal() == "pw-2"}
+    secrets.delete(*entry)
     for c in conns:
         for pooled, value in ((False, c.direct), (True, c.pooled)):
             entry = secrets.connection_entry(t.project_id, t.branch_id, t.role_name, c.database, pooled)
@@ -191,6 +198,7 @@ def test_keyring_sink_stores_direct_and_pooled_entries(tmp_path):
         # No pooler for this database: nothing is stored under the pooled name.
         "neon-tui/proj-odd-1/br-dev-3|ops%20team%40eu@analytics#pooled": None,
     }
+    assert out["bare"] is True  # no endpoint yet: the password itself reached the Secret Service
 
 
 @pytest.mark.keyring

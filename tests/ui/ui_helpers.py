@@ -71,11 +71,14 @@ async def settle(app, pilot) -> None:
 
 
 async def wait_run(app, pilot, timeout: float = 30.0) -> None:
-    screen = app.screen
+    """Wait until the run on screen has finished; fail the test if it does not within `timeout`."""
+    session = app.screen.session
     for _ in range(int(timeout / 0.05)):
-        if getattr(screen, "states", None) and not screen.running:
+        if session.finished and not session.running:
             break
         await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"the run did not finish within {timeout}s: {session.counts()}")
     await settle(app, pilot)
 
 
