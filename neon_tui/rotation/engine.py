@@ -130,6 +130,7 @@ class RotationEngine:
         self._released = asyncio.Event()
         self._released.set()
         self._halts: dict[str, str] = {}
+        self._announced: set[str] = set()
         self._halted_projects: dict[str, str] = {}
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._durations: deque[float] = deque(maxlen=32)
@@ -162,16 +163,19 @@ class RotationEngine:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def halt(self, source: str, reason: str) -> None:
-        """Circuit breaker: no new reset starts anywhere until `release(source)`."""
-        first = source not in self._halts
+    def halt(self, source: str, reason: str, *, announce: bool = True) -> None:
+        """Circuit breaker: no new reset starts anywhere until `release(source)`. `announce=False` closes
+        the gate at once without telling the front ends yet (a sink being retried)."""
         self._halts[source] = reason
         self._released.clear()
-        if first:
+        if announce and source not in self._announced:
+            self._announced.add(source)
             self.emit(Halted(source, reason, self.held()))
 
     def release(self, source: str) -> None:
-        if self._halts.pop(source, None) is not None:
+        self._halts.pop(source, None)
+        if source in self._announced:
+            self._announced.discard(source)
             self.emit(Released(source))
         if not self._halts:
             self._released.set()

@@ -296,17 +296,23 @@ class RunSession:
             await self.engine.set_state(key, ROTATED, f"held: not yet delivered to {', '.join(missing)}")
 
     async def _deliver(self, sink: Sink, result: RotationResult) -> Receipt:
+        """Deliver with a few quick retries (deliver() is safe to repeat). From the first failure on, no
+        new reset starts anywhere while this sink is being retried; a success opens the gate again."""
         delay = self.delivery_backoff
         for attempt in range(1, self.delivery_attempts + 1):
             try:
                 receipt = await sink.deliver(result)
                 if result.password.reveal() and result.password.reveal() in receipt.detail:
                     raise SinkError("the sink's receipt quoted the secret; not recorded")
+                if attempt > 1 and sink.name not in self._tripped:
+                    self.engine.release(sink.name)
                 return receipt
-            except Exception:
+            except Exception as e:
                 if attempt == self.delivery_attempts:
                     raise
-            await asyncio.sleep(delay)  # deliver() is safe to repeat
+                self.engine.halt(sink.name, f"delivery to {sink.name} failed ({_why(sink, e)}); retrying",
+                                 announce=False)
+            await asyncio.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
 

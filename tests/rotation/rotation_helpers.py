@@ -51,9 +51,11 @@ class ListSink:
 
     automatic = True
 
-    def __init__(self, name: str = "test", *, fail_after: int | None = None, fail_preflight: str | None = None):
+    def __init__(self, name: str = "test", *, fail_after: int | None = None, fail_preflight: str | None = None,
+                 fail_project: str | None = None):
         self.name = name
         self.fail_after = fail_after
+        self.fail_project = fail_project
         self.fail_preflight = fail_preflight
         self.got = []
         self.calls = 0
@@ -69,7 +71,8 @@ class ListSink:
         from neon_tui.rotation.sinks import Receipt
 
         self.calls += 1
-        if self.fail_after is not None and len(self.got) >= self.fail_after:
+        if (self.fail_after is not None and len(self.got) >= self.fail_after) or \
+                result.target.project_id == self.fail_project:
             raise RuntimeError("sink down, it was handed " + result.password.reveal())
         self.got.append(result)
         return Receipt(self.name, f"{self.name} #{len(self.got)}")
