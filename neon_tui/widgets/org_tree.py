@@ -188,7 +188,13 @@ class OrgTree(Tree[NodeRef]):
         so the tree's size (and every rebuild's cost) follows what is on screen, not the account's size.
         """
         self._expanded = {ref for ref, n in self._node_map.items() if n.is_expanded}
-        cursor = self.cursor_node.data if self.cursor_node else None
+        # The cursor's node and its ancestors, nearest first: if the node is gone (filtered out), its
+        # closest surviving ancestor takes the cursor.
+        cursor_path: list[NodeRef] = []
+        node = self.cursor_node
+        while node is not None and node is not self.root and node.data is not None:
+            cursor_path.append(node.data)
+            node = node.parent
         self.clear()
         self._node_map.clear()
         filtering = bool(self.filter_text)
@@ -203,10 +209,12 @@ class OrgTree(Tree[NodeRef]):
             onode = self._add(self.root, oref, expand=True)
             for pid in shown:
                 self._add_project(onode, self.inventory.projects[pid], filtering and not org_hit)
-        if cursor is not None and cursor in self._node_map:
-            # Lines are laid out on the next refresh; a node has no line number before that.
-            target = self._node_map[cursor]
-            self.call_after_refresh(lambda: self.move_cursor(target) if target.tree is self else None)
+        # Lay the lines out now (Textual would on the next refresh) and put the cursor back in this same
+        # call: a key handled before the next repaint must move from, or mark, the node the user sees.
+        self.get_node_at_line(0)
+        target = next((self._node_map[r] for r in cursor_path if r in self._node_map), None)
+        if target is not None:
+            self.move_cursor(target)
 
     def _project_hit(self, p: ProjectInfo) -> bool:
         if self._matches(p.project.name, p.project.id):
