@@ -521,3 +521,75 @@ def test_the_module_stays_free_of_textual_and_rich():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not names & {"textual", "rich"}
+
+
+# --- what the app says ----------------------------------------------------------------------------------------
+
+def _app_in_tmux(tmp_path, tmux, clock):
+    from ui_helpers import make_app, make_sim
+
+    app = make_app(make_sim(), tmp_path)
+    app.clip = Clipboard("auto", osc52=app.copy_to_clipboard, clear_after=45, env=IN_TMUX, clock=clock, tmux=tmux)
+    return app
+
+
+async def test_the_auto_clear_in_tmux_says_how_many_paste_buffers_went(tmp_path):
+    clock = FakeClock()
+    tmux = FakeTmux({"buffer0": b"mine"})
+    app = _app_in_tmux(tmp_path, tmux, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.copy_secret(Secret(VALUE), "the connection string")
+        tmux.buffers["buffer1"] = VALUE.encode()  # what tmux (set-clipboard on) made of the OSC 52 copy
+        clock.advance(45)
+        app._clipboard_tick()
+        await pilot.pause()
+        notes = [(n.message, n.severity) for n in app._notifications]
+        assert ("Clipboard cleared; 1 tmux paste buffer deleted.", "information") in notes
+        assert tmux.buffers == {"buffer0": b"mine"}
+        assert app.clipboard == TMUX_BLANK
+        assert_masked(*(m for m, _ in notes))
+
+
+async def test_the_auto_clear_in_tmux_warns_when_a_copy_may_remain(tmp_path):
+    clock = FakeClock()
+    tmux = FakeTmux({"buffer0": VALUE.encode()})
+    tmux.fail["list-buffers"] = TmuxError("tmux list-buffers could not be run (FileNotFoundError)")
+    app = _app_in_tmux(tmp_path, tmux, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.copy_secret(Secret(VALUE), "the connection string")
+        clock.advance(46)
+        app._clipboard_tick()
+        await pilot.pause()
+        warning = next(n for n in app._notifications if n.severity == "warning")
+        assert warning.message == ("Clipboard cleared; tmux paste buffers may still hold it (tmux list-buffers could "
+                                   "not be run (FileNotFoundError)): check tmux list-buffers.")
+        assert warning.timeout >= 20
+        assert not any(n.message == "Clipboard cleared." for n in app._notifications)
+
+
+async def test_quitting_clears_tmux_too_and_says_so_on_the_way_out(tmp_path, capsys):
+    clock = FakeClock()
+    tmux = FakeTmux()
+    app = _app_in_tmux(tmp_path, tmux, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.copy_secret(Secret(VALUE), "the connection string")
+        tmux.buffers["buffer0"] = VALUE.encode()
+        await pilot.press("q")
+        await pilot.pause()
+    assert not tmux.buffers
+    said = capsys.readouterr()
+    assert "Clipboard cleared; 1 tmux paste buffer deleted." in said.err + said.out
+    assert_masked(said.err, said.out)
+
+
+async def test_quitting_with_nothing_pending_says_nothing(tmp_path, capsys):
+    app = _app_in_tmux(tmp_path, FakeTmux(), FakeClock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+    said = capsys.readouterr()
+    assert "Clipboard" not in said.err + said.out
