@@ -69,6 +69,7 @@ def test_rotate_one_role_and_copy_it_over_osc52(tmp_path):
         app = f"{Path(sys.executable).parent / 'neon-tui'}"
         subprocess.run(["tmux", "-L", tmux.socket, "-f", "/dev/null", "new-session", "-d", "-s", "s1", "-x", "120",
                         "-y", "40", app], env=env, check=True, timeout=20)
+        socket_path = tmux("display-message", "-p", "-t", "s1", "#{socket_path}", check=False).strip()
         try:
             tmux("set", "-g", "set-clipboard", "on")
             tmux.wait_for(r"acme-prod")
@@ -118,3 +119,5 @@ def test_rotate_one_role_and_copy_it_over_osc52(tmp_path):
             tmux.keys("q")
         finally:
             tmux("kill-server", check=False)
+            if socket_path:
+                Path(socket_path).unlink(missing_ok=True)  # tmux 3.3 leaves its socket file behind
