@@ -319,9 +319,17 @@ class NeonApp(App):
         self.push_screen(YesNoModal("Quit?", question, "Quit", "Stay"), answer)
 
     async def _quit(self) -> None:
+        said = None
         if self.clip.remaining() is not None:
-            self.clip.clear_if_ours()  # do not leave a connection string behind in the clipboard
-        self.exit()
+            # Do not leave a connection string behind in the clipboard (or tmux's paste buffers), and say on the
+            # way out what was done, or where a copy may remain.
+            report = self.clip.clear()
+            text = report.message() if report is not None else None
+            if text:
+                from rich.text import Text
+
+                said = Text(text)  # plain: a tmux buffer name is not markup
+        self.exit(message=said)
 
     # ------------------------------------------------------------- clipboard
 
@@ -346,8 +354,12 @@ class NeonApp(App):
     def _clipboard_tick(self) -> None:
         left = self.clip.remaining()
         if left is not None and left <= 0:
-            if self.clip.clear_if_ours():
-                self.notify("Clipboard cleared.")
+            report = self.clip.clear()  # never raises; tmux gets at most a couple of seconds
+            text = report.message() if report is not None else None
+            if text:
+                # What was cleared, and where a copy may remain (e.g. a tmux paste buffer): never the value.
+                self.notify(text, severity=report.severity, markup=False,
+                            timeout=20 if report.copy_may_remain else self.NOTIFICATION_TIMEOUT)
         if left is not None and hasattr(self.screen, "update_status"):
             self.screen.update_status()  # the countdown shows wherever you are
 

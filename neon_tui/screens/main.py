@@ -146,16 +146,35 @@ class MainScreen(NeonScreen):
     @on(Tree.NodeExpanded)
     async def _expanded(self, event: Tree.NodeExpanded) -> None:
         ref = event.node.data
-        if ref is not None and ref.kind == "project" and self.inventory.projects[ref.project_id].branches is None:
-            self.expand_project(ref)
+        if ref is not None and (self.tree.children_missing(ref) or self.tree.holding == ref):
+            self.expand_node(ref)
 
     @work(group="expand", exit_on_error=False, description="Loading a project")
-    async def expand_project(self, ref: NodeRef) -> None:
-        await self.ensure_loaded(ref)
+    async def expand_node(self, ref: NodeRef) -> None:
+        """Load what an opened project or branch shows; keys typed after opening it wait for this."""
+        tree = self.tree
+        try:
+            p = self.inventory.projects[ref.project_id]
+            if ref.kind == "project":
+                # Its branches are what the opened node shows: show them after one round trip, roles follow.
+                await self.inventory.load_branches(p)
+                self.schedule_rebuild(force=True)
+            await self.ensure_loaded(ref)
+        except BaseException:
+            tree.load_failed(ref)
+            raise
         self.schedule_rebuild(force=True)
-        node = self.tree.node_for(ref)
+        node = tree.node_for(ref)
         if node is not None:
             node.expand()
+        if tree.holding == ref:
+            # Loaded, yet still shown as loading (its roles were being read again meanwhile): nothing more
+            # will come for these keys, so they do not wait any longer.
+            tree.load_failed(ref, "{} changed while it was loading")
+
+    @on(OrgTree.HoldChanged)
+    def _hold_changed(self) -> None:
+        self.update_status()
 
     # ------------------------------------------------------------- marking
 
@@ -296,7 +315,12 @@ class MainScreen(NeonScreen):
                 + f"endpoints\n{eps}")
 
     def update_status(self) -> None:
-        parts = [f"{len(self.tree.marks)} marked"]
+        tree = self.tree
+        parts = [f"{len(tree.marks)} marked"]
+        if tree.holding is not None:
+            waiting = tree.waiting_keys
+            parts.append(f"opening {tree.node_name(tree.holding)}…"
+                         + (f" {waiting} key{'s' if waiting != 1 else ''} waiting" if waiting else ""))
         if self.loading_total and self.loading_done < self.loading_total:
             parts.append(f"loading {self.loading_done}/{self.loading_total} projects")
         if self.tree.filter_text:

@@ -107,9 +107,19 @@ class TypedConfirmModal(ModalScreen[bool]):
 
 
 class YesNoModal(ModalScreen[bool]):
-    """A question with two answers: y or n (esc)."""
+    """A question with two answers: y or n (esc).
 
-    BINDINGS = [Binding("escape,n", "no", "No", id="answer-no"), Binding("y", "yes", "Yes", id="answer-yes")]
+    The safe answer (No, Stay, Not now) has the focus when the dialog opens, so a reflexive enter keeps
+    what the question protects; giving it up takes a deliberate y (or moving to the other button).
+    An enter that lands before anything has focus means no as well.
+    """
+
+    AUTO_FOCUS = "#no"
+    BINDINGS = [
+        Binding("escape,n", "no", "No", id="answer-no"),
+        Binding("y", "yes", "Yes", id="answer-yes"),
+        Binding("enter", "no", "No", show=False),  # only reached when no button has focus
+    ]
 
     def __init__(self, title: str, text: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -45,7 +48,18 @@ def age(when: datetime | None, now: datetime) -> str:
 
 
 class OrgTree(Tree[NodeRef]):
-    """The account tree. Space marks; marks live in `marks` (login roles only)."""
+    """The account tree. Space marks; marks live in `marks` (login roles only).
+
+    Keys act on what they mean, however far the screen lags behind the typing (a burst from tmux, 3 a.m.
+    over SSH): every key typed at the tree runs here, in the order typed; a rebuild keeps the cursor on
+    the same node at once; and while a node the user just opened is loading its children, the keys typed
+    after the opening key wait (the status line says how many) and run once the children are shown. Keys
+    of app-wide bindings (quit, help, ...) never wait: they drop the waiting keys, which is said. Keys
+    wait at most HOLD_SECONDS; then they are dropped with a notice, never run on a tree the user has
+    not seen.
+    """
+
+    HOLD_SECONDS = 3.0
 
     BINDINGS = [
         Binding("space", "toggle_mark", "Mark", id="mark"),
@@ -59,7 +73,24 @@ class OrgTree(Tree[NodeRef]):
     def action_open_node(self) -> None:
         node = self.cursor_node
         if node is not None and node.allow_expand and not node.is_expanded:
-            node.expand()
+            self._open(node)
+
+    def action_toggle_node(self) -> None:
+        node = self.cursor_node
+        if node is None or not node.allow_expand:
+            return
+        if node.is_expanded:
+            node.collapse()
+        else:
+            self._open(node)
+
+    def _open(self, node: TreeNode[NodeRef]) -> None:
+        """Expand and fill a node now, so the next key already sees its children; if they are still
+        loading, the keys after this one wait for them."""
+        node.expand()
+        self._fill(node)
+        if node.data is not None and self.children_missing(node.data):
+            self._start_hold(node.data)
 
     def action_close_node(self) -> None:
         node = self.cursor_node
@@ -84,6 +115,11 @@ class OrgTree(Tree[NodeRef]):
         self._node_map: dict[NodeRef, TreeNode[NodeRef]] = {}
         self._expanded: set[NodeRef] = set()
         self._narrow: dict[NodeRef, bool] = {}
+        # Type-ahead: the node whose children the waiting keys wait for, and the keys (key, character).
+        self._hold: NodeRef | None = None
+        self._held_for: NodeRef | None = None
+        self._held: deque[tuple[str, str | None]] = deque()
+        self._hold_timer = None
 
     # ------------------------------------------------------------- labels
 
@@ -188,7 +224,13 @@ class OrgTree(Tree[NodeRef]):
         so the tree's size (and every rebuild's cost) follows what is on screen, not the account's size.
         """
         self._expanded = {ref for ref, n in self._node_map.items() if n.is_expanded}
-        cursor = self.cursor_node.data if self.cursor_node else None
+        # The cursor's node and its ancestors, nearest first: if the node is gone (filtered out), its
+        # closest surviving ancestor takes the cursor.
+        cursor_path: list[NodeRef] = []
+        node = self.cursor_node
+        while node is not None and node is not self.root and node.data is not None:
+            cursor_path.append(node.data)
+            node = node.parent
         self.clear()
         self._node_map.clear()
         filtering = bool(self.filter_text)
@@ -203,10 +245,14 @@ class OrgTree(Tree[NodeRef]):
             onode = self._add(self.root, oref, expand=True)
             for pid in shown:
                 self._add_project(onode, self.inventory.projects[pid], filtering and not org_hit)
-        if cursor is not None and cursor in self._node_map:
-            # Lines are laid out on the next refresh; a node has no line number before that.
-            target = self._node_map[cursor]
-            self.call_after_refresh(lambda: self.move_cursor(target) if target.tree is self else None)
+        # Lay the lines out now (Textual would on the next refresh) and put the cursor back in this same
+        # call: a key handled before the next repaint must move from, or mark, the node the user sees.
+        self.get_node_at_line(0)
+        target = next((self._node_map[r] for r in cursor_path if r in self._node_map), None)
+        if target is not None:
+            self.move_cursor(target)
+        if self._hold is not None and not self.children_missing(self._hold):
+            self._release()
 
     def _project_hit(self, p: ProjectInfo) -> bool:
         if self._matches(p.project.name, p.project.id):
@@ -268,6 +314,129 @@ class OrgTree(Tree[NodeRef]):
 
     def node_for(self, ref: NodeRef) -> TreeNode[NodeRef] | None:
         return self._node_map.get(ref)
+
+    def children_missing(self, ref: NodeRef) -> bool:
+        """Is this node's own content still to be loaded (a project's branches, a branch's roles)?"""
+        p = self.inventory.projects.get(ref.project_id or "")
+        if p is None:
+            return False
+        if ref.kind == "project":
+            return p.branches is None
+        if ref.kind == "branch":
+            b = (p.branches or {}).get(ref.branch_id or "")
+            return b is not None and b.roles is None
+        return False
+
+    def node_name(self, ref: NodeRef) -> str:
+        p = self.inventory.projects.get(ref.project_id or "")
+        if p is None:
+            return ref.kind
+        b = (p.branches or {}).get(ref.branch_id or "") if ref.kind == "branch" else None
+        return f"{p.project.name}/{b.branch.name}" if b is not None else p.project.name
+
+    # ------------------------------------------------------------- keys, in the order typed
+
+    class HoldChanged(Message):
+        """Keys started or stopped waiting for a node, or one more is waiting (for the status line)."""
+
+    @property
+    def holding(self) -> NodeRef | None:
+        """The node whose children the waiting keys wait for, if any."""
+        return self._hold
+
+    @property
+    def waiting_keys(self) -> int:
+        return len(self._held)
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Textual would run the binding later, from the app's queue, after the key has bubbled up; an
+        # opening key's effect (children added, keys held) would then come after keys already on their way.
+        # Running it here keeps every key in order with what the tree shows.
+        if self._hold is not None or self._held:
+            if self._app_wide(event.key):
+                # quit, help, the command log: never kept waiting, and what waited is not run behind them.
+                self._drop_held("typed while {} was loading")
+                self._stop_hold()
+            else:
+                event.stop()
+                event.prevent_default()
+                self._held.append((event.key, event.character))
+                self.post_message(self.HoldChanged())
+                return
+        if await self._run_key(event.key, event.character):
+            event.stop()
+            event.prevent_default()
+
+    def _app_wide(self, key: str) -> bool:
+        active = self.screen.active_bindings.get(key) if self.screen is self.app.screen else None
+        return active is not None and active.node is self.app
+
+    async def _run_key(self, key: str, character: str | None) -> bool:
+        """Run a key as the app would (the focused widget's bindings, then its ancestors'); True if handled."""
+        app = self.app
+        if app.focused is not self or self.screen is not app.screen:
+            # An earlier key moved the focus (the filter box, a dialog): this key was typed for it.
+            (app.focused or app.screen).post_message(events.Key(key, character))
+            return True
+        active = self.screen.active_bindings.get(key)
+        if active is None or not active.enabled or active.binding.priority:
+            return False
+        return await app.run_action(active.binding.action, active.node)
+
+    def _start_hold(self, ref: NodeRef) -> None:
+        self._hold = self._held_for = ref
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+        self._hold_timer = self.set_timer(self.HOLD_SECONDS, self._hold_expired)
+        self.post_message(self.HoldChanged())
+
+    def _stop_hold(self) -> None:
+        self._hold = None
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+            self._hold_timer = None
+        self.post_message(self.HoldChanged())
+
+    def _release(self) -> None:
+        """The held node's children are shown: run the waiting keys (from the tree's queue, in order)."""
+        self._stop_hold()
+        if self._held:
+            self.call_later(self._replay)
+
+    async def _replay(self) -> None:
+        if self._hold is not None or not self._held:
+            return  # a key opened another loading node: the rest waits for that one
+        if self.screen is not self.app.screen or self.app.focused is not self:
+            # Something else came up meanwhile (an error, the resume offer): not what these keys were for.
+            self._drop_held("something else came up while {} was loading")
+            return
+        while self._held and self._hold is None:
+            key, character = self._held.popleft()
+            await self._run_key(key, character)
+        self.post_message(self.HoldChanged())
+
+    def _hold_expired(self) -> None:
+        if self._hold is None:
+            return
+        self._stop_hold()
+        self._drop_held("{} is still loading")
+
+    def load_failed(self, ref: NodeRef, why: str = "loading {} failed") -> None:
+        """Loading a node the keys wait for failed: drop them (the error is reported by the app)."""
+        if self._hold != ref:
+            return
+        self._stop_hold()
+        self._drop_held(why)
+
+    def _drop_held(self, why: str) -> None:
+        """Forget the waiting keys and say so; `why` has {} for the name of the node they waited for."""
+        n = len(self._held)
+        self._held.clear()
+        self.post_message(self.HoldChanged())
+        if n:
+            name = self.node_name(self._held_for) if self._held_for is not None else "a node"
+            self.notify(f"{n} key{'s' if n != 1 else ''} not applied: {why.format(name)}.",
+                        severity="warning", markup=False)
 
     # ------------------------------------------------------------- marking
 

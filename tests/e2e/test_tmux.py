@@ -1,5 +1,6 @@
 """The real `neon-tui` in a real terminal (tmux) against the simulator on loopback: rotate one role on one
-branch, copy its connection string through OSC 52 into tmux's buffer, check the password is the new one."""
+branch, copy its connection string through OSC 52 into tmux's buffer, check the password is the new one; then
+the auto-clear deletes the paste buffer and says so."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from neon_tui.simulator import SimConfig, Simulator
 from neon_tui.simulator.serve import serve_in_thread
 
 pytestmark = pytest.mark.tmux
+CLEAR_AFTER = 4  # seconds, through the settings file
 
 if not shutil.which("tmux"):
     if os.environ.get("CI") == "true":
@@ -59,11 +61,15 @@ def test_rotate_one_role_and_copy_it_over_osc52(tmp_path):
     tmux = Tmux(f"neon-tui-test-{os.getpid()}")
     with serve_in_thread(sim) as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEON_", "TMUX"))}
+        config = tmp_path / "config.toml"
+        config.write_text(f"[clipboard]\nclear_after = {CLEAR_AFTER}\n")
         env.update(NEON_API_HOST=url, NEON_API_KEY=sim.api_key, XDG_STATE_HOME=str(tmp_path / "state"),
-                   XDG_CONFIG_HOME=str(tmp_path / "config"), TERM="xterm-256color", HOME=str(tmp_path))
+                   XDG_CONFIG_HOME=str(tmp_path / "config"), TERM="xterm-256color", HOME=str(tmp_path),
+                   NEON_TUI_CONFIG=str(config))
         app = f"{Path(sys.executable).parent / 'neon-tui'}"
         subprocess.run(["tmux", "-L", tmux.socket, "-f", "/dev/null", "new-session", "-d", "-s", "s1", "-x", "120",
                         "-y", "40", app], env=env, check=True, timeout=20)
+        socket_path = tmux("display-message", "-p", "-t", "s1", "#{socket_path}", check=False).strip()
         try:
             tmux("set", "-g", "set-clipboard", "on")
             tmux.wait_for(r"acme-prod")
@@ -96,12 +102,22 @@ def test_rotate_one_role_and_copy_it_over_osc52(tmp_path):
             assert new != old and new not in screen  # masked on screen
             tmux.keys("c")
             tmux.wait_for(r"Copied .* via osc52")
+            copied_at = time.monotonic()
             buffer = tmux("show-buffer")
             assert buffer.startswith("postgresql://app:")
             password = buffer.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
             assert password == new
             assert sim.inspect.accepts(pid, bid, "app", password) and not sim.inspect.accepts(pid, bid, "app", old)
             assert sim.inspect.reset_count(pid, bid, "app") == 1
+            # The auto-clear: tmux ignores an empty OSC 52, so the paste buffer must be deleted, and said so.
+            screen = tmux.wait_for(r"Clipboard cleared; 1 tmux paste buffer deleted\.", timeout=CLEAR_AFTER + 10)
+            assert time.monotonic() - copied_at >= CLEAR_AFTER - 1.5
+            assert "may still hold" not in screen and "Clipboard cleared." not in screen
+            names = tmux("list-buffers", "-F", "#{buffer_name}").split()
+            assert all(password not in tmux("show-buffer", "-b", name) for name in names), names
+            assert password not in tmux("show-buffer", check=False)
             tmux.keys("q")
         finally:
             tmux("kill-server", check=False)
+            if socket_path:
+                Path(socket_path).unlink(missing_ok=True)  # tmux 3.3 leaves its socket file behind

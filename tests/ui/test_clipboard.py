@@ -2,19 +2,59 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from clip_helpers import BrokenNative, FakeClock, FakeNative, FakeOsc52, SilentNative
 
-from neon_tui.clipboard import MODES, Clipboard, ClipboardUnavailable
+from neon_tui.clipboard import MODES, TMUX_BLANK, Clipboard, ClipboardUnavailable, TmuxError, run_tmux
 from neon_tui.neon.secret import Secret
 
 VALUE = "postgresql://alex:Zq9-sEcReT-pässwörd@ep-cool-1.eu.neon.tech/app?sslmode=require"
 LOCAL = {"DISPLAY": ":0", "PATH": "/usr/bin:/bin"}
+IN_TMUX = {**LOCAL, "TMUX": "/tmp/tmux-0/neon-test,4242,0"}
 
 
-def make(mode="auto", env=LOCAL, native=None, osc52=None, clear_after=45.0, clock=None):
+class FakeTmux:
+    """tmux's paste buffers in memory, answering list-buffers, show-buffer and delete-buffer as tmux 3.3 does
+    (newest first); `fail` maps a command ("delete-buffer") or a command and buffer ("delete-buffer buffer0") to
+    the TmuxError it raises; `slow` seconds pass on `clock` for each call."""
+
+    def __init__(self, buffers=None, clock=None, slow: float = 0.0) -> None:
+        self.buffers: dict[str, bytes] = dict(buffers or {})
+        self.calls: list[tuple[tuple[str, ...], float]] = []
+        self.fail: dict[str, Exception] = {}
+        self.clock, self.slow = clock, slow
+
+    def __call__(self, args, timeout):
+        args = tuple(args)
+        self.calls.append((args, timeout))
+        if self.clock is not None:
+            self.clock.advance(self.slow)
+        for key in (args[0], " ".join(a for a in args if not a.startswith("-"))):
+            if key in self.fail:
+                raise self.fail[key]
+        if args[0] == "list-buffers":
+            return "".join(f"{n}\n" for n in reversed(self.buffers)).encode()
+        name = args[args.index("-b") + 1]
+        if name not in self.buffers:
+            raise TmuxError(f"tmux {args[0]} exited with status 1")
+        if args[0] == "show-buffer":
+            return self.buffers[name]
+        if args[0] == "delete-buffer":
+            del self.buffers[name]
+            return b""
+        raise AssertionError(f"unexpected tmux call {args}")
+
+    def argv_text(self) -> str:
+        return repr([a for a, _ in self.calls])
+
+
+def make(mode="auto", env=LOCAL, native=None, osc52=None, clear_after=45.0, clock=None, tmux=None):
+    # A fake tmux unless given: a unit test never talks to a real tmux server.
     return Clipboard(mode, osc52=osc52, clear_after=clear_after, env=env,
-                     native=FakeNative() if native is None else native, clock=clock or FakeClock())
+                     native=FakeNative() if native is None else native, clock=clock or FakeClock(),
+                     tmux=FakeTmux() if tmux is None else tmux)
 
 
 def assert_masked(*texts: str) -> None:
@@ -231,11 +271,12 @@ def test_clear_if_ours_leaves_what_the_user_copied_since():
 
 
 def test_clear_if_ours_over_osc52_sends_an_empty_copy():
-    osc = FakeOsc52()
-    cb = make(env={**LOCAL, "TMUX": "/tmp/tmux-0/default,1,0"}, osc52=osc)
+    osc, tmux = FakeOsc52(), FakeTmux()
+    cb = make(env={**LOCAL, "SSH_TTY": "/dev/pts/1"}, osc52=osc, tmux=tmux)
     cb.copy(Secret(VALUE))
     assert cb.clear_if_ours() is True
     assert osc.sent == [VALUE, ""]
+    assert tmux.calls == []  # not inside tmux: no paste buffers to look at
 
 
 def test_after_a_fallback_the_clear_goes_through_osc52():
@@ -263,6 +304,172 @@ def test_forget_drops_the_pending_clear_without_touching_the_clipboard():
     assert cb.remaining() is None
     assert cb.clear_if_ours() is False
     assert native.text == VALUE
+
+
+# --- inside tmux: the paste buffers -------------------------------------------------------------------------
+
+def test_in_tmux_the_clear_deletes_every_paste_buffer_holding_the_value():
+    """tmux (set-clipboard on) keeps each OSC 52 copy in a paste buffer; an empty OSC 52 changes nothing there."""
+    osc = FakeOsc52()
+    tmux = FakeTmux({"buffer0": b"the user's own text", "buffer1": VALUE.encode(),
+                     "notes": b"DATABASE_URL=" + VALUE.encode() + b"\n", "buffer2": b"postgresql://alex:old@x/app"})
+    cb = make(env=IN_TMUX, osc52=osc, tmux=tmux)
+    assert cb.copy(Secret(VALUE)) == "osc52"
+    assert tmux.calls == []  # nothing is asked at copy time
+    report = cb.clear()
+    assert report.cleared and report.in_tmux
+    assert report.tmux_deleted == 2 and report.tmux_left is None
+    assert set(tmux.buffers) == {"buffer0", "buffer2"}  # the user's buffers are left alone
+    # tmux drops an empty OSC 52: a blank travels where the copy went and replaces it there
+    assert osc.sent == [VALUE, TMUX_BLANK] and TMUX_BLANK.strip() == ""
+    assert report.message() == "Clipboard cleared; 2 tmux paste buffers deleted."
+    assert report.severity == "information"
+    assert {a[0] for a, _ in tmux.calls} == {"list-buffers", "show-buffer", "delete-buffer"}
+    assert all(0 < t <= 2.0 for _, t in tmux.calls)
+    assert_masked(tmux.argv_text(), report.message(), repr(report))  # never in a command line, a message or repr
+    assert cb.remaining() is None and cb.clear() is None
+
+
+def test_in_tmux_one_buffer_reads_in_the_singular_and_none_is_said_too():
+    cb = make(env=IN_TMUX, osc52=FakeOsc52(), tmux=FakeTmux({"buffer0": VALUE.encode()}))
+    cb.copy(Secret(VALUE))
+    assert cb.clear().message() == "Clipboard cleared; 1 tmux paste buffer deleted."
+    cb = make(env=IN_TMUX, osc52=FakeOsc52(), tmux=FakeTmux({"buffer0": b"other"}))
+    cb.copy(Secret(VALUE))
+    assert cb.clear().message() == "Clipboard cleared; no tmux paste buffer held it."
+
+
+def test_when_tmux_cannot_be_asked_it_says_where_a_copy_may_remain():
+    tmux = FakeTmux({"buffer0": VALUE.encode()})
+    tmux.fail["list-buffers"] = TmuxError("tmux list-buffers exited with status 1")
+    cb = make(env=IN_TMUX, osc52=FakeOsc52(), tmux=tmux)
+    cb.copy(Secret(VALUE))
+    report = cb.clear()
+    assert report.cleared and report.tmux_deleted == 0 and report.copy_may_remain
+    assert report.message() == ("Clipboard cleared; tmux paste buffers may still hold it (tmux list-buffers exited "
+                                "with status 1): check tmux list-buffers.")
+    assert report.severity == "warning"
+
+
+def test_a_buffer_that_cannot_be_deleted_is_named():
+    tmux = FakeTmux({"buffer0": VALUE.encode(), "buffer1": VALUE.encode()})
+    tmux.fail["delete-buffer buffer0"] = TmuxError("tmux delete-buffer exited with status 1")
+    cb = make(env=IN_TMUX, osc52=FakeOsc52(), tmux=tmux)
+    cb.copy(Secret(VALUE))
+    report = cb.clear()
+    assert report.tmux_deleted == 1 and set(tmux.buffers) == {"buffer0"}
+    assert report.message() == ("Clipboard cleared; 1 tmux paste buffer deleted, but tmux paste buffers may still "
+                                "hold it (could not delete buffer0): check tmux list-buffers.")
+
+
+def test_a_buffer_that_vanished_meanwhile_is_no_problem_but_an_unreadable_one_is():
+    tmux = FakeTmux({"buffer0": VALUE.encode(), "gone": b"x", "locked": b"y"})
+    tmux.fail["show-buffer gone"] = TmuxError("tmux show-buffer exited with status 1")
+    tmux.fail["show-buffer locked"] = TmuxError("tmux show-buffer did not answer in time")
+    del tmux.buffers["gone"]  # listed first, deleted by the user before we read it
+    real_list = tmux.__call__
+
+    listed = []
+
+    def with_gone(args, timeout):
+        if args[0] == "list-buffers" and not listed:
+            listed.append(1)
+            return b"gone\nlocked\nbuffer0\n"
+        return real_list(args, timeout)
+
+    cb = make(env=IN_TMUX, osc52=FakeOsc52(), tmux=with_gone)
+    cb.copy(Secret(VALUE))
+    report = cb.clear()
+    assert report.tmux_deleted == 1
+    assert report.tmux_left == "could not read locked"
+
+
+def test_a_slow_tmux_is_given_two_seconds_in_all_then_left_with_a_warning():
+    clock = FakeClock()
+    tmux = FakeTmux({f"buffer{i}": b"other" for i in range(20)}, clock=clock, slow=0.3)
+    cb = make(env=IN_TMUX, osc52=FakeOsc52(), tmux=tmux, clock=clock)
+    cb.copy(Secret(VALUE))
+    report = cb.clear()
+    assert len(tmux.calls) <= 8
+    assert all(t <= 1.0 for _, t in tmux.calls)
+    assert "did not answer in time" in report.message() and "tmux list-buffers" in report.message()
+
+
+def test_an_unexpected_error_from_tmux_never_escapes_the_clear():
+    def broken(args, timeout):
+        raise ValueError(f"weird {VALUE}")
+
+    cb = make(env=IN_TMUX, osc52=FakeOsc52(), tmux=broken)
+    cb.copy(Secret(VALUE))
+    report = cb.clear()
+    assert report.tmux_left == "tmux could not be asked (ValueError)"
+    assert_masked(report.message())
+
+
+def test_a_native_copy_inside_tmux_leaves_tmux_alone():
+    tmux, native = FakeTmux({"buffer0": b"x"}), FakeNative()
+    cb = make("native", env=IN_TMUX, native=native, tmux=tmux)
+    assert cb.copy(Secret(VALUE)) == "native"
+    report = cb.clear()
+    assert report.message() == "Clipboard cleared." and native.text == ""
+    assert tmux.calls == []
+
+
+def test_a_failed_clear_says_the_clipboard_may_still_hold_it():
+    def osc(text):
+        if not text.strip():
+            raise OSError("terminal gone")
+
+    cb = make("osc52", env=LOCAL, osc52=osc)
+    cb.copy(Secret(VALUE))
+    report = cb.clear()
+    assert not report.cleared
+    assert report.message() == "Could not clear the terminal clipboard (OSError): it may still hold the copy."
+    native = FakeNative()
+    cb = make("native", native=native)
+    cb.copy(Secret(VALUE))
+    native.broken = True
+    assert cb.clear().message() == ("Could not clear the system clipboard (PyperclipException): it may still hold "
+                                    "the copy.")
+
+
+def test_nothing_to_say_when_the_user_copied_something_else_since():
+    native = FakeNative()
+    cb = make("native", native=native)
+    cb.copy(Secret(VALUE))
+    native.text = "mine"
+    report = cb.clear()
+    assert report is not None and not report.cleared and report.message() is None
+
+
+def test_the_real_runner_asks_the_server_named_in_TMUX_and_reports_failures_by_name(tmp_path, monkeypatch):
+    log = tmp_path / "argv"
+    tool = tmp_path / "tmux"
+    sleep = shutil.which("sleep")
+    tool.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {log}\ncase \"$3\" in\n"
+                    "  list-buffers) printf 'buffer0\\n';;\n  show-buffer) echo secret-ish >&2; exit 1;;\n"
+                    f"  hang) exec {sleep} 5;;\nesac\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    run = run_tmux("/tmp/tmux-0/neon-test")
+    assert run(["list-buffers", "-F", "#{buffer_name}"], 1.0) == b"buffer0\n"
+    assert log.read_text().split() == ["-S", "/tmp/tmux-0/neon-test", "list-buffers", "-F", "#{buffer_name}"]
+    with pytest.raises(TmuxError, match="^tmux show-buffer exited with status 1$"):
+        run(["show-buffer", "-b", "buffer0"], 1.0)  # stderr is not repeated
+    with pytest.raises(TmuxError, match="^tmux hang did not answer in time$"):
+        run(["hang"], 0.2)
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(TmuxError, match="^tmux list-buffers could not be run"):
+        run(["list-buffers"], 1.0)
+
+
+def test_the_clipboard_finds_its_tmux_server_from_TMUX(monkeypatch):
+    seen = []
+    monkeypatch.setattr("neon_tui.clipboard.run_tmux", lambda socket: seen.append(socket) or FakeTmux())
+    cb = Clipboard("osc52", osc52=FakeOsc52(), env=IN_TMUX, clock=FakeClock())
+    cb.copy(Secret(VALUE))
+    cb.clear()
+    assert seen == ["/tmp/tmux-0/neon-test"]
 
 
 # --- the value never shows --------------------------------------------------------------------------------
@@ -314,3 +521,75 @@ def test_the_module_stays_free_of_textual_and_rich():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not names & {"textual", "rich"}
+
+
+# --- what the app says ----------------------------------------------------------------------------------------
+
+def _app_in_tmux(tmp_path, tmux, clock):
+    from ui_helpers import make_app, make_sim
+
+    app = make_app(make_sim(), tmp_path)
+    app.clip = Clipboard("auto", osc52=app.copy_to_clipboard, clear_after=45, env=IN_TMUX, clock=clock, tmux=tmux)
+    return app
+
+
+async def test_the_auto_clear_in_tmux_says_how_many_paste_buffers_went(tmp_path):
+    clock = FakeClock()
+    tmux = FakeTmux({"buffer0": b"mine"})
+    app = _app_in_tmux(tmp_path, tmux, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.copy_secret(Secret(VALUE), "the connection string")
+        tmux.buffers["buffer1"] = VALUE.encode()  # what tmux (set-clipboard on) made of the OSC 52 copy
+        clock.advance(45)
+        app._clipboard_tick()
+        await pilot.pause()
+        notes = [(n.message, n.severity) for n in app._notifications]
+        assert ("Clipboard cleared; 1 tmux paste buffer deleted.", "information") in notes
+        assert tmux.buffers == {"buffer0": b"mine"}
+        assert app.clipboard == TMUX_BLANK
+        assert_masked(*(m for m, _ in notes))
+
+
+async def test_the_auto_clear_in_tmux_warns_when_a_copy_may_remain(tmp_path):
+    clock = FakeClock()
+    tmux = FakeTmux({"buffer0": VALUE.encode()})
+    tmux.fail["list-buffers"] = TmuxError("tmux list-buffers could not be run (FileNotFoundError)")
+    app = _app_in_tmux(tmp_path, tmux, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.copy_secret(Secret(VALUE), "the connection string")
+        clock.advance(46)
+        app._clipboard_tick()
+        await pilot.pause()
+        warning = next(n for n in app._notifications if n.severity == "warning")
+        assert warning.message == ("Clipboard cleared; tmux paste buffers may still hold it (tmux list-buffers could "
+                                   "not be run (FileNotFoundError)): check tmux list-buffers.")
+        assert warning.timeout >= 20
+        assert not any(n.message == "Clipboard cleared." for n in app._notifications)
+
+
+async def test_quitting_clears_tmux_too_and_says_so_on_the_way_out(tmp_path, capsys):
+    clock = FakeClock()
+    tmux = FakeTmux()
+    app = _app_in_tmux(tmp_path, tmux, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.copy_secret(Secret(VALUE), "the connection string")
+        tmux.buffers["buffer0"] = VALUE.encode()
+        await pilot.press("q")
+        await pilot.pause()
+    assert not tmux.buffers
+    said = capsys.readouterr()
+    assert "Clipboard cleared; 1 tmux paste buffer deleted." in said.err + said.out
+    assert_masked(said.err, said.out)
+
+
+async def test_quitting_with_nothing_pending_says_nothing(tmp_path, capsys):
+    app = _app_in_tmux(tmp_path, FakeTmux(), FakeClock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+    said = capsys.readouterr()
+    assert "Clipboard" not in said.err + said.out
