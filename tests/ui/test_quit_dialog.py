@@ -75,24 +75,19 @@ async def test_the_resume_offer_also_defaults_to_not_now(tmp_path):
         assert answers == [False]
 
 
-class _UndeliveredRun:
-    """Stands in for a RunScreen holding new passwords nobody has copied."""
-
-    running = False
-
-    def leave_question(self) -> str:
-        return "1 new password(s) have not been copied or stored yet. Leave anyway?"
-
-
 async def test_q_then_enter_does_not_quit_when_passwords_are_undelivered(tmp_path):
+    from ui_helpers import review_staging_app, wait_run
+
     app = make_app(make_sim(), tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
-        app.run_screen = lambda: _UndeliveredRun()  # type: ignore[method-assign]
+        await review_staging_app(app, pilot)
+        await pilot.press("y")
+        await wait_run(app, pilot)
+        assert app.session.undelivered()  # rotated, and nobody has copied it yet
         await pilot.press("q", "enter")
         await pilot.pause()
         assert app.is_running and app.return_code is None
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen).__name__ == "RunScreen"
         await pilot.press("q")
         await pilot.pause()
         assert type(app.screen).__name__ == "YesNoModal"

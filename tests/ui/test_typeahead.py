@@ -150,7 +150,7 @@ async def test_keys_wait_only_so_long_then_are_dropped_and_it_says_so(tmp_path, 
 
 
 async def test_a_failed_load_drops_the_waiting_keys_instead_of_feeding_them_to_the_error(tmp_path):
-    from neon_tui.neon.errors import ServerError
+    from neon_tui.neon.errors import PermissionDeniedError
 
     sim = make_sim(latency_ms=100)
     app = make_app(sim, tmp_path)
@@ -162,7 +162,8 @@ async def test_a_failed_load_drops_the_waiting_keys_instead_of_feeding_them_to_t
         async def failing(project_id, *args, **kw):
             if project_id == opened.project_id:
                 await asyncio.sleep(0.2)
-                raise ServerError("internal server error", status=500)
+                # not a passing error (those the inventory waits out): this load fails for good
+                raise PermissionDeniedError("not allowed", status=403)
             return await real(project_id, *args, **kw)
 
         app.client.list_branches = failing
