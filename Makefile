@@ -26,6 +26,7 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rotate_bench
+	$(BIN)/python -m benchmarks.fault_soak
 	$(BIN)/python -m benchmarks.tui_bench
 
 screenshots: $(STAMP)

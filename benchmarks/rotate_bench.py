@@ -25,8 +25,10 @@ from pathlib import Path
 
 from neon_tui.neon import NeonClient, RetryPolicy
 from neon_tui.neon.errors import NeonError
-from neon_tui.rotation.engine import RotationEngine
 from neon_tui.rotation.inventory import Inventory
+from neon_tui.rotation.journal import Journal
+from neon_tui.rotation.session import RunSession
+from neon_tui.rotation.sinks import Receipt
 from neon_tui.rotation.plan import plan_from_selectors
 from neon_tui.simulator import SimConfig, Simulator
 from neon_tui.simulator.serve import serve_in_thread
@@ -59,18 +61,41 @@ def bound(requests: int, per_project: Counter, latency: float, op: float) -> flo
     return max(rate, lock)
 
 
+class MemorySink:
+    """Where the benchmark's passwords go: kept in memory, counted (the run path is the CLI's)."""
+
+    automatic = True
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def preflight(self) -> str:
+        return "memory"
+
+    async def deliver(self, result) -> Receipt:
+        self.count += 1
+        return Receipt(self.name, f"#{self.count}")
+
+
 async def _engine_run(sim: Simulator, url: str, name: str) -> Result:
+    import tempfile
+
     async with NeonClient(sim.api_key, host=url) as client:
         t0 = time.monotonic()
         inv = Inventory(client)
         org = await inv.resolve_org(None)
         plan = await plan_from_selectors(inv, ["*"], org.id)
-        engine = RotationEngine(client)
-        async for _ in engine.run(plan):
-            pass
+        with tempfile.TemporaryDirectory() as tmp:
+            # The whole run path of `neon-tui rotate`: session, fsync'd journal, a sink per password.
+            session = RunSession(client, plan, sinks=[MemorySink()], journal_factory=lambda: Journal.create(Path(tmp)))
+            async for _ in session.run():
+                pass
+            await session.close()
         wall = time.monotonic() - t0
         requests = client.requests_sent
-    states = Counter(engine.states.values())
+    states = Counter(session.counts())
+    states["rotated"] = states.get("delivered", 0) + states.get("rotated", 0)
     per_project = Counter(t.project_id for t in plan.targets)
     doubles = sum(1 for t in plan.targets if sim.inspect.reset_count(*t.key) > 1)
     b = bound(requests, per_project, LATENCY_MS / 1000, OP_SECONDS)

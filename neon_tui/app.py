@@ -238,7 +238,6 @@ class NeonApp(App):
             self.notify(why, severity="warning", markup=False)
             return
         from neon_tui.rotation.sinks import FileSink, KeyringSink
-        from neon_tui.screens.run import RunScreen
 
         assert self.client is not None
         choice, path = delivery
@@ -249,21 +248,30 @@ class NeonApp(App):
             sinks.append(FileSink(path, may_append=resume is not None and f"file:{path}" in resume.sinks))
         self.session = RunSession(self.client, plan, sinks=sinks, by_hand=not sinks, resume=resume,
                                   journal_factory=self.journal_factory, account=self._account)
-        from neon_tui.screens.review import ReviewScreen
+        self._open_session(self.session)
 
+    @work(group="start-run", exit_on_error=False, description="Checking where the passwords will go")
+    async def _open_session(self, session: RunSession) -> None:
+        """Preflight (every sink, the journal) before the run screen opens: a failure resets nothing and
+        leaves the user on the review, to choose another way."""
+        from neon_tui.rotation.session import SessionError
+        from neon_tui.screens.review import ReviewScreen
+        from neon_tui.screens.run import RunScreen
+
+        try:
+            session.account = session.account or await self.account_id()
+            await session.prepare()
+        except SessionError as e:
+            self.run_failed_to_start(session, e)
+            return
         while isinstance(self.screen, ReviewScreen):
             self.pop_screen()
-        self.push_screen(RunScreen(self.session))
+        self.push_screen(RunScreen(session))
 
     def run_failed_to_start(self, session: RunSession, error: Exception) -> None:
-        """Preflight failed (a sink, the journal): nothing was reset. Back to where the user was."""
+        """Preflight failed (a sink, the journal): nothing was reset. Say why where the user is."""
         if self.session is session:
             self.session = None
-        run = self.run_screen()
-        if run is not None and run.session is session:
-            while self.screen is not run:
-                self.pop_screen()
-            self.pop_screen()
         self.push_screen(ErrorModal("Cannot start the run", f"{error}\n\nNothing was reset."))
 
     def run_question(self, session: RunSession | None) -> str | None:
@@ -319,6 +327,13 @@ class NeonApp(App):
         self.push_screen(YesNoModal("Quit?", question, "Quit", "Stay"), answer)
 
     async def _quit(self) -> None:
+        if self.session is not None and not self.session.running:
+            # Passwords that leave with this process and that Neon cannot give back are journaled as lost
+            # (failed: reset again), never left looking rotated; the journal is closed off the event loop.
+            try:
+                await self.session.close()
+            except Exception as e:  # quitting must never fail over the journal
+                self.log.error(f"closing the run: {type(e).__name__}")
         said = None
         if self.clip.remaining() is not None:
             # Do not leave a connection string behind in the clipboard (or tmux's paste buffers), and say on the

@@ -28,7 +28,7 @@ from neon_tui.rotation.journal import (
     list_journals,
     read_journal,
 )
-from neon_tui.rotation.plan import Plan, Selector, plan_from_selectors
+from neon_tui.rotation.plan import Plan, parse_selectors, plan_from_selectors
 
 DESCRIPTION = """\
 SELECTOR is PROJECT[/BRANCH[/ROLE]]: shell-style globs matched against names or ids.
@@ -174,9 +174,9 @@ async def _main(ns: argparse.Namespace) -> int:
                          "or --deliver none to rely on the passwords Neon stores")
     if not running and ns.deliver:
         raise UsageError("--deliver goes with --apply or --resume")
-    for text in ns.selectors:
+    if ns.selectors:
         try:
-            Selector.parse(text)
+            parse_selectors(ns.selectors)  # every bad one at once, before the API is asked anything
         except ValueError as e:
             raise UsageError(str(e)) from None
     from neon_tui.config import load_settings

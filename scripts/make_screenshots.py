@@ -78,7 +78,7 @@ async def shoot(tmp: Path) -> list[Path]:
         await asyncio.sleep(0.8)
         await pilot.pause()
         save("04-run-live")
-        while app.screen.running or not app.screen.states:
+        while not app.screen.session.finished:
             await asyncio.sleep(0.1)
         await settle(app, pilot)
         save("05-results-masked")

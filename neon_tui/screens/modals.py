@@ -223,7 +223,12 @@ class BreakerModal(ModalScreen[str]):
 class DeliveryModal(ModalScreen[tuple[str, str] | None]):
     """Where the new passwords go during a run: by hand (default), the OS keyring, or a new file."""
 
-    BINDINGS = [Binding("escape", "cancel", "Back", id="delivery-back")]
+    BINDINGS = [
+        Binding("h", "choose('hand')", "By hand", id="delivery-hand"),
+        Binding("k", "choose('keyring')", "Keyring", id="delivery-keyring"),
+        Binding("f", "file", "File", id="delivery-file"),
+        Binding("escape", "cancel", "Back", id="delivery-back"),
+    ]
 
     def __init__(self, current: str = "hand", path: str = "") -> None:
         super().__init__()
@@ -231,38 +236,36 @@ class DeliveryModal(ModalScreen[tuple[str, str] | None]):
         self.path = path
 
     def compose(self) -> ComposeResult:
-        from textual.widgets import RadioButton, RadioSet
-
         with Vertical(classes="dialog"):
             yield Label("Deliver new passwords to", classes="dialog-title")
-            with RadioSet(id="delivery"):
-                yield RadioButton("By hand: copy or store each result (c, w, k, e)", value=self.current == "hand",
-                                  id="hand")
-                yield RadioButton("The OS keyring, as each target rotates", value=self.current == "keyring",
-                                  id="keyring")
-                yield RadioButton("A new file (mode 0600), one line per credential", value=self.current == "file",
-                                  id="file")
-            yield Input(value=self.path, placeholder="path of a new file, for the file choice", id="path")
-            yield Static("Every choice is checked before the first reset. enter confirms, esc goes back.",
-                         classes="dialog-hint")
+            yield Static("h  by hand: copy or store each result on the run screen (c, w, k, e)\n"
+                         "k  the OS keyring, as each target rotates\n"
+                         "f  a new file (mode 0600), one line per credential: type its path, then enter\n\n"
+                         "Every choice is checked before the first reset. esc goes back.",
+                         markup=False, classes="dialog-body")
+            yield Input(value=self.path, placeholder="path of a new file", id="path")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("By hand (h)", id="hand", variant="primary" if self.current == "hand" else "default")
+                yield Button("Keyring (k)", id="keyring", variant="primary" if self.current == "keyring" else "default")
 
-    def on_input_submitted(self) -> None:
-        self._done()
+    def on_mount(self) -> None:
+        self.query_one("#hand" if self.current != "keyring" else "#keyring", Button).focus()
 
-    def key_enter(self) -> None:
-        self._done()
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss((event.button.id or "hand", ""))
 
-    def _done(self) -> None:
-        from textual.widgets import RadioSet
-
-        pressed = self.query_one(RadioSet).pressed_button
-        choice = pressed.id if pressed is not None and pressed.id else "hand"
-        path = self.query_one("#path", Input).value.strip()
-        if choice == "file" and not path:
-            self.notify("Type the path of a new file.", severity="warning")
-            self.query_one("#path", Input).focus()
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        if not path:
+            self.notify("Type the path of a new file (or esc).", severity="warning")
             return
-        self.dismiss((choice, path))
+        self.dismiss(("file", path))
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss((choice, ""))
+
+    def action_file(self) -> None:
+        self.query_one("#path", Input).focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -18,7 +18,7 @@ from neon_tui.neon.secret import Secret
 from neon_tui.rotation.events import DeliveryFailed, Halted, RotationResult, RunFinished, RunStarted, TargetChanged
 from neon_tui.rotation.journal import TargetState
 from neon_tui.rotation.plan import TargetKey
-from neon_tui.rotation.session import RunSession, SessionError
+from neon_tui.rotation.session import RunSession
 from neon_tui.rotation.sinks import ClipboardSink, EnvBlockSink, KeyringSink, SinkError
 from neon_tui.screens.base import NeonScreen
 
@@ -120,16 +120,9 @@ class RunScreen(NeonScreen):
     @work(exclusive=True, group="rotation", exit_on_error=False, description="Rotating passwords")
     async def run_session(self, retry: bool) -> None:
         self.finished_at = None
-        try:
-            if not retry:
-                self.session.account = self.session.account or await self.app.account_id()
-                await self.session.prepare()
-            stream = self.session.retry() if retry else self.session.run()
-            async for ev in stream:
-                self.post_message(self.EngineEvent(ev))
-        except SessionError as e:
-            # Nothing was reset: say why and go back to the review.
-            self.app.run_failed_to_start(self.session, e)
+        stream = self.session.retry() if retry else self.session.run()  # the app prepared the session
+        async for ev in stream:
+            self.post_message(self.EngineEvent(ev))
 
     def on_run_screen_engine_event(self, message: EngineEvent) -> None:
         ev = message.event
