@@ -50,8 +50,10 @@ class Target:
         return rw[0] if rw else (self.endpoints[0] if self.endpoints else None)
 
     def connection_databases(self) -> list[Database]:
-        """Databases to produce strings for: those the role owns first, then the rest of the branch's."""
-        return sorted(self.databases, key=lambda d: (d.owner_name != self.role_name, d.name))
+        """Databases to produce strings for: those the role owns first, then the rest of the branch's, oldest
+        first (the project's own database, created with it, before any added later), so the first one is
+        the likeliest to be the one an application connects to."""
+        return sorted(self.databases, key=lambda d: (d.owner_name != self.role_name, d.id, d.name))
 
     def consequences(self) -> list[str]:
         out = []
