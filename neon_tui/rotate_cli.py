@@ -143,10 +143,9 @@ def _sinks(ns: argparse.Namespace, resume: JournalState | None, settings) -> tup
         return [], True
     sinks = []
     appendable = resume.sinks if resume is not None else []
-    run_id = resume.run_id if resume is not None else ""
     for spec in specs:
         try:
-            sink = parse_deliver(spec, run_id=run_id, appendable=appendable, keyring_allow=settings.keyring_allow)
+            sink = parse_deliver(spec, appendable=appendable, keyring_allow=settings.keyring_allow)
         except ValueError as e:
             raise UsageError(str(e)) from None
         if any(s.name == sink.name for s in sinks):
@@ -344,6 +343,7 @@ class Output:
         self.total = 0
         self.done_keys: set[tuple] = set()
         self.written: set[tuple] = set()  # targets whose JSON line is out
+        self.printed: dict[tuple, tuple] = {}  # what was last said of each target on stderr
         running = bool(ns.apply or ns.resume)
         self.msg = sys.stderr if running else sys.stdout
         self.tty = self.msg.isatty() and not ns.json
@@ -448,7 +448,11 @@ class Output:
                     self.written.add(ev.key)
                     self._line(self.target_json(ev.key))
                 return
+            shown = (ev.state, ev.reason)
+            if self.printed.get(ev.key) == shown:
+                return  # the same news again (e.g. one more sink confirmed): say it once
             if ev.state in (FAILED, UNKNOWN, UNCONFIRMED) or (ev.state in (ROTATED, DELIVERED) and not self.tty):
+                self.printed[ev.key] = shown
                 reason = f": {ev.reason}" if ev.reason else ""
                 self.say(f"{ev.state:9} {ev.target.label}{reason}")
             elif self.progress is not None and ev.state == APPLYING and ev.operations:

@@ -189,10 +189,9 @@ class FileSink:
 
     automatic = True
 
-    def __init__(self, path: str | Path, *, run_id: str = "", may_append: bool = False) -> None:
+    def __init__(self, path: str | Path, *, may_append: bool = False) -> None:
         self.path = Path(os.path.abspath(os.path.expanduser(str(path))))
         self.name = f"file:{self.path}"
-        self.run_id = run_id
         self.may_append = may_append
         self._fd: int | None = None
         self._done: set[str] = set()  # sha256 of every line already in the file
@@ -226,7 +225,10 @@ class FileSink:
         except OSError as e:
             raise SinkError(f"cannot create {self.path}: {e.strerror or type(e).__name__}") from None
         try:
-            header = f"# neon-tui {self.run_id}: label\tdatabase\tkind\tvalue\tstatus\n".encode()
+            from datetime import datetime, timezone
+
+            made = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            header = f"# neon-tui new passwords, {made}: label\tdatabase\tkind\tvalue\tstatus\n".encode()
             os.write(self._fd, header)
             self._lines += 1
             os.fsync(self._fd)
@@ -441,7 +443,7 @@ class EnvBlockSink:
         return [Receipt(self.name, f"clipboard via {path}: .env block ({names[r.target.key]}_*)") for r in results]
 
 
-def parse_deliver(spec: str, *, run_id: str = "", appendable: Iterable[str] = (),
+def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
                   keyring_allow: Iterable[str] = ()) -> Sink:
     """A sink from a --deliver value: stdout | keyring | file:PATH ('none' is handled by the caller)."""
     if spec == "stdout":
@@ -452,7 +454,7 @@ def parse_deliver(spec: str, *, run_id: str = "", appendable: Iterable[str] = ()
         path = spec[5:]
         if not path.strip():
             raise ValueError("--deliver file:PATH needs a path")
-        sink = FileSink(path, run_id=run_id)
+        sink = FileSink(path)
         sink.may_append = sink.name in set(appendable)
         return sink
     raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH or none")
