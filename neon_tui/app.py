@@ -245,7 +245,9 @@ class NeonApp(App):
         if choice == "keyring":
             sinks.append(KeyringSink(self.settings.keyring_allow))
         elif choice == "file":
-            sinks.append(FileSink(path, may_append=resume is not None and f"file:{path}" in resume.sinks))
+            sink = FileSink(path)
+            sink.may_append = resume is not None and sink.name in resume.sinks  # the file this run made
+            sinks.append(sink)
         self.session = RunSession(self.client, plan, sinks=sinks, by_hand=not sinks, resume=resume,
                                   journal_factory=self.journal_factory, account=self._account)
         self._open_session(self.session)
@@ -321,13 +323,19 @@ class NeonApp(App):
         async def answer(yes: bool | None) -> None:
             if yes:
                 if session is not None and session.running:
-                    session.cancel()
+                    # Stop now, but let the run hand over what it holds (to the chosen sinks) and journal
+                    # the rest before the process ends; bounded, so quitting never hangs.
+                    session.abort()
+                    for _ in range(100):
+                        if not session.running:
+                            break
+                        await asyncio.sleep(0.05)
                 await self._quit()
 
         self.push_screen(YesNoModal("Quit?", question, "Quit", "Stay"), answer)
 
     async def _quit(self) -> None:
-        if self.session is not None and not self.session.running:
+        if self.session is not None and not self.session.running and self.session.journal is not None:
             # Passwords that leave with this process and that Neon cannot give back are journaled as lost
             # (failed: reset again), never left looking rotated; the journal is closed off the event loop.
             try:

@@ -444,7 +444,10 @@ class Output:
                 if self.progress is not None:
                     self.progress.update(self.task, completed=len(self.done_keys), description="")
             if self.ns.json:
-                if finished and ev.key not in self.written:
+                # Handed over: now (when stdout is a sink, its own line already went out). Failed, cancelled
+                # and the like only at the end: a --retry-failed run may still change them.
+                handed = ev.state == DELIVERED or (ev.state == ROTATED and none)
+                if handed and ev.key not in self.written:
                     self.written.add(ev.key)
                     self._line(self.target_json(ev.key))
                 return

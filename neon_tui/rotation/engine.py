@@ -269,8 +269,19 @@ class RotationEngine:
         started = time.monotonic()
         requests_before = self.client.requests_sent
         self._cancel.clear()  # a cancel ends one run; continuing the rest is a new, explicit one
-        if not self._halts:
+        if self._halts:
+            # Still halted (the user stopped at the breaker, or aborted while a sink was being retried):
+            # nothing starts until the front end answers again, so ask again.
+            self._released.clear()
+            self._announced.clear()
+            for source, reason in list(self._halts.items()):
+                self.halt(source, reason)
+        else:
             self._released.set()
+        if self._ended:
+            # The journal said "end"; what follows must be visible to --resume again.
+            self._ended = False
+            await self._write("resumed", counts=self.counts())
         wanted = set(only) if only is not None else None
         targets = [t for t in self.plan.targets if wanted is None or t.key in wanted]
         journal_path = str(self.journal.path) if self.journal else ""
@@ -301,6 +312,12 @@ class RotationEngine:
             for key, result in list(self.in_hand.items()):
                 await self._unconfirmed(self._targets[key], result,
                                         "stopped before its operations were confirmed")
+            # A hand-over the abort interrupted: the sinks that did not get the password get it now
+            # (delivering is safe to repeat).
+            if self.delivery is not None:
+                for key, result in list(self.results.items()):
+                    if self.states.get(key) in (ROTATED, UNCONFIRMED) and self.delivery.needs_password(key):
+                        await self._hand_over(result)
             while not self._queue.empty():
                 ev = self._queue.get_nowait()
                 if ev is not None:
@@ -385,8 +402,19 @@ class RotationEngine:
     async def _may_start(self) -> bool:
         """Wait while the breaker is open; False if the run was cancelled meanwhile."""
         while self._halts and not self._cancel.is_set():
+            self._released.clear()  # set only by release() with no halt left, or by cancel()
             await self._released.wait()
         return not self._cancel.is_set()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, but wake at once when the run is cancelled (a Retry-After of a minute must not hold a
+        cancel for a minute)."""
+        if self._cancel.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._cancel.wait(), timeout=max(0.0, seconds))
+        except asyncio.TimeoutError:
+            pass
 
     def _guard(self) -> None:
         # Called by the client right before the reset leaves (after the rate limiter's wait).
@@ -412,10 +440,12 @@ class RotationEngine:
                 if jt.state == UNCONFIRMED:
                     await self._recheck(t, jt)
                     continue
-                if jt.state == ROTATED and t.key not in self.results and self.delivery is not None \
-                        and self.delivery.needs_password(t.key):
-                    # Rotated by a process that died before delivering: read the password back.
-                    await self._recover_for_delivery(t, jt)
+                if jt.state == ROTATED and t.key not in self.results and self.delivery is not None:
+                    if self.delivery.needs_password(t.key):
+                        # Rotated by a process that died before delivering: read the password back.
+                        await self._recover_for_delivery(t, jt)
+                    else:
+                        await self.delivery.settle(t.key)  # died between the last receipt and "delivered"
                     continue
                 if jt.state in (ROTATED, DELIVERED, SKIPPED) or (jt.state == FAILED and not retry_failed):
                     continue
@@ -484,7 +514,7 @@ class RotationEngine:
                 if isinstance(e, LockedError):
                     await self._wait_project_idle(t, deadline)
                 else:
-                    await self._sleep(e.retry_after if e.retry_after is not None else backoff)
+                    await self._nap(e.retry_after if e.retry_after is not None else backoff)
                     backoff = min(backoff * 2, self.poll_max)
                 if not await self._may_start():
                     await self._set(t, CANCELLED, self._stop_reason())
@@ -661,11 +691,11 @@ class RotationEngine:
 
     async def _wait_project_idle(self, t: Target, deadline: float) -> None:
         delay = self.poll_min
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._cancel.is_set():
             ops, _ = await self._read(self.client.list_operations, t.project_id, limit=20)
             if not any(o.status in ("scheduling", "running", "cancelling") for o in ops):
                 return
-            await self._sleep(delay)
+            await self._nap(delay)
             delay = min(delay * 2, self.poll_max)
 
     def _estimate(self) -> float | None:

@@ -304,8 +304,9 @@ def read_journal(path: Path) -> JournalState:
         raise JournalError(f"{path}: not a neon-tui run journal (no run header)")
     if problems:
         for t in targets.values():
-            # The lost line may have been a reset of any target not known to be past it.
-            if t.state in (PLANNED, CANCELLED) or t.state in IN_DOUBT:
+            # The lost line may have been a reset of any target not known to be past it (a failed one
+            # too: an explicit retry of it may be what was lost).
+            if t.state in (PLANNED, CANCELLED, FAILED) or t.state in IN_DOUBT:
                 t.state = UNKNOWN
                 t.reason = "the journal is damaged: reconcile before any reset"
         ended = False

@@ -93,6 +93,7 @@ class RunSession:
         self.journal: Journal | None = None
         self.engine = RotationEngine(client, delivery=self, **(engine_options or {}))
         self._tripped: dict[str, str] = {}   # sink name -> why it failed (breaker open for it)
+        self._retrying: dict[str, int] = {}  # sink name -> deliveries to it being retried right now
         self._prepared = False
         self._runs = 0
         self.finished = False  # the last run() ended (not necessarily complete)
@@ -246,8 +247,10 @@ class RunSession:
         await sink.preflight()
         self._tripped.pop(name, None)
         await self._deliver_held()
-        if name not in self._tripped:
-            self.engine.release(name)
+        if name in self._tripped:
+            # Its probe works but deliveries still fail: the breaker stays open, and the caller must know.
+            raise SinkError(f"still failing: {self._tripped[name]}")
+        self.engine.release(name)
 
     async def replace_sink(self, name: str, new: Sink | None) -> None:
         """Swap a failed sink for another (None: by hand from now on) and deliver what it lacks."""
@@ -285,9 +288,10 @@ class RunSession:
                 receipt = await self._deliver(sink, result)
             except Exception as e:
                 reason = _why(sink, e)
-                await self.engine.note_delivery_failed(key, sink.name, reason)
+                # Trip first (no await in between): the gate must not open while the failure is journaled.
                 self._tripped[sink.name] = reason
                 self.engine.halt(sink.name, f"delivery to {sink.name} failed: {reason}")
+                await self.engine.note_delivery_failed(key, sink.name, reason)
                 continue
             await self.engine.note_delivered(key, sink.name, receipt.detail, unconfirmed=not result.confirmed)
         await self.settle(key)
@@ -297,24 +301,34 @@ class RunSession:
 
     async def _deliver(self, sink: Sink, result: RotationResult) -> Receipt:
         """Deliver with a few quick retries (deliver() is safe to repeat). From the first failure on, no
-        new reset starts anywhere while this sink is being retried; a success opens the gate again."""
+        new reset starts anywhere while this sink is being retried; the gate opens again only when no
+        delivery to the sink is failing any more (a final failure trips the sink and keeps it shut)."""
         delay = self.delivery_backoff
-        for attempt in range(1, self.delivery_attempts + 1):
-            try:
-                receipt = await sink.deliver(result)
-                if result.password.reveal() and result.password.reveal() in receipt.detail:
-                    raise SinkError("the sink's receipt quoted the secret; not recorded")
-                if attempt > 1 and sink.name not in self._tripped:
-                    self.engine.release(sink.name)
+        counted = delivered = False
+        try:
+            for attempt in range(1, self.delivery_attempts + 1):
+                try:
+                    receipt = _checked(await sink.deliver(result), result)
+                except Exception as e:
+                    if attempt == self.delivery_attempts:
+                        raise
+                    if not counted:
+                        counted = True
+                        self._retrying[sink.name] = self._retrying.get(sink.name, 0) + 1
+                    self.engine.halt(sink.name, f"delivery to {sink.name} failed ({_why(sink, e)}); retrying",
+                                     announce=False)
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                delivered = True
                 return receipt
-            except Exception as e:
-                if attempt == self.delivery_attempts:
-                    raise
-                self.engine.halt(sink.name, f"delivery to {sink.name} failed ({_why(sink, e)}); retrying",
-                                 announce=False)
-            await asyncio.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+            raise AssertionError("unreachable")
+        finally:
+            if counted:  # also when an abort cancelled us mid-retry: the count must not stick
+                self._retrying[sink.name] -= 1
+            if delivered and not self._retrying.get(sink.name) and sink.name not in self._tripped \
+                    and sink.name in self.engine.halts:
+                self.engine.release(sink.name)  # it works: no delivery to it is failing any more
 
     async def settle(self, key: TargetKey) -> None:
         """Delivered once every chosen sink has the (confirmed) password."""
@@ -335,6 +349,7 @@ class RunSession:
         await sink.preflight()
         many = getattr(sink, "deliver_many", None)
         receipts = await many(results) if many is not None else [await sink.deliver(r) for r in results]
+        receipts = [_checked(receipt, r) for receipt, r in zip(receipts, results)]
         for r, receipt in zip(results, receipts):
             key = r.target.key
             await self.engine.note_delivered(key, receipt.sink, receipt.detail, unconfirmed=not r.confirmed)
@@ -343,6 +358,13 @@ class RunSession:
                 self.engine.release(sink.name)
             await self.settle(key)
         return receipts
+
+
+def _checked(receipt: Receipt, result: RotationResult) -> Receipt:
+    """A receipt goes to the journal: refuse one that quotes the secret."""
+    if result.password.reveal() and result.password.reveal() in receipt.detail:
+        raise SinkError("the sink's receipt quoted the secret; not recorded")
+    return receipt
 
 
 def _why(sink: Sink, e: BaseException) -> str:

@@ -109,11 +109,12 @@ def _fingerprint(result: RotationResult) -> tuple:
 # --------------------------------------------------------------------------- streams
 
 
-class StdoutSink:
-    """Tab-separated lines on standard output, flushed per target (the CLI's --deliver stdout)."""
+class _StreamSink:
+    """Writes each target once to a text stream (standard output unless given), flushed per target."""
 
     automatic = True
     name = "stdout"
+    what = "standard output"
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
@@ -126,55 +127,49 @@ class StdoutSink:
     async def preflight(self) -> str:
         if self.stream.closed:
             raise SinkError("standard output is closed")
-        return "standard output"
+        return self.what
+
+    def render(self, result: RotationResult) -> tuple[str, str]:
+        """(text to write, receipt detail)."""
+        raise NotImplementedError
 
     async def deliver(self, result: RotationResult) -> Receipt:
-        lines = tsv_lines(result)
-        if _fingerprint(result) not in self._done:
+        text, detail = self.render(result)
+        if _fingerprint(result) not in self._done:  # safe to repeat: the same password is written once
             try:
-                self.stream.write("".join(lines))
+                self.stream.write(text)
                 self.stream.flush()
             except (OSError, ValueError) as e:
                 raise SinkError(f"standard output refused the write ({type(e).__name__})") from None
             self._done.add(_fingerprint(result))
-        return Receipt(self.name, f"standard output, {len(lines)} line(s)")
+        return Receipt(self.name, detail)
 
 
-class JsonLinesSink:
+class StdoutSink(_StreamSink):
+    """Tab-separated lines on standard output, flushed per target (the CLI's --deliver stdout)."""
+
+    def render(self, result: RotationResult) -> tuple[str, str]:
+        lines = tsv_lines(result)
+        return "".join(lines), f"standard output, {len(lines)} line(s)"
+
+
+class JsonLinesSink(_StreamSink):
     """One JSON object per target on standard output, flushed as soon as the target is handed over.
 
     `describe(result)` gives the non-secret part (identity, state, where else it went); this sink adds
     the password and the connection strings.
     """
 
-    automatic = True
-    name = "stdout"
+    what = "standard output (JSON Lines)"
 
     def __init__(self, describe: Callable[[RotationResult], dict[str, Any]], stream: IO[str] | None = None) -> None:
+        super().__init__(stream)
         self._describe = describe
-        self._stream = stream
-        self._done: set[tuple] = set()
 
-    @property
-    def stream(self) -> IO[str]:
-        return self._stream or sys.stdout
-
-    async def preflight(self) -> str:
-        if self.stream.closed:
-            raise SinkError("standard output is closed")
-        return "standard output (JSON Lines)"
-
-    async def deliver(self, result: RotationResult) -> Receipt:
-        if _fingerprint(result) not in self._done:
-            obj = self._describe(result)
-            obj.update(credentials_json(result))
-            try:
-                self.stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                self.stream.flush()
-            except (OSError, ValueError) as e:
-                raise SinkError(f"standard output refused the write ({type(e).__name__})") from None
-            self._done.add(_fingerprint(result))
-        return Receipt(self.name, "standard output, 1 JSON line")
+    def render(self, result: RotationResult) -> tuple[str, str]:
+        obj = self._describe(result)
+        obj.update(credentials_json(result))
+        return json.dumps(obj, ensure_ascii=False) + "\n", "standard output, 1 JSON line"
 
 
 # --------------------------------------------------------------------------- a new file

@@ -72,6 +72,7 @@ class RunScreen(NeonScreen):
         self.started = 0.0
         self.finished_at: float | None = None
         self._breaker_open = False
+        self._pending_halts: list[Halted] = []
 
     @property
     def running(self) -> bool:
@@ -187,6 +188,7 @@ class RunScreen(NeonScreen):
         from neon_tui.screens.modals import BreakerModal
 
         if self._breaker_open:
+            self._pending_halts.append(ev)  # one dialog at a time; this one is asked next
             return
         self._breaker_open = True
         can_retry = ev.source != "journal"
@@ -194,6 +196,11 @@ class RunScreen(NeonScreen):
         def answer(choice: str | None) -> None:
             self._breaker_open = False
             self.answer_breaker(ev.source, choice or "stop")
+            while self._pending_halts:
+                nxt = self._pending_halts.pop(0)
+                if nxt.source in self.session.halts and nxt.source != ev.source:
+                    self.ask_breaker(nxt)
+                    break
 
         self.app.push_screen(BreakerModal(ev.reason, ev.held, can_retry=can_retry), answer)
 
