@@ -41,8 +41,6 @@ class TargetState(StrEnum):
 PLANNED, RESETTING, APPLYING = TargetState.PLANNED, TargetState.RESETTING, TargetState.APPLYING
 ROTATED, DELIVERED, UNCONFIRMED = TargetState.ROTATED, TargetState.DELIVERED, TargetState.UNCONFIRMED
 FAILED, SKIPPED, UNKNOWN, CANCELLED = TargetState.FAILED, TargetState.SKIPPED, TargetState.UNKNOWN, TargetState.CANCELLED
-FINAL_OK = frozenset({ROTATED, DELIVERED})
-FINAL = frozenset({ROTATED, DELIVERED, FAILED, SKIPPED, CANCELLED})
 # May have a reset in flight or landed without a confirmed password: reconcile before anything else.
 IN_DOUBT = frozenset({RESETTING, UNKNOWN, APPLYING})
 
@@ -359,11 +357,6 @@ def find_unfinished(host: str | None = None, account: str | None = None,
         if found.state is None:
             found.state = state
     return found
-
-
-def latest_unfinished(host: str | None = None, directory: Path | None = None) -> JournalState | None:
-    """The newest unfinished run for this host (see find_unfinished for the reasons others are skipped)."""
-    return find_unfinished(host, None, directory).state
 
 
 def now_wall() -> float:

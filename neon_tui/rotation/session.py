@@ -30,7 +30,6 @@ from neon_tui.rotation.journal import (
     UNCONFIRMED,
     Journal,
     JournalState,
-    JournalTarget,
     JournalWriteError,
     TargetState,
 )
@@ -373,7 +372,3 @@ def _why(sink: Sink, e: BaseException) -> str:
     if isinstance(e, SinkError) or hasattr(e, "title"):
         return str(e)
     return type(e).__name__
-
-
-def journal_target_summary(jt: JournalTarget) -> str:
-    return f"{jt.label}: {jt.state}" + (f" ({jt.reason})" if jt.reason else "")

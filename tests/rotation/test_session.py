@@ -10,7 +10,7 @@ from rotation_helpers import ListSink, drain, fast_session, org_of, sim_client
 from neon_tui.neon.errors import AuthenticationError, UnexpectedResponseError
 from neon_tui.rotation.events import DeliveryFailed, Halted, RunFinished
 from neon_tui.rotation.inventory import Inventory
-from neon_tui.rotation.journal import Journal, read_journal
+from neon_tui.rotation.journal import read_journal
 from neon_tui.rotation.plan import plan_from_selectors
 from neon_tui.rotation.session import SessionError
 from neon_tui.rotation.sinks import FileSink, SinkError
