@@ -238,10 +238,10 @@ class DeliveryModal(ModalScreen[tuple[str, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Deliver new passwords to", classes="dialog-title")
-            yield Static("h  by hand: copy or store each result on the run screen (c, w, k, e)\n"
+            yield Static("h  by hand: copy or store each result (c, w, k, e)\n"
                          "k  the OS keyring, as each target rotates\n"
-                         "f  a new file (mode 0600), one line per credential: type its path, then enter\n\n"
-                         "Every choice is checked before the first reset. esc goes back.",
+                         "f  a new file (0600), a line per credential: path, enter\n\n"
+                         "Checked before the first reset. esc goes back.",
                          markup=False, classes="dialog-body")
             yield Input(value=self.path, placeholder="path of a new file", id="path")
             with Horizontal(classes="dialog-buttons"):
