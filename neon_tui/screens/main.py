@@ -335,7 +335,8 @@ class MainScreen(NeonScreen):
         session = self.app.session
         if session is not None and session.undelivered():
             parts.insert(1, f"{len(session.undelivered())} new password(s) to deliver: o")
-        self.query_one("#status", Static).update("  ·  ".join(parts))
+        # One line, docked, fixed height (app.tcss): its size never changes, so no screen layout per key.
+        self.query_one("#status", Static).update("  ·  ".join(parts), layout=False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_run":

@@ -297,15 +297,17 @@ class RunScreen(NeonScreen):
             status = "cancelled" if self.session.cancelled else "finished"
         held = len(self.session.undelivered())
         waiting = f" · {held} to deliver" if held else ""
+        # Both lines are one row high (app.tcss): updating them needs no screen layout.
         self.query_one("#run-head", Static).update(
-            f"{status} · {done}/{len(self.plan.targets)}{waiting} · {end - self.started:.0f}s elapsed · {summary}")
+            f"{status} · {done}/{len(self.plan.targets)}{waiting} · {end - self.started:.0f}s elapsed · {summary}",
+            layout=False)
         clip = self.app.clipboard_status()
         view = "pooled" if self.pooled else "direct"
         sinks = "by hand" if self.session.by_hand else ", ".join(self.session.required) or "no sink"
         # The countdown first: on an 80-column terminal the end of this line is cut off.
         self.query_one("#run-status", Static).update(" · ".join(
             part for part in (clip, f"deliver: {sinks}", f"{view} strings", f"journal {self.session.run_id}")
-            if part))
+            if part), layout=False)
 
     # ------------------------------------------------------------- actions
 
