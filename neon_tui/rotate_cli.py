@@ -503,13 +503,6 @@ class Output:
             self.say("some targets did not finish; `neon-tui rotate --resume` completes the run")
 
 
-def _count(states) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for state in states:
-        out[state] = out.get(state, 0) + 1
-    return out
-
-
 def plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "org_id": plan.org_id,
