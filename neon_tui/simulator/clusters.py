@@ -223,7 +223,8 @@ class ClusterManager:
         for path in (self.root, self.cert, self.key):
             self._chown(path)
         self._run(str(self.bindir / "initdb"), "-D", str(self.template), "-U", "postgres", "--auth-local=trust",
-                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions")
+                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions",
+                  "--wal-segsize=1")  # 1 MB WAL segments: a copy is ~25 MB, not ~40 MB
         settings = dict(SERVER_SETTINGS, unix_socket_directories=f"'{self.sockdir}'",
                         ssl_cert_file=f"'{self.cert}'", ssl_key_file=f"'{self.key}'")
         conf = "\n# neon-tui simulator\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())

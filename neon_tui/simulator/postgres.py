@@ -357,7 +357,7 @@ class PostgresBackend:
             have = dict(conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database").fetchall())
             for name, owner in dbs:
                 if name not in have:
-                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} STRATEGY FILE_COPY").format(sql.Identifier(name),
                                                                                sql.Identifier(owner)))
                 elif have[name] != owner:
                     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name),
