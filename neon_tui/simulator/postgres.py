@@ -253,7 +253,8 @@ class PostgresBackend:
             raise RouteError("XX000", COMPUTE_FAILED) from None
 
     def _cancel_ports(self) -> list[int]:
-        return [c.port for c in self.manager.running()] if self.manager else []
+        with self._lock:
+            return [c.port for c in self.manager.running()] if self.manager else []
 
     # --- clusters ------------------------------------------------------------------------------------
     def _ancestor_cluster(self, project: "Project", branch: "Branch") -> Cluster | None:
@@ -379,6 +380,10 @@ class PostgresBackend:
 
     def reconcile(self) -> None:
         """One pass: snapshot new branches, sync running clusters, drop sessions of finished suspends."""
+        with self._lock:  # lock order everywhere: self._lock, then sim.lock
+            self._reconcile()
+
+    def _reconcile(self) -> None:
         sim = self.sim
         with sim.lock:
             now = sim.clock()

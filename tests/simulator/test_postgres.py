@@ -259,3 +259,22 @@ def test_serve_postgres_without_binaries_exits_2_with_install_hint(monkeypatch, 
     assert serve.main(parser.parse_args(["--postgres"])) == 2
     err = capsys.readouterr().err
     assert "--postgres needs PostgreSQL server binaries" in err and "apt-get install postgresql" in err
+
+
+def test_concurrent_first_connections_start_the_compute_once(pg_sim):
+    import threading
+
+    ps = pg_sim
+    project = _project(ps, "acme-analytics")
+    main = _branch(ps, project, "main")
+    uri = _uri(ps, project, main, "readonly")
+    assert ps.backend.cluster(main.id) is None
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(ps.login_error(uri))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [None] * 4
+    assert ps.backend.cluster(main.id).starts == 1
+    assert project.rw_endpoint(main.id).current_state == "active"
