@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pg_helpers import pg_session, pg_sim, psql_path, wait_until  # noqa: F401
+from pg_helpers import pg_session, psql_path, wait_until
 
 from neon_tui.simulator import serve
 from neon_tui.simulator.clusters import PostgresUnavailable, _pid_alive
