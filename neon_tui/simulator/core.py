@@ -136,6 +136,7 @@ class Simulator:
         self.app = Starlette(routes=[StarletteRoute(
             "/{path:path}", self._endpoint, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])])
         self.inspect = Inspector(self)
+        self.postgres = None  # a PostgresBackend while one serves this simulator's branches
 
     # --- public helpers --------------------------------------------------------------------------
     @property

@@ -65,8 +65,9 @@ class ApiKey:
 @dataclass
 class Pending:
     password: str
-    apply_t: float
+    apply_t: float  # the model (API, connection_uri) switches to the new password when every op has ended
     fails: bool
+    config_t: float | None = None  # apply_config's end: a real compute takes the new password here
 
 
 @dataclass
@@ -285,7 +286,8 @@ class Account:
         role.updated_t = now
         role.reset_count += 1
         if ops:
-            role.pending = Pending(new_password, max(op.end_t for op in ops), fail)
+            config_t = next((op.end_t for op in ops if op.action == "apply_config"), None)
+            role.pending = Pending(new_password, max(op.end_t for op in ops), fail, config_t)
             self._pending.append(role)
         else:
             role.password = new_password

@@ -122,6 +122,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit", choices=("neon", "off"), default="neon",
                         help="apply Neon's documented rate limits (default neon)")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of an injected fault per request")
+    parser.add_argument("--postgres", action="store_true",
+                        help="back every branch with a real local PostgreSQL cluster behind a Neon-like router")
+    parser.add_argument("--postgres-max-running", type=int, default=8, metavar="N",
+                        help="with --postgres: clusters running at once; the least recently used stops (default 8)")
 
 
 def _config(ns: argparse.Namespace) -> SimConfig:
@@ -130,7 +134,7 @@ def _config(ns: argparse.Namespace) -> SimConfig:
                      fault_rate=ns.fault_rate, api_key=ns.api_key)
 
 
-def _summary(sim: Simulator, cfg: SimConfig) -> list[str]:
+def _summary(sim: Simulator, cfg: SimConfig, postgres=None) -> list[str]:
     acct = sim.account
     roles = sum(len(b.roles) for p in acct.projects.values() for b in p.branches.values())
     branches = sum(len(p.branches) for p in acct.projects.values())
@@ -141,6 +145,10 @@ def _summary(sim: Simulator, cfg: SimConfig) -> list[str]:
         lines.append(f"  {org.id}  {org.name} ({org.managed_by}, {count} projects)")
     lines.append(f"  operations take {cfg.op_seconds:g}s, rate limit {cfg.rate_limit}, "
                  f"fault rate {cfg.fault_rate:g}, latency {cfg.latency_ms:g}ms")
+    if postgres is not None:
+        host, port = postgres.route
+        lines.append(f"  --postgres: branches are real PostgreSQL clusters behind a router on {host}:{port} "
+                     f"(at most {postgres.max_running} running); connect with PGHOSTADDR={host} PGPORT={port}")
     lines.append("  press Ctrl-C to stop")
     return lines
 
@@ -156,6 +164,16 @@ def main(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    postgres = None
+    if getattr(ns, "postgres", False):
+        from .postgres import PostgresUnavailable, postgres_available
+
+        if ns.postgres_max_running < 1:
+            print("error: --postgres-max-running must be at least 1", file=sys.stderr)
+            return 2
+        if not postgres_available():
+            print(f"error: {PostgresUnavailable()}", file=sys.stderr)
+            return 2
     sim = Simulator(cfg)
     try:
         sock = _bind(bind_host, ns.port)
@@ -163,9 +181,22 @@ def main(ns: argparse.Namespace) -> int:
         print(f"error: cannot bind {bind_host}:{ns.port}: {exc}", file=sys.stderr)
         return 1
     try:
-        print(f"NEON_API_HOST={_url(bind_host, sock.getsockname()[1])} NEON_API_KEY={sim.api_key}", flush=True)
-        print("\n".join(_summary(sim, cfg)), flush=True)
+        line = f"NEON_API_HOST={_url(bind_host, sock.getsockname()[1])} NEON_API_KEY={sim.api_key}"
+        if getattr(ns, "postgres", False):
+            from .postgres import PostgresBackend, PostgresUnavailable
+
+            try:
+                postgres = PostgresBackend(sim, max_running=ns.postgres_max_running).start()
+            except PostgresUnavailable as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            host, port = postgres.route
+            line += f" PGHOSTADDR={host} PGPORT={port}"
+        print(line, flush=True)
+        print("\n".join(_summary(sim, cfg, postgres)), flush=True)
         _server(sim, "warning").run(sockets=[sock])
     finally:
         sock.close()
+        if postgres is not None:
+            postgres.close()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pg_helpers
 import pytest
 from openapi_core import OpenAPI
 from sim_helpers import SPEC_PATH, FakeClock, SpecValidator, client_for, make_sim
@@ -35,3 +36,7 @@ def validator(openapi_spec) -> SpecValidator:
 async def client(sim, validator):
     async with client_for(sim, validator=validator) as c:
         yield c
+
+
+# Real PostgreSQL behind the router, one backend per module (skips without PostgreSQL; fails under CI=true).
+pg_sim = pg_helpers.pg_sim
