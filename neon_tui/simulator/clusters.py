@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -180,6 +181,51 @@ class Cluster:
         return self.pid is not None
 
 
+# Runs in its own session, blocked on a pipe from us. When the pipe closes (close() ran, or the process that
+# owns the clusters died, even by SIGKILL) it stops every postmaster under ROOT by the pid in its
+# postmaster.pid and removes ROOT, so a crashed demo or test leaves no server behind.
+_WATCHDOG = r"""
+import os, shutil, signal, sys, time
+from pathlib import Path
+root = Path(sys.argv[1])
+sys.stdin.buffer.read()
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+pids = []
+for pidfile in root.glob("*/postmaster.pid"):
+    try:
+        pids.append(int(pidfile.read_text().splitlines()[0]))
+    except (OSError, ValueError, IndexError):
+        pass
+for pid in pids:
+    if alive(pid):
+        os.kill(pid, signal.SIGQUIT)
+deadline = time.monotonic() + 5
+while any(alive(p) for p in pids) and time.monotonic() < deadline:
+    time.sleep(0.05)
+for pid in pids:
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+shutil.rmtree(root, ignore_errors=True)
+"""
+
+
+def _start_watchdog(root: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(root)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            close_fds=True)
+
+
 class ClusterManager:
     """Owns one temp directory: a template data dir and per-branch copies, all under one OS user."""
 
@@ -200,6 +246,7 @@ class ClusterManager:
         self.key = self.root / "server.key"
         self.clusters: dict[str, Cluster] = {}
         self.initdb_seconds = 0.0
+        self._watchdog = _start_watchdog(self.root)
 
     # --- processes ---------------------------------------------------------------------------------
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -336,3 +383,11 @@ class ClusterManager:
             if _pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stdin.close()  # nothing left for it to do: it exits
+            try:
+                watchdog.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
+                watchdog.wait()

@@ -278,3 +278,35 @@ def test_concurrent_first_connections_start_the_compute_once(pg_sim):
     assert results == [None] * 4
     assert ps.backend.cluster(main.id).starts == 1
     assert project.rw_endpoint(main.id).current_state == "active"
+
+
+_OWNER_SCRIPT = r"""
+import sys, time
+from neon_tui.simulator import SimConfig, Simulator
+from neon_tui.simulator.postgres import PostgresBackend
+sim = Simulator(SimConfig(op_seconds=0.3))
+pg = PostgresBackend(sim, max_running=2).start()
+ep = next(e for p in sim.account.projects.values() for e in p.endpoints.values())
+pg.wake(ep.id)
+print(pg.manager.root, *pg.pids(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_sigkill_of_the_owner_leaves_no_server_behind(tmp_path):
+    """The demo or a test may die by SIGKILL: the watchdog still stops its clusters and removes the dir."""
+    from pg_helpers import require_postgres
+
+    require_postgres()
+    proc = subprocess.Popen([os.sys.executable, "-c", _OWNER_SCRIPT], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        assert line, "the owner process did not start a cluster"
+        root, pids = Path(line[0]), [int(p) for p in line[1:]]
+        assert pids and all(_pid_alive(p) for p in pids) and root.is_dir()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert wait_until(lambda: not any(_pid_alive(p) for p in pids), timeout=15), "postgres outlived its owner"
+    assert wait_until(lambda: not root.exists(), timeout=10)
