@@ -469,6 +469,21 @@ class NeonApp(App):
         return await asyncio.to_thread(fn, *args)
 
 
+def start_demo_postgres(sim):
+    """Real PostgreSQL clusters behind the demo simulator when this machine has PostgreSQL.
+
+    Returns (backend, None), or (None, why not). The caller closes the backend; if the process dies first,
+    the backend's watchdog stops its servers."""
+    from neon_tui.simulator.postgres import PostgresBackend, PostgresUnavailable
+
+    try:
+        return PostgresBackend(sim, max_running=6).start(), None
+    except PostgresUnavailable as exc:
+        return None, str(exc)
+    except (OSError, RuntimeError) as exc:
+        return None, f"PostgreSQL did not start: {exc}"
+
+
 def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None) -> NeonApp:
     """Build the app for the command line: the demo simulator in-process, or the real API."""
     from neon_tui.config import load_settings
@@ -482,6 +497,9 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
         app = NeonApp(client=client, settings=settings, settings_problem=problem, demo=True, read_only=read_only,
                       env=env)
         app.simulator = sim  # type: ignore[attr-defined]
+        app.demo_postgres, app.demo_postgres_problem = start_demo_postgres(sim)  # type: ignore[attr-defined]
+        app.sub_title += (" · real PostgreSQL behind it" if app.demo_postgres is not None  # type: ignore[attr-defined]
+                          else " · no PostgreSQL here: logins are not verified")
         return app
     env = os.environ if env is None else env
     host = env.get("NEON_API_HOST")

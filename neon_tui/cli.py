@@ -51,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     from neon_tui.app import make_app
 
     app = make_app(demo=ns.demo, read_only=ns.read_only)
-    app.run()
+    try:
+        app.run()
+    finally:
+        backend = getattr(app, "demo_postgres", None)
+        if backend is not None:
+            backend.close()
     return app.return_code or 0
 
 
