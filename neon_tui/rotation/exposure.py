@@ -29,7 +29,7 @@ from neon_tui.rotation.plan import TargetKey, connection_uri, skip_reason
 
 REVEALED = "revealed"
 LOGIN = "login"
-NOT_STORED = "not checked: project does not store passwords (use --probe-logins)"
+NOT_STORED = "project does not store passwords (use --probe-logins)"
 
 LoginFn = Callable[..., Awaitable[LoginOutcome]]
 Progress = Callable[["ScanProgress"], None]
@@ -276,7 +276,7 @@ class _Scan:
             return
         candidates = [s for s in self.leak.secrets if s.probe_worthy]
         if not candidates:
-            self.unchecked("not checked: no leaked value fit for a login probe (only arbitrary variable values)",
+            self.unchecked("no leaked value fit for a login probe (only arbitrary variable values)",
                            oid, p, b, r.name)
             return
         try:
