@@ -58,6 +58,8 @@ _URI_RE = re.compile(r"(?<![A-Za-z0-9:])(?:postgres|postgresql)://[^\s'\"<>`]+",
 _JDBC_RE = re.compile(r"jdbc:postgresql://[^\s'\"<>`]+", re.IGNORECASE)
 _LIBPQ_PW_RE = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
 _LIBPQ_PAIR_RE = re.compile(r"([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)")
+_LIBPQ_KEYWORDS = frozenset({"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "options",
+                             "application_name", "connect_timeout", "channel_binding"})
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _PASSWORDISH_RE = re.compile(r"PASSWORD|PASSWD|PWD|(?:^|_)PASS(?:_|$)", re.IGNORECASE)
 
@@ -215,6 +217,8 @@ def parse_leak(text: str, source: str = "the leak") -> Leak:
         key = binding.key
         is_env = (not binding.error and key is not None and binding.value is not None
                   and _ENV_NAME_RE.fullmatch(key) is not None)
+        if is_env and key.lower() in _LIBPQ_KEYWORDS and _LIBPQ_PAIR_RE.search(binding.value or ""):
+            is_env = False  # `host=… user=… password=…`: a libpq string, not a variable named host
         scanned = [binding.value] if is_env else []
         scanned.append(raw)
         in_value = False
@@ -267,11 +271,16 @@ def _structured(text: str, line: int, name: str | None) -> list[tuple[str, Origi
         if pw:
             out.append((pw, Origin(line, JDBC, name, user, host, _endpoint_of(host, None))))
         rest = rest.replace(m.group(0), " ")
-    for m in _URI_RE.finditer(rest):
-        pw, user, host, ep = _uri(m.group(0))
+    whole = rest.strip()
+    if re.fullmatch(r"(?:postgres|postgresql)://\S+", whole, re.IGNORECASE):
+        uris = [whole]  # a whole value: quotes inside it (an unencoded o'brien) belong to it
+    else:
+        uris = [m.group(0) for m in _URI_RE.finditer(rest)]
+    for uri in uris:
+        pw, user, host, ep = _uri(uri)
         if pw:
             out.append((pw, Origin(line, URI, name, user, host, ep)))
-        rest = rest.replace(m.group(0), " ")
+        rest = rest.replace(uri, " ")
     if _LIBPQ_PW_RE.search(rest):
         pairs = {k.lower(): _libpq_value(v) for k, v in _LIBPQ_PAIR_RE.findall(rest)}
         pw = pairs.get("password")
