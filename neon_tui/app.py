@@ -82,6 +82,9 @@ class NeonApp(App):
         self.journal_factory = journal_factory or Journal.create
         # The run of this app session (at most one): it outlives its screen until every password is out.
         self.session: RunSession | None = None
+        # The last exposure scan (neon_tui.rotation.exposure.ExposureReport): its old_passwords() are the leaked
+        # passwords each exposed target held, for verifying after a rotation that they are dead.
+        self.exposure = None
         self._account: str | None = None
         # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
         self.monotonic = monotonic or time.monotonic
@@ -429,6 +432,8 @@ class NeonApp(App):
             yield SystemCommand("Unmark all", "Clear every mark", main.action_unmark_all)
             yield SystemCommand("Filter", "Filter the tree by name or id", main.action_filter)
             yield SystemCommand("Reload account", "Load organizations and projects again", main.action_reload)
+            yield SystemCommand("Load leak", "Find and mark every role holding a leaked password (L)",
+                                main.action_load_leak)
         run = next((s for s in self.screen_stack if isinstance(s, RunScreen)), None)
         if run is not None:
             yield SystemCommand("Copy all as .env", "A DATABASE_URL and DATABASE_URL_UNPOOLED per target (unique names)",

@@ -1,4 +1,4 @@
-"""Command line: the TUI (default), `neon-tui rotate` and `neon-tui simulator serve`."""
+"""Command line: the TUI (default), `neon-tui rotate`, `neon-tui exposure` and `neon-tui simulator serve`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser("rotate", help="plan or run password resets without the TUI",
                             description=rotate_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     rotate_cli.add_arguments(rotate)
+
+    from neon_tui import exposure_cli
+
+    exposure = sub.add_parser("exposure", help="find every role whose current password is a leaked one",
+                              description=exposure_cli.DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    exposure_cli.add_arguments(exposure)
     return p
 
 
@@ -44,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import rotate_cli
 
         return rotate_cli.main(ns)
+    if ns.command == "exposure":
+        from neon_tui import exposure_cli
+
+        return exposure_cli.main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 

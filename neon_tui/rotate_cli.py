@@ -36,7 +36,8 @@ SELECTOR is PROJECT[/BRANCH[/ROLE]]: shell-style globs matched against names or 
 Branch and role names may contain '/': with three or more parts every BRANCH/ROLE split is tried
 (the role is at least the last part). PROJECT/dev/alice is role alice on branch dev;
 PROJECT/dev/alice/* is every role on branch dev/alice. An empty part ('//', a trailing '/', "$P/$B"
-with an unset variable) is an error, never "everything": write '*' for that.
+with an unset variable) is an error, never "everything": write '*' for that. A literal *, ?, [ or / in
+a name goes in brackets: [*], [?], [[], [/] (`neon-tui exposure` prints selectors quoted this way).
 
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
 input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH, or

@@ -161,6 +161,11 @@ class Inventory:
                 log.info("%s: %s; trying again in %.1fs", what, type(exc).__name__, delay)
                 await self._sleep(delay)
 
+    async def patient(self, what: str, call: Callable[[], Awaitable[T]], *, limit: bool = True) -> T:
+        """A read with the inventory's patience for transient failures (see `__init__`), for callers that
+        read more than the inventory caches (e.g. the exposure scan's reveal_password)."""
+        return await self._patient(what, call, limit=limit)
+
     async def _once(self, key: tuple, make):
         fut = self._inflight.get(key)
         if fut is None:

@@ -198,6 +198,28 @@ class Selector:
         )
 
 
+_GLOB_CHARS = "*?[/"
+
+
+def quote_selector_part(name: str) -> str:
+    """A name as a selector part that matches exactly that name: glob characters and '/' go into brackets
+    (`[*]`, `[?]`, `[[]`, `[/]`), as do leading and trailing whitespace, so no name can widen a selector or
+    make an empty part. Plain names are unchanged. Works with every `Selector` as it always parsed."""
+    out = []
+    last = len(name) - 1
+    for i, ch in enumerate(name):
+        if ch in _GLOB_CHARS or (ch.isspace() and (i == 0 or i == last)):
+            out.append(f"[{ch}]")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def selector_for(key: TargetKey) -> str:
+    """`PROJECT_ID/BRANCH_ID/ROLE` selecting exactly this target in its organization."""
+    return "/".join(quote_selector_part(part) for part in key)
+
+
 def _empty_part_message(text: str) -> str:
     return (f"selector {text!r} has an empty part (a leading, trailing or doubled '/', or only spaces; "
             "an unset shell variable?). An empty part never means 'every': write '*' for every project, "

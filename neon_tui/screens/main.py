@@ -27,11 +27,13 @@ class MainScreen(NeonScreen):
         Binding("u", "unmark_all", "Unmark all", show=False, id="unmark-all"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
         Binding("o", "open_run", "Open run", id="open-run"),
+        Binding("L", "load_leak", "Load leak", show=False, id="load-leak"),
     ]
 
     def __init__(self, inventory: Inventory) -> None:
         super().__init__()
         self.inventory = inventory
+        self.exposure_progress: str | None = None
         self.loading_total = 0
         self.loading_done = 0
         self._last_rebuild = 0.0
@@ -308,7 +310,15 @@ class MainScreen(NeonScreen):
         owns = ", ".join(d.name for d in (b.databases or []) if d.owner_name == role.name) or "-"
         why = skip_reason(role)
         shared = shares_parent_password(p, b, role) and why is None
-        return (f"Role {role.name}\nbranch   {b.branch.name} ({b.branch.id})\nproject  {pr.name}\n"
+        key = (pr.id, b.branch.id, role.name)
+        exposed = self.tree.exposed.get(key)
+        unchecked = self.tree.unchecked.get(key)
+        leak_text = ""
+        if exposed is not None:
+            leak_text = f"EXPOSED  ({exposed.how}): " + "; ".join(s.describe() for s in exposed.leaked) + "\n"
+        elif unchecked is not None:
+            leak_text = f"exposure not checked: {unchecked.reason}\n"
+        return leak_text + (f"Role {role.name}\nbranch   {b.branch.name} ({b.branch.id})\nproject  {pr.name}\n"
                 f"login    {'no: ' + why if why else 'password'}\nowns     {owns}\n"
                 f"password changed {when(role.updated_at)}\ncreated  {when(role.created_at)}\n"
                 + ("inherited: same password as on the parent branch\n" if shared else "")
@@ -323,6 +333,10 @@ class MainScreen(NeonScreen):
                          + (f" {waiting} key{'s' if waiting != 1 else ''} waiting" if waiting else ""))
         if self.loading_total and self.loading_done < self.loading_total:
             parts.append(f"loading {self.loading_done}/{self.loading_total} projects")
+        if self.exposure_progress:
+            parts.append(self.exposure_progress)
+        elif tree.exposed or tree.unchecked:
+            parts.append(f"{len(tree.exposed)} exposed, {len(tree.unchecked)} not checked")
         if self.tree.filter_text:
             parts.append(f"filter: {self.tree.filter_text}")
         if self.app.read_only:
@@ -345,6 +359,65 @@ class MainScreen(NeonScreen):
 
     def action_open_run(self) -> None:
         self.app.action_open_run()
+
+    # ------------------------------------------------------------- exposure
+
+    def action_load_leak(self) -> None:
+        from neon_tui.screens.modals import LeakModal
+
+        def got(answer) -> None:
+            if answer is not None:
+                self.scan_leak(*answer)
+
+        self.app.push_screen(LeakModal(), got)
+
+    @work(exclusive=True, group="exposure", exit_on_error=False, description="Scanning for exposed roles")
+    async def scan_leak(self, kind: str, value, probe: bool) -> None:
+        from neon_tui.rotation.exposure import scan
+        from neon_tui.rotation.leak import LeakError, parse_leak, read_leak
+        from neon_tui.rotation.logins import Route
+
+        try:
+            if kind == "paste":
+                leak = parse_leak(value.reveal(), "pasted value")
+            else:
+                leak = await asyncio.to_thread(read_leak, value)
+        except LeakError as e:
+            self.notify(str(e), title="Load leak", severity="error", markup=False)
+            return
+        finally:
+            value = None
+
+        def progress(p) -> None:
+            self.exposure_progress = f"exposure scan: {p.roles_done}/{p.roles_total} roles, " \
+                                     f"{p.projects_done}/{p.projects_total} projects"
+            self.update_status()
+
+        self.exposure_progress = "exposure scan: starting"
+        self.update_status()
+        try:
+            report = await scan(self.app.client, leak, probe_logins=probe, route=Route.from_env(),
+                                progress=progress, inventory=self.inventory)
+        finally:
+            self.exposure_progress = None
+        self.app.exposure = report
+        tree = self.tree
+        replaced = len(tree.marks)
+        tree.exposed = {e.key: e for e in report.exposed}
+        tree.unchecked = {u.key: u for u in report.unchecked if u.key is not None}
+        tree.marks = set(tree.exposed)
+        self.schedule_rebuild(force=True)
+        tree.refresh_labels()
+        self.update_status()
+        text = (f"{len(report.exposed)} exposed target(s) marked"
+                + (f" (replacing {replaced} earlier mark(s))" if replaced else "")
+                + f"; {report.clean} clean; {len(report.unchecked)} not checked")
+        for reason, n in sorted(report.reasons().items()):
+            text += f"\n{n}: {reason}"
+        if report.exposed:
+            text += "\nr reviews the rotation."
+        self.notify(text, title="Exposure", severity="warning" if report.exposed or report.unchecked else "information",
+                    markup=False, timeout=15)
 
     # ------------------------------------------------------------- review
 

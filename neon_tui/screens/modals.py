@@ -269,3 +269,49 @@ class DeliveryModal(ModalScreen[tuple[str, str] | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
+    """Load what leaked: a file path, or one pasted value (masked). Returns ("path", str, probe) or
+    ("paste", Secret, probe); the pasted value never stays in the widget."""
+
+    BINDINGS = [Binding("escape", "cancel", "Back", id="cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Load leak: find exposed roles", classes="dialog-title")
+            yield Static("A leaked file (.env, connection strings, bare passwords one per line), or paste one "
+                         "leaked connection string or password below (it is not shown). Every role on every "
+                         "branch is checked; the exposed ones replace the current marks.", classes="dialog-body")
+            yield Input(placeholder="path to the leaked file", id="leak-path")
+            yield Input(password=True, placeholder="…or paste a leaked URI or password", id="leak-paste")
+            yield Checkbox("Probe logins where passwords are not stored", id="leak-probe")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Scan", id="ok", variant="primary")
+                yield Button("Back", id="back")
+
+    def on_input_submitted(self) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        path = self.query_one("#leak-path", Input).value.strip()
+        paste_field = self.query_one("#leak-paste", Input)
+        pasted = paste_field.value.strip()
+        paste_field.value = ""
+        probe = self.query_one("#leak-probe", Checkbox).value
+        if pasted:
+            self.dismiss(("paste", Secret(pasted), probe))
+        elif path:
+            self.dismiss(("path", path, probe))
+        else:
+            self.notify("Give a file path or paste a leaked value (or esc).", severity="warning")
+
+    def action_cancel(self) -> None:
+        self.query_one("#leak-paste", Input).value = ""
+        self.dismiss(None)

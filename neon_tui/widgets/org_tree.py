@@ -105,6 +105,9 @@ class OrgTree(Tree[NodeRef]):
         super().__init__("Neon", data=NodeRef("root"), **kw)
         self.inventory = inventory
         self.marks: set[TargetKey] = set()
+        # The last exposure scan: roles holding a leaked password, and roles it could not check.
+        self.exposed: dict[TargetKey, object] = {}
+        self.unchecked: dict[TargetKey, object] = {}
         self.filter_text = ""
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.show_root = False
@@ -194,6 +197,10 @@ class OrgTree(Tree[NodeRef]):
         t.append(f" {age(role.updated_at, self.now())}", style="dim")
         if reason is None and shares_parent_password(p, b, role):
             t.append(" inherited-pw", style="bold")
+        if ref.key in self.exposed:
+            t.append(" exposed", style="bold reverse")
+        elif ref.key in self.unchecked:
+            t.append(" unchecked", style="italic underline")
         return t
 
     def refresh_labels(self, refs: set[NodeRef] | None = None) -> None:

@@ -1,0 +1,69 @@
+"""`L` loads a leak: the modal, the scan in a worker, exactly the exposed roles marked, badges, no secret shown."""
+
+from __future__ import annotations
+
+from ui_helpers import make_app, make_sim, screen_text, settle
+
+LEAKED = "Ui-Leaked-Pw-77"
+
+
+def _set(sim, project, branch, role, password=LEAKED):
+    pid = sim.inspect.project_by_name(project).id
+    bid = sim.inspect.branch_by_name(pid, branch).id
+    sim.inspect.role(pid, bid, role).password = password
+    return pid, bid, role
+
+
+async def test_load_leak_from_file_marks_exposed_and_badges(tmp_path):
+    sim = make_sim()
+    a = _set(sim, "acme-prod", "staging", "app")
+    b = _set(sim, "acme-prod", "preview/pr-142", "app")
+    leak = tmp_path / "leak.env"
+    leak.write_text(f"DATABASE_URL=postgresql://app:{LEAKED}@ep-x-1.aws.neon.tech/neondb\n")
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        tree = app.screen.tree
+        tree.marks.add((a[0], "br-other", "x"))  # an earlier mark: replaced
+        await pilot.press("L")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "LeakModal"
+        app.screen.query_one("#leak-path").value = str(leak)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "MainScreen"
+        assert tree.marks == {a, b}
+        assert app.exposure is not None and set(app.exposure.keys) == {a, b}
+        assert app.exposure.old_passwords()[a][0].reveal() == LEAKED
+        # the no-store project's roles are shown as not checked
+        assert tree.unchecked
+        # badges: show the exposed role
+        await pilot.press("slash", *"pr-142", "enter")
+        await settle(app, pilot)
+        ref = next(r for r in tree._node_map if r.kind == "role" and r.key == b)
+        assert "exposed" in tree.label_for(ref).plain
+        text = screen_text(app)
+        assert "exposed" in text and LEAKED not in text
+        status = str(app.screen.query_one("#status").render())
+        assert "2 marked" in status and "2 exposed" in status
+
+
+async def test_masked_paste_and_palette(tmp_path):
+    sim = make_sim()
+    key = _set(sim, "acme-analytics", "main", "etl/loader")
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("L")
+        await settle(app, pilot)
+        field = app.screen.query_one("#leak-paste")
+        assert field.password is True
+        field.value = LEAKED
+        assert LEAKED not in screen_text(app)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.screen.tree.marks == {key}
+        assert LEAKED not in screen_text(app)
+        assert all(LEAKED not in str(n.message) for n in app._notifications)
+        names = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Load leak" in names
