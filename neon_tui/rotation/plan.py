@@ -176,8 +176,20 @@ class Selector:
         # No fallback for an empty pattern: it matches nothing rather than everything.
         return bool(pattern) and any(v is not None and fnmatchcase(v, pattern) for v in values)
 
-    def matches_project(self, p: ProjectInfo) -> bool:
+    def matches_project(self, p: ProjectInfo, ids: frozenset[str] | set[str] = frozenset()) -> bool:
+        """`ids`: every project id in scope. A part that IS one of them names that project only, never
+        also a project whose name happens to equal it (the exposure scan prints ids; nothing may widen)."""
+        if self.project in ids:
+            return p.project.id == self.project
         return self._match(self.project, p.project.name, p.project.id)
+
+    def matches_exact(self, b: BranchInfo, r: Role, branch_ids: frozenset[str] | set[str]) -> bool:
+        """Like matches(), but a branch part that IS one of this project's branch ids names that branch only."""
+        if self.rest and self.rest[0] in branch_ids:
+            if b.branch.id != self.rest[0]:
+                return False
+            return len(self.rest) == 1 or fnmatchcase(r.name, "/".join(self.rest[1:]))
+        return self.matches(b, r)
 
     def matches_branch(self, b: BranchInfo) -> bool:
         """Could any split select something on this branch?"""
@@ -251,7 +263,8 @@ async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], or
     selectors = list(selectors)
     sels = parse_selectors(selectors)
     projects = await inventory.load_projects(org_id)
-    wanted = [p for p in projects if any(s.matches_project(p) for s in sels)]
+    project_ids = {p.project.id for p in projects}
+    wanted = [p for p in projects if any(s.matches_project(p, project_ids) for s in sels)]
     await asyncio.gather(*(inventory.load_branches(p) for p in wanted))
     chosen: set[TargetKey] = set()
     loads = []
@@ -261,9 +274,11 @@ async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], or
     await asyncio.gather(*loads)
     hits: set[int] = set()
     for p in wanted:
+        branch_ids = set(p.branches or {})
         for b in (p.branches or {}).values():
             for r in b.roles or []:
-                matched = [i for i, s in enumerate(sels) if s.matches_project(p) and s.matches(b, r)]
+                matched = [i for i, s in enumerate(sels)
+                           if s.matches_project(p, project_ids) and s.matches_exact(b, r, branch_ids)]
                 if matched:
                     hits.update(matched)
                     chosen.add((p.project.id, b.branch.id, r.name))

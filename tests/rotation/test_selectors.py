@@ -140,3 +140,22 @@ async def test_other_org_excludes_the_chosen_org_and_handles_no_selectors(demo):
     assert await other_org_matches(Inventory(client), [], home) == {}
     with pytest.raises(ValueError, match="empty part"):
         await other_org_matches(Inventory(client), ["a//b"], home)
+
+
+async def test_an_exact_id_names_that_project_or_branch_only(demo):
+    """Ids (what `neon-tui exposure` prints) never also match a project or branch NAMED like that id."""
+    sim, client = demo
+    org = org_of(sim, "acme-prod")
+    prod = sim.inspect.project_by_name("acme-prod")
+    other = sim.inspect.project_by_name("acme-analytics")
+    staging = sim.inspect.branch_by_name(prod.id, "staging")
+    alice = sim.inspect.branch_by_name(prod.id, "dev/alice")
+    with sim.lock:
+        other.name = prod.id            # a project whose NAME is acme-prod's id
+        alice.name = staging.id         # a branch whose NAME is staging's id
+    plan = await plan_from_selectors(Inventory(client), [f"{prod.id}/{staging.id}/app"], org)
+    assert {t.key for t in plan.targets} == {(prod.id, staging.id, "app")}
+    # a glob still matches names and ids alike
+    plan = await plan_from_selectors(Inventory(client), [f"{prod.id}/*/app"], org)
+    assert (prod.id, alice.id, "app") in {t.key for t in plan.targets}
+    assert all(t.key[0] == prod.id for t in plan.targets)
