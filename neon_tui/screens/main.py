@@ -369,13 +369,14 @@ class MainScreen(NeonScreen):
             if answer is not None:
                 self.scan_leak(*answer)
 
-        self.app.push_screen(LeakModal(), got)
+        # The demo offers its sample leak (simulated passwords), and probes logins when real PostgreSQL is there.
+        demo_leak = getattr(self.app, "demo_leak_path", None) or ""
+        self.app.push_screen(LeakModal(demo_leak, probe=getattr(self.app, "demo_postgres", None) is not None), got)
 
     @work(exclusive=True, group="exposure", exit_on_error=False, description="Scanning for exposed roles")
     async def scan_leak(self, kind: str, value, probe: bool) -> None:
         from neon_tui.rotation.exposure import scan
         from neon_tui.rotation.leak import LeakError, parse_leak, read_leak
-        from neon_tui.rotation.logins import Route
 
         try:
             if kind == "paste":
@@ -396,7 +397,7 @@ class MainScreen(NeonScreen):
         self.exposure_progress = "exposure scan: starting"
         self.update_status()
         try:
-            report = await scan(self.app.client, leak, probe_logins=probe, route=Route.from_env(),
+            report = await scan(self.app.client, leak, probe_logins=probe, route=self.app.login_route(),
                                 progress=progress, inventory=self.inventory)
         finally:
             self.exposure_progress = None

@@ -277,15 +277,19 @@ class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
 
     BINDINGS = [Binding("escape", "cancel", "Back", id="cancel")]
 
+    def __init__(self, path: str = "", probe: bool = False) -> None:
+        super().__init__()
+        self._path, self._probe = path, probe
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Load leak: find exposed roles", classes="dialog-title")
             yield Static("A leaked file (.env, connection strings, bare passwords one per line), or paste one "
                          "leaked connection string or password below (it is not shown). Every role on every "
                          "branch is checked; the exposed ones replace the current marks.", classes="dialog-body")
-            yield Input(placeholder="path to the leaked file", id="leak-path")
+            yield Input(self._path, placeholder="path to the leaked file", id="leak-path")
             yield Input(password=True, placeholder="…or paste a leaked URI or password", id="leak-paste")
-            yield Checkbox("Probe logins where passwords are not stored", id="leak-probe")
+            yield Checkbox("Probe logins where passwords are not stored", self._probe, id="leak-probe")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Scan", id="ok", variant="primary")
                 yield Button("Back", id="back")
