@@ -484,20 +484,6 @@ class NeonApp(App):
         return await asyncio.to_thread(fn, *args)
 
 
-def write_demo_leak(sim) -> str:
-    """The drill's sample leak (simulated passwords only) in a private temp dir; cli.main removes it."""
-    import tempfile
-
-    from neon_tui.simulator.leak import sample_leak
-
-    folder = tempfile.mkdtemp(prefix="neon-tui-demo-leak-")
-    path = os.path.join(folder, "leaked.env")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(sample_leak(sim))
-    return path
-
-
 def start_demo_postgres(sim):
     """Real PostgreSQL clusters behind the demo simulator when this machine has PostgreSQL.
 
@@ -529,7 +515,6 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
         app.demo_postgres, app.demo_postgres_problem = start_demo_postgres(sim)  # type: ignore[attr-defined]
         app.sub_title += (" · real PostgreSQL behind it" if app.demo_postgres is not None  # type: ignore[attr-defined]
                           else " · no PostgreSQL here: logins are not verified")
-        app.demo_leak_path = write_demo_leak(sim)  # type: ignore[attr-defined]
         return app
     env = os.environ if env is None else env
     host = env.get("NEON_API_HOST")

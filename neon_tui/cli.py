@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = getattr(app, "demo_postgres", None)
         if backend is not None:
             backend.close()
-        leak = getattr(app, "demo_leak_path", None)
-        if leak:
-            import shutil
-            from pathlib import Path
 
-            shutil.rmtree(Path(leak).parent, ignore_errors=True)
     return app.return_code or 0
 
 

@@ -369,9 +369,11 @@ class MainScreen(NeonScreen):
             if answer is not None:
                 self.scan_leak(*answer)
 
-        # The demo offers its sample leak (simulated passwords), and probes logins when real PostgreSQL is there.
-        demo_leak = getattr(self.app, "demo_leak_path", None) or ""
-        self.app.push_screen(LeakModal(demo_leak, probe=getattr(self.app, "demo_postgres", None) is not None), got)
+        # The demo offers its sample leak (simulated passwords, kept in memory: no file to leave behind), and
+        # probes logins when real PostgreSQL is behind it.
+        sim = getattr(self.app, "simulator", None)
+        self.app.push_screen(LeakModal(sample=sim is not None,
+                                       probe=getattr(self.app, "demo_postgres", None) is not None), got)
 
     @work(exclusive=True, group="exposure", exit_on_error=False, description="Scanning for exposed roles")
     async def scan_leak(self, kind: str, value, probe: bool) -> None:
@@ -381,6 +383,10 @@ class MainScreen(NeonScreen):
         try:
             if kind == "paste":
                 leak = parse_leak(value.reveal(), "pasted value")
+            elif kind == "sample":
+                from neon_tui.simulator.leak import sample_leak
+
+                leak = parse_leak(sample_leak(self.app.simulator), "the demo's sample leak (.env)")
             else:
                 leak = await asyncio.to_thread(read_leak, value)
         except LeakError as e:

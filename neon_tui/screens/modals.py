@@ -62,6 +62,9 @@ class ApiKeyModal(ModalScreen[tuple[Secret, bool] | None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":
             self._submit()
+        elif event.button.id == "sample":
+            self.query_one("#leak-paste", Input).value = ""
+            self.dismiss(("sample", None, self.query_one("#leak-probe", Checkbox).value))
         else:
             self.dismiss(None)
 
@@ -277,9 +280,9 @@ class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
 
     BINDINGS = [Binding("escape", "cancel", "Back", id="cancel")]
 
-    def __init__(self, path: str = "", probe: bool = False) -> None:
+    def __init__(self, *, sample: bool = False, probe: bool = False) -> None:
         super().__init__()
-        self._path, self._probe = path, probe
+        self._sample, self._probe = sample, probe
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -287,11 +290,13 @@ class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
             yield Static("A leaked file (.env, connection strings, bare passwords one per line), or paste one "
                          "leaked connection string or password below (it is not shown). Every role on every "
                          "branch is checked; the exposed ones replace the current marks.", classes="dialog-body")
-            yield Input(self._path, placeholder="path to the leaked file", id="leak-path")
+            yield Input(placeholder="path to the leaked file", id="leak-path")
             yield Input(password=True, placeholder="…or paste a leaked URI or password", id="leak-paste")
             yield Checkbox("Probe logins where passwords are not stored", self._probe, id="leak-probe")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Scan", id="ok", variant="primary")
+                if self._sample:
+                    yield Button("Demo's sample leak", id="sample")
                 yield Button("Back", id="back")
 
     def on_input_submitted(self) -> None:
@@ -300,6 +305,9 @@ class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":
             self._submit()
+        elif event.button.id == "sample":
+            self.query_one("#leak-paste", Input).value = ""
+            self.dismiss(("sample", None, self.query_one("#leak-probe", Checkbox).value))
         else:
             self.dismiss(None)
 

@@ -67,3 +67,26 @@ async def test_masked_paste_and_palette(tmp_path):
         assert all(LEAKED not in str(n.message) for n in app._notifications)
         names = [c.title for c in app.get_system_commands(app.screen)]
         assert "Load leak" in names
+
+
+async def test_demo_offers_its_sample_leak_held_in_memory(tmp_path):
+    """The drill: the demo's sample .env finds café_rw on main AND the two branches that inherited it."""
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    app.simulator = sim
+    ins = sim.inspect
+    analytics = ins.project_by_name("acme-analytics")
+    expected = {(analytics.id, ins.branch_by_name(analytics.id, n).id, "café_rw")
+                for n in ("main", "dev/carol", "backfill-2025")}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("L")
+        await settle(app, pilot)
+        assert app.screen.query_one("#leak-probe").value is False  # no PostgreSQL behind this demo
+        await pilot.click("#sample")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "MainScreen"
+        assert set(app.exposure.keys) == expected
+        assert app.screen.tree.marks == expected
+        billing = ins.project_by_name("acme-legacy-billing")
+        assert any(k[0] == billing.id for k in app.screen.tree.unchecked)  # not stored: needs a login probe
