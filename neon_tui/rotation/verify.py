@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from neon_tui.neon.secret import Secret
-from neon_tui.rotation.logins import DEFAULT_TIMEOUT, Login, LoginOutcome, Route, try_login
+from neon_tui.rotation.logins import DEFAULT_TIMEOUT, Login, LoginOutcome, Route
 from neon_tui.rotation.plan import Target
 
 WAKES_COMPUTES = "verification logs in to every rotated branch, which wakes idle computes"
@@ -169,10 +169,10 @@ class Verifier:
     Logins across all targets share `concurrency` slots.
     """
 
-    def __init__(self, route: Route | None = None, login: LoginFn = try_login, concurrency: int = 4,
+    def __init__(self, route: Route | None = None, login: LoginFn | None = None, concurrency: int = 4,
                  timeout: float = DEFAULT_TIMEOUT, unavailable: str | None = None) -> None:
         self.route = route
-        self.login = login
+        self.login = login or _real_login
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
         self.unavailable = unavailable
@@ -245,6 +245,13 @@ class Verifier:
             odd = next(c for c in old_checks if c.result is not Login.REJECTED)
             old, old_reason = OldVerdict.UNKNOWN, f"{odd.kind}: {odd.detail}"
         return Verification(new, old, new_reason, old_reason, database, new_checks, old_checks)
+
+
+async def _real_login(uri, password=None, *, route=None, timeout=DEFAULT_TIMEOUT) -> LoginOutcome:
+    # Looked up at call time, so a test can stand in for the real driver with an ordinary monkeypatch.
+    from neon_tui.rotation import logins
+
+    return await logins.try_login(uri, password, route=route, timeout=timeout)
 
 
 def _password_of(uri: Secret) -> str | None:
