@@ -115,27 +115,10 @@ def make_client(demo: bool, **kw: Any) -> tuple[NeonClient, Any]:
 
 
 def verify_route(client: NeonClient, sim: Any, environ: dict[str, str] | None = None):
-    """Where verification logs in: (route, None), or (None, why it cannot here).
+    """Where verification logs in: (route, None), or (None, why it cannot here). See verify.where_to_verify."""
+    from neon_tui.rotation.verify import where_to_verify
 
-    The demo's simulator: its PostgreSQL router if it has one (`sim.postgres.route`), else nothing (never a
-    fake success). An API on loopback is a simulator too: its connection strings name Neon-like hosts that
-    must not be looked up on the internet, so without PGHOSTADDR/PGPORT there is nothing to log in to.
-    Otherwise route None: libpq's own environment.
-    """
-    from urllib.parse import urlsplit
-
-    from neon_tui.neon.client import _is_loopback
-    from neon_tui.rotation.logins import Route
-
-    if sim is not None:
-        pg = getattr(sim, "postgres", None)
-        if pg is not None:
-            return Route(*pg.route), None
-        return None, "no PostgreSQL here (simulated account)"
-    host = urlsplit(client.base_url).hostname or ""
-    if _is_loopback(host) and Route.from_env(environ) is None:
-        return None, "the API is on this machine (a simulator) and PGHOSTADDR/PGPORT name no PostgreSQL"
-    return None, None
+    return where_to_verify(client.base_url, sim, simulated=sim is not None, environ=environ)
 
 
 def _find_journal(spec: str, host: str, account: str | None) -> JournalState:

@@ -160,6 +160,30 @@ def login_uri(target: Target, host: str, database: str) -> str:
             "?sslmode=require&channel_binding=require")
 
 
+def where_to_verify(api_base_url: str, sim: Any = None, *, simulated: bool = False,
+                    environ: dict[str, str] | None = None) -> tuple[Route | None, str | None]:
+    """Where verification logs in: (route, None), or (None, why no login can be made here).
+
+    A simulator with real PostgreSQL behind a router (`sim.postgres.route`): that route. A simulated account
+    without one: nothing (never a fake success). An API on loopback is a simulator too: its connection
+    strings name Neon-like hosts that must not be looked up on the internet, so without PGHOSTADDR/PGPORT
+    there is nothing to log in to. Otherwise route None: libpq's own environment (PGHOSTADDR/PGPORT).
+    """
+    from urllib.parse import urlsplit
+
+    from neon_tui.neon.client import _is_loopback
+
+    pg = getattr(sim, "postgres", None) if sim is not None else None
+    if pg is not None:
+        return Route(*pg.route), None
+    if simulated or sim is not None:
+        return None, "no PostgreSQL here (simulated account)"
+    host = urlsplit(api_base_url).hostname or ""
+    if _is_loopback(host) and Route.from_env(environ) is None:
+        return None, "the API is on this machine (a simulator) and PGHOSTADDR/PGPORT name no PostgreSQL"
+    return None, None
+
+
 class Verifier:
     """Logs in after a rotation. `login` is injectable (tests); the real one is `try_login`.
 
@@ -286,5 +310,5 @@ class OldPasswords:
         return out
 
 
-__all__ = ["Check", "NewVerdict", "OldPasswords", "OldVerdict", "Verification", "Verifier", "WAKES_COMPUTES",
+__all__ = ["where_to_verify", "Check", "NewVerdict", "OldPasswords", "OldVerdict", "Verification", "Verifier", "WAKES_COMPUTES",
            "login_uri", "summarize", "summary_line"]
