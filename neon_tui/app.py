@@ -251,8 +251,15 @@ class NeonApp(App):
             sink = FileSink(path)
             sink.may_append = resume is not None and sink.name in resume.sinks  # the file this run made
             sinks.append(sink)
+        from neon_tui.rotation.verify import where_to_verify
+
+        # Verification logs in to each rotated branch: against the demo's PostgreSQL router if its simulator
+        # has one, never a fake success on a demo without it ("not verified: no PostgreSQL here").
+        route, unavailable = where_to_verify(self.client.base_url, getattr(self, "simulator", None),
+                                             simulated=self.demo, environ=dict(self.env))
         self.session = RunSession(self.client, plan, sinks=sinks, by_hand=not sinks, resume=resume,
-                                  journal_factory=self.journal_factory, account=self._account)
+                                  journal_factory=self.journal_factory, account=self._account,
+                                  verify=True, route=route, verify_unavailable=unavailable)
         self._open_session(self.session)
 
     @work(group="start-run", exit_on_error=False, description="Checking where the passwords will go")

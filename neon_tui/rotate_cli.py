@@ -11,7 +11,7 @@ from typing import Any
 
 from neon_tui.neon import NeonClient
 from neon_tui.neon.errors import NeonError
-from neon_tui.rotation.events import DeliveryFailed, Halted, RunFinished, RunStarted, TargetChanged
+from neon_tui.rotation.events import DeliveryFailed, Halted, RunFinished, RunStarted, TargetChanged, TargetVerified
 from neon_tui.rotation.journal import (
     APPLYING,
     CANCELLED,
@@ -42,9 +42,19 @@ a name goes in brackets: [*], [?], [[], [/] (`neon-tui exposure` prints selector
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
 input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH, or
 none); every sink is checked before the first reset, and when one fails no new reset starts and the
-run stops (it stays resumable). Exit status: 0 every target rotated and delivered to every chosen
-sink, 1 some target failed, is unknown or unconfirmed, or a password did not reach a sink, 2 bad
-input or the API could not be used (nothing was reset).
+run stops (it stays resumable).
+
+Verification (--verify, the default with --apply and --resume; --no-verify turns it off): after each
+target's reset operations finish, neon-tui logs in with the new password on the direct and pooled
+strings (`select current_user`) and tries the old password (read with reveal_password just before the
+reset, held in memory only), which must be rejected. Per target: new ok | failed | unknown | skipped,
+old rejected | STILL ACCEPTED | unknown | not checked. A timeout is unknown, never dead. Logging in
+wakes idle computes. PGHOSTADDR/PGPORT are honoured (libpq).
+
+Exit status: 0 every target rotated and delivered to every chosen sink (and no old password still
+accepted); 1 some target failed, is unknown or unconfirmed, a password did not reach a sink, or an
+old password is STILL ACCEPTED after its reset's operations finished; 2 bad input or the API could
+not be used (nothing was reset).
 
 Environment: NEON_API_KEY (the key), NEON_API_HOST (default https://console.neon.tech/api/v2).
 """
@@ -67,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
                    help="finish an interrupted run (the latest, or a run id / journal path)")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: reset failed targets again")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                   help="after each target rotates, log in with the new password and check the old one is "
+                        "refused (default: on with --apply/--resume; it wakes idle computes)")
     p.add_argument("--demo", action="store_true", help="use an in-process simulated account")
 
 
@@ -100,6 +113,13 @@ def make_client(demo: bool, **kw: Any) -> tuple[NeonClient, Any]:
         sim = Simulator(SimConfig(op_seconds=1.0))
         return NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport(), **kw), sim
     return NeonClient.from_env(**kw), None
+
+
+def verify_route(client: NeonClient, sim: Any, environ: dict[str, str] | None = None):
+    """Where verification logs in: (route, None), or (None, why it cannot here). See verify.where_to_verify."""
+    from neon_tui.rotation.verify import where_to_verify
+
+    return where_to_verify(client.base_url, sim, simulated=sim is not None, environ=environ)
 
 
 def _find_journal(spec: str, host: str, account: str | None) -> JournalState:
@@ -174,6 +194,9 @@ async def _main(ns: argparse.Namespace) -> int:
                          "or --deliver none to rely on the passwords Neon stores")
     if not running and ns.deliver:
         raise UsageError("--deliver goes with --apply or --resume")
+    if not running and getattr(ns, "verify", None) is not None:
+        raise UsageError("--verify/--no-verify go with --apply or --resume")
+    ns.verify = running and getattr(ns, "verify", None) is not False
     if ns.selectors:
         try:
             parse_selectors(ns.selectors)  # every bad one at once, before the API is asked anything
@@ -189,6 +212,7 @@ async def _main(ns: argparse.Namespace) -> int:
     except NeonError as e:
         raise UsageError(str(e)) from None
     out = Output(ns)
+    route, unavailable = verify_route(client, _sim) if ns.verify else (None, None)
     async with client:
         inventory = Inventory(client)
         try:
@@ -236,7 +260,8 @@ async def _main(ns: argparse.Namespace) -> int:
         if ns.json:
             sinks = [JsonLinesSink(out.describe) if isinstance(s, StdoutSink) else s for s in sinks]
         session = RunSession(client, plan, sinks=sinks, resume=resume_state, account=account,
-                             selectors=list(ns.selectors))
+                             selectors=list(ns.selectors), verify=ns.verify, route=route,
+                             verify_unavailable=unavailable)
         out.session = session
         try:
             await session.prepare()
@@ -253,6 +278,8 @@ async def _main(ns: argparse.Namespace) -> int:
             out.close()
             await session.close()
         out.results(session)
+        if session.alarms():
+            return EXIT_FAILED
         if session.halts or any(s not in (DELIVERED, SKIPPED) and not (none and s == ROTATED)
                                 for s in session.counts()):
             return EXIT_FAILED
@@ -386,6 +413,10 @@ class Output:
             self.say(f"  skip    {sk.label}: {sk.reason}")
         for w in sorted(plan.warnings, key=lambda w: not w.likely_same_password):
             self.say(f"  WARNING {w}")
+        if getattr(self.ns, "verify", False) and plan.targets:
+            from neon_tui.rotation.verify import WAKES_COMPUTES
+
+            self.say(f"  NOTE    {WAKES_COMPUTES}")
 
     # ---------------------------------------------------------------- JSON Lines
 
@@ -405,6 +436,7 @@ class Output:
             "delivered_to": sorted(v.delivered), "delivery_failed": v.delivery_failed,
             "operations": [{"id": o.id, "action": o.action, "status": o.status} for o in self.ops.get(key, ())],
             "attempts": v.attempts,
+            "verify": v.verification.to_json() if v.verification is not None else None,
         }
 
     def describe(self, result) -> dict[str, Any]:
@@ -462,6 +494,17 @@ class Output:
             elif self.progress is not None and ev.state == APPLYING and ev.operations:
                 waiting = ", ".join(f"{o.action} {o.status}" for o in ev.operations if not o.done)
                 self.progress.update(self.task, description=f"{ev.target.label}: {waiting}"[:40])
+        elif isinstance(ev, TargetVerified):
+            t = ev.target
+            if self.ns.json:
+                self._line({"type": "verify", "project_id": t.project_id, "project": t.project_name,
+                            "branch_id": t.branch_id, "branch": t.branch_name, "role": t.role_name,
+                            "alarm": ev.alarm, **ev.verification.to_json()})
+            elif ev.alarm:
+                self.say(f"ALARM     {t.label}: the OLD PASSWORD STILL LOGS IN after the reset's operations "
+                         f"finished ({ev.verification.describe()})")
+            else:
+                self.say(f"verify    {t.label}: {ev.verification.describe()}")
         elif isinstance(ev, DeliveryFailed):
             if not self.ns.json:
                 self.say(f"delivery to {ev.sink} failed for {'/'.join(ev.key)}: {ev.reason}")
@@ -491,11 +534,22 @@ class Output:
                         "journal": str(session.journal_path) if session.journal_path else None,
                         "counts": counts, "complete": session.complete, "cancelled": bool(f and f.cancelled),
                         "halted": session.halts or None,
+                        "verification": session.verification_counts() if session.verify else None,
+                        "alarms": len(session.alarms()),
                         "elapsed_seconds": round(f.elapsed, 3) if f else None, "requests": f.requests if f else None})
             return
         if f:
             summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
             self.say(f"done in {f.elapsed:.1f}s, {f.requests} API requests: {summary}")
+        if session.verify:
+            from neon_tui.rotation.verify import summary_line
+
+            line = summary_line(session.verification_counts())
+            if line:
+                self.say(line)
+        for key in session.alarms():
+            self.say(f"ALARM: the old password of {session.view(key).target.label} is STILL ACCEPTED after its "
+                     "reset's operations finished; exit status 1")
         held = session.undelivered()
         if held:
             self.say(f"{len(held)} new password(s) did not reach every chosen sink; "

@@ -144,6 +144,11 @@ class RotationEngine:
         self.in_hand: dict[TargetKey, RotationResult] = {}   # returned by a reset, operations still running
         self._jt: dict[TargetKey, JournalTarget] = {}
         self._targets: dict[TargetKey, Target] = {}
+        # Verification: read each role's current (old) password just before its reset, held in memory only
+        # (never journaled, never in an event), for the verifier to prove it dead afterwards.
+        self.reveal_old = False
+        self.old_passwords: dict[TargetKey, list[Secret]] = {}
+        self.old_unread: dict[TargetKey, str] = {}  # why no old password could be read before the reset
 
     # ------------------------------------------------------------------ public
 
@@ -382,6 +387,7 @@ class RotationEngine:
         if state == RESETTING:
             jt.attempts += 1
             jt.delivered, jt.delivery_failed = {}, {}
+            jt.verified = None
             jt.operations = []
         if operations and state in (APPLYING, UNCONFIRMED):
             jt.operations = [o.id for o in operations]
@@ -487,8 +493,31 @@ class RotationEngine:
             jt.role_updated_at = _iso(role.updated_at)
         await self._reset_and_finish(t, jt)
 
+    async def _reveal_old(self, t: Target) -> None:
+        """One GET (the client's limiter paces it) before the reset; a failure never stops the reset."""
+        if not t.store_passwords:
+            self.old_unread[t.key] = "the project does not store passwords"
+            return
+        try:
+            old = await self.client.reveal_role_password(t.project_id, t.branch_id, t.role_name)
+        except asyncio.CancelledError:
+            raise
+        except NeonError as e:
+            self.old_unread[t.key] = f"could not read it before the reset ({e.title})"
+            return
+        except Exception as e:
+            self.old_unread[t.key] = f"could not read it before the reset ({type(e).__name__})"
+            return
+        if old:
+            held = self.old_passwords.setdefault(t.key, [])
+            if old not in held:
+                held.append(old)
+            self.old_unread.pop(t.key, None)
+
     async def _reset_and_finish(self, t: Target, jt: JournalTarget) -> None:
         deadline = time.monotonic() + self.lock_timeout
+        if self.reveal_old and await self._may_start():
+            await self._reveal_old(t)
         resends = 0
         backoff = self.poll_min
         while True:

@@ -8,6 +8,7 @@ from neon_tui.neon.models import Operation
 from neon_tui.neon.secret import Secret
 from neon_tui.rotation.journal import TargetState
 from neon_tui.rotation.plan import Target, TargetKey
+from neon_tui.rotation.verify import Verification
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,22 @@ class Released:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetVerified:
+    """A rotated target was logged in to: the new password's and the old ones' verdicts (no secret)."""
+
+    target: Target
+    verification: Verification
+
+    @property
+    def key(self) -> TargetKey:
+        return self.target.key
+
+    @property
+    def alarm(self) -> bool:
+        return self.verification.alarm
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     run_id: str
     counts: dict[str, int]
@@ -112,6 +129,7 @@ class RunFinished:
     elapsed: float
     requests: int
     complete: bool = False  # every password rotated reached every chosen sink: nothing left to resume
+    verification: dict[str, int] = field(default_factory=dict)  # verify.summarize() of the run's targets
 
 
-Event = RunStarted | TargetChanged | DeliveryFailed | Halted | Released | RunFinished
+Event = RunStarted | TargetChanged | TargetVerified | DeliveryFailed | Halted | Released | RunFinished

@@ -175,6 +175,8 @@ class JournalTarget:
     delivered: dict[str, str] = field(default_factory=dict)
     # sink name -> why delivery failed, for the current password
     delivery_failed: dict[str, str] = field(default_factory=dict)
+    # the last verification's verdicts (verify.Verification.to_json()), for the current password
+    verified: dict[str, Any] | None = None
 
     @property
     def delivered_to(self) -> list[str]:
@@ -275,6 +277,7 @@ def read_journal(path: Path) -> JournalState:
                     t.attempts += 1
                     t.sent_at = rec.get("wall")
                     t.delivered, t.delivery_failed = {}, {}
+                    t.verified = None
                     t.operations = []
                     if "before" in rec:
                         t.role_updated_at = rec["before"]
@@ -290,6 +293,10 @@ def read_journal(path: Path) -> JournalState:
                 t = targets.get(tuple(rec.get("target", ())))
                 if t is not None:
                     t.delivery_failed[str(rec.get("sink", "?"))] = str(rec.get("reason", ""))
+            elif ev == "verified":
+                t = targets.get(tuple(rec.get("target", ())))
+                if t is not None and isinstance(rec.get("verification"), dict):
+                    t.verified = rec["verification"]
             elif ev == "sinks":
                 sinks = [str(s) for s in rec.get("sinks", [])]
             elif ev == "end":

@@ -10,19 +10,29 @@ confirmed it; in "by hand" mode (the TUI without automatic sinks) when the user 
 When a sink fails, the breaker opens: no new reset starts anywhere, resets in flight finish and their
 passwords go to the other sinks or are held, and the front end decides: retry the sink, replace it,
 or stop. The run stays resumable until every password has reached the sinks.
+
+Verification (`verify=True`): once a target's reset operations are confirmed and its password has been
+handed over, a background task (bounded concurrency, see verify.Verifier) logs in with the new password
+on the direct and pooled strings and tries every known old password, which must be refused. It never
+delays delivery; `run()` yields its `TargetVerified` events and ends once the pending ones are done;
+cancel/abort/close stop it. Old passwords are held in memory only: read by the engine just before the
+reset (projects that store passwords), or given by the caller (`old_passwords`, `leaked`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from neon_tui.neon import NeonClient
 from neon_tui.rotation.engine import RotationEngine
-from neon_tui.rotation.events import Event, RotationResult
+from neon_tui.neon.secret import Secret
+from neon_tui.rotation.events import Event, RotationResult, RunFinished, TargetVerified
 from neon_tui.rotation.journal import (
     DELIVERED,
     FAILED,
@@ -34,9 +44,16 @@ from neon_tui.rotation.journal import (
     TargetState,
 )
 from neon_tui.rotation.plan import Plan, Target, TargetKey
+from neon_tui.rotation.logins import Route
 from neon_tui.rotation.sinks import Receipt, Sink, SinkError
+from neon_tui.rotation.verify import OldPasswords, Verification, Verifier, summarize
 
 BY_HAND = "hand"  # the requirement of a run without automatic sinks: the user copies or stores each password
+NOT_VERIFIED_CANCELLED = "the run was cancelled before verification"
+NOT_VERIFIED_UNCONFIRMED = "operations not confirmed"
+NOT_VERIFIED_NOT_HELD = "the new password is not held by this process (resumed run)"
+_ENGINE_DONE = object()
+_WAKE = object()
 
 
 class SessionError(Exception):
@@ -56,6 +73,8 @@ class TargetView:
     delivery_failed: dict[str, str]
     result: RotationResult | None
     attempts: int
+    verification: Verification | None = None  # None: not verified (yet, or verification is off)
+    verifying: bool = False                    # a verification is running for it
 
     @property
     def key(self) -> TargetKey:
@@ -77,6 +96,12 @@ class RunSession:
         delivery_attempts: int = 3,
         delivery_backoff: float = 0.5,
         engine_options: dict[str, Any] | None = None,
+        verify: bool = False,
+        route: Route | None = None,
+        verify_unavailable: str | None = None,
+        verifier: Verifier | None = None,
+        old_passwords: Mapping[TargetKey, Sequence[Secret]] | None = None,
+        leaked: Sequence[Secret] = (),
     ) -> None:
         self.client = client
         self.plan = plan
@@ -97,6 +122,28 @@ class RunSession:
         self._runs = 0
         self.finished = False  # the last run() ended (not necessarily complete)
         self.stopped = False
+        # Verification. `verify_unavailable` (e.g. "no PostgreSQL here") makes every target "not verified"
+        # with that reason and reads no old password (never a fake success, no request spent for nothing).
+        self.verifier: Verifier | None = None
+        if verify:
+            self.verifier = verifier or Verifier(route=route, unavailable=verify_unavailable)
+            if verify_unavailable and verifier is not None:
+                self.verifier.unavailable = verify_unavailable
+        self.engine.reveal_old = self.verifier is not None and not self.verifier.unavailable
+        self.old = OldPasswords()
+        for key, passwords in (old_passwords or {}).items():
+            for pw in passwords:
+                self.old.add(tuple(key), pw)
+        for pw in leaked:
+            if not isinstance(pw, Secret):
+                raise TypeError("leaked passwords must be Secrets")
+            if pw not in self.old.leaked:
+                self.old.leaked.append(pw)
+        self.verifications: dict[TargetKey, Verification] = {}
+        self._verified_for: dict[TargetKey, Secret] = {}  # the password each verification was about
+        self._verifying: dict[TargetKey, asyncio.Task] = {}
+        self._verify_stopped = False
+        self._out: asyncio.Queue | None = None
 
     # ------------------------------------------------------------------ views
 
@@ -128,7 +175,8 @@ class RunSession:
     def view(self, key: TargetKey) -> TargetView:
         jt = self.engine.record(key)
         return TargetView(self.engine.target(key), jt.state, jt.reason, dict(jt.delivered), dict(jt.delivery_failed),
-                          self.engine.results.get(key), jt.attempts)
+                          self.engine.results.get(key), jt.attempts, self.verifications.get(key),
+                          key in self._verifying)
 
     def views(self) -> list[TargetView]:
         return [self.view(t.key) for t in self.plan.targets]
@@ -159,6 +207,17 @@ class RunSession:
     def complete(self) -> bool:
         return not self.engine.unfinished()
 
+    @property
+    def verify(self) -> bool:
+        return self.verifier is not None
+
+    def verification_counts(self) -> dict[str, int]:
+        return summarize(self.verifications.get(t.key) for t in self.plan.targets)
+
+    def alarms(self) -> list[TargetKey]:
+        """Targets whose old password still logs in after their reset's operations finished."""
+        return [t.key for t in self.plan.targets if (v := self.verifications.get(t.key)) is not None and v.alarm]
+
     # ------------------------------------------------------------------ lifecycle
 
     async def prepare(self) -> None:
@@ -183,6 +242,13 @@ class RunSession:
             self.engine.journal = self.journal
             header = {"account": self.account, "sinks": self.required}
             await self.engine.prepare(self.plan, resume=self.resume_state, selectors=self.selectors, header=header)
+            for t in self.plan.targets:  # verdicts an earlier process journaled for the current password
+                verified = self.engine.record(t.key).verified
+                if verified and t.key not in self.verifications:
+                    try:
+                        self.verifications[t.key] = Verification.from_json(verified)
+                    except (KeyError, TypeError, ValueError):
+                        pass
             if self.resume_state is not None and self.resume_state.sinks != self.required:
                 await self.journal.awrite("sinks", sinks=self.required)
         except JournalWriteError as e:
@@ -195,11 +261,48 @@ class RunSession:
         self._runs += 1
         self.finished = False
         self.stopped = False
+        self._verify_stopped = False
+        started = time.monotonic()
+        out: asyncio.Queue = asyncio.Queue()
+        self._out = out
+        resume = self.resume_state if self._runs == 1 else None
+
+        async def pump() -> None:
+            # The engine's events and the verifications' go through one queue, in the order they happen.
+            try:
+                async for ev in self.engine.run(self.plan, resume=resume, retry_failed=retry_failed,
+                                                selectors=self.selectors, only=only):
+                    out.put_nowait(ev)
+            finally:
+                out.put_nowait(_ENGINE_DONE)
+
+        pumping = asyncio.create_task(pump(), name="run session")
+        finished: RunFinished | None = None
+        engine_done = False
         try:
-            async for ev in self.engine.run(self.plan, resume=self.resume_state if self._runs == 1 else None,
-                                            retry_failed=retry_failed, selectors=self.selectors, only=only):
+            self._verify_again()
+            while not (engine_done and not self._verifying and out.empty()):
+                ev = await out.get()
+                if ev is _WAKE:
+                    continue
+                if ev is _ENGINE_DONE:
+                    engine_done = True
+                    await pumping  # raises what the engine raised
+                    await self._verify_leftovers()
+                    continue
+                if isinstance(ev, RunFinished):
+                    finished = ev  # last, once the verifications are done too
+                    continue
                 yield ev
+            if finished is not None:
+                yield dataclasses.replace(finished, elapsed=time.monotonic() - started,
+                                          verification=self.verification_counts())
         finally:
+            if not pumping.done():
+                pumping.cancel()
+                await asyncio.gather(pumping, return_exceptions=True)
+            if self._out is out:
+                self._out = None
             self._runs -= 1
             self.finished = True
 
@@ -214,9 +317,11 @@ class RunSession:
 
     def cancel(self) -> None:
         self.engine.cancel()
+        self._stop_verifying()
 
     def abort(self) -> None:
         self.engine.abort()
+        self._stop_verifying()
 
     def stop(self) -> None:
         """Answer to the breaker: start nothing more; the run stays resumable."""
@@ -226,6 +331,9 @@ class RunSession:
     async def close(self) -> None:
         """The process is about to end: passwords that will be gone with it are journaled as failed
         (their projects do not store passwords), so --resume --retry-failed resets them again."""
+        self._stop_verifying()
+        if self._verifying:
+            await asyncio.gather(*self._verifying.values(), return_exceptions=True)
         for key in self.lost_on_exit():
             await self.engine.set_state(key, FAILED, "the new password never reached the chosen sinks and this "
                                                      "project does not store passwords: it is lost; reset it again "
@@ -294,6 +402,7 @@ class RunSession:
                 continue
             await self.engine.note_delivered(key, sink.name, receipt.detail, unconfirmed=not result.confirmed)
         await self.settle(key)
+        self._schedule_verify(result)
         if self.engine.states[key] == ROTATED and self.needs_password(key) and not self.by_hand:
             missing = [n for n in self.required if n not in jt.delivered]
             await self.engine.set_state(key, ROTATED, f"held: not yet delivered to {', '.join(missing)}")
@@ -357,6 +466,135 @@ class RunSession:
                 self.engine.release(sink.name)
             await self.settle(key)
         return receipts
+
+
+    # ------------------------------------------------------------------ verification
+
+    def _schedule_verify(self, result: RotationResult) -> None:
+        """Verify a confirmed password in the background (never awaited by delivery)."""
+        key = result.target.key
+        if self.verifier is None or not result.confirmed:
+            return
+        if self.engine.states.get(key) not in (ROTATED, DELIVERED):
+            return
+        if key in self._verifying or self._verified_for.get(key) == result.password:
+            return  # already being verified, or verified, for this very password
+        if self._verify_stopped:
+            self._record_now(key, Verification.not_verified(NOT_VERIFIED_CANCELLED), result.password)
+            return
+        self._verifying[key] = asyncio.create_task(self._verify(result), name=f"verify {result.target.label}")
+
+    async def _verify(self, result: RotationResult) -> None:
+        t = result.target
+        key = t.key
+        assert self.verifier is not None
+        try:
+            conn = result.primary
+            uris: list[tuple[str, Secret]] = []
+            if conn is not None:
+                uris.append(("direct", conn.direct))
+                if conn.pooled is not None:
+                    uris.append(("pooled", conn.pooled))
+            verdict = await self.verifier.verify(t, uris, self._old_for(key), database=conn.database if conn else None,
+                                                 old_missing=self._old_missing(t))
+            self._record_now(key, verdict, result.password)
+            await self._journal_verdict(key, verdict)
+        except asyncio.CancelledError:
+            if self._verified_for.get(key) != result.password:
+                self._record_now(key, Verification.not_verified(NOT_VERIFIED_CANCELLED), result.password)
+            raise
+        except Exception as e:  # never let a verification's surprise touch the run
+            self._record_now(key, Verification.not_verified(f"verification error ({type(e).__name__})"),
+                             result.password)
+        finally:
+            if self._verifying.get(key) is asyncio.current_task():
+                del self._verifying[key]
+            if self._out is not None:
+                self._out.put_nowait(_WAKE)
+
+    def _old_for(self, key: TargetKey) -> list[Secret]:
+        out = list(self.engine.old_passwords.get(key, ()))
+        for pw in self.old.for_target(key):
+            if pw not in out:
+                out.append(pw)
+        return out
+
+    def _old_missing(self, t: Target) -> str:
+        why = self.engine.old_unread.get(t.key)
+        if why is not None:
+            return f"old password unknown: {why}, and none was given"
+        if not t.store_passwords:
+            return "old password unknown: the project does not store passwords, and none was given"
+        return "old password unknown: not read before the reset (an earlier process sent it), and none was given"
+
+    def _record_now(self, key: TargetKey, verdict: Verification, password: Secret | None) -> None:
+        """In memory and announced at once (no await): a cancel right after cannot lose it."""
+        self.verifications[key] = verdict
+        if password is not None:
+            self._verified_for[key] = password
+        else:
+            self._verified_for.pop(key, None)
+        self.engine.record(key).verified = verdict.to_json()
+        if self._out is not None:
+            self._out.put_nowait(TargetVerified(self.engine.target(key), verdict))
+
+    async def _journal_verdict(self, key: TargetKey, verdict: Verification) -> None:
+        await self.engine.note("verified", target=list(key), verification=verdict.to_json())
+
+    def _stop_verifying(self) -> None:
+        self._verify_stopped = True
+        for task in list(self._verifying.values()):
+            task.cancel()
+
+    def _verify_again(self) -> None:
+        """A new run: verify what a cancel interrupted (its password still in hand)."""
+        for key, result in list(self.engine.results.items()):
+            v = self.verifications.get(key)
+            if v is not None and v.new_reason == NOT_VERIFIED_CANCELLED:
+                self._verified_for.pop(key, None)
+                self._schedule_verify(result)
+
+    async def _verify_leftovers(self) -> None:
+        """The engine is done: say why the rotated targets without a verdict were not verified (or check
+        the old passwords of resumed ones whose new password this process does not hold)."""
+        if self.verifier is None:
+            return
+        for t in self.plan.targets:
+            key = t.key
+            state = self.engine.states.get(key)
+            if key in self.verifications or key in self._verifying:
+                continue
+            if state == UNCONFIRMED:
+                verdict = Verification.not_verified(NOT_VERIFIED_UNCONFIRMED)
+            elif state in (ROTATED, DELIVERED) and key not in self.engine.results:
+                olds = self._old_for(key)
+                if olds and not self._verify_stopped:
+                    self._verifying[key] = asyncio.create_task(self._verify_old_only(t, olds))
+                    continue
+                verdict = Verification.not_verified(NOT_VERIFIED_NOT_HELD)
+            else:
+                continue
+            self._record_now(key, verdict, None)
+            await self._journal_verdict(key, verdict)
+
+    async def _verify_old_only(self, t: Target, olds: list[Secret]) -> None:
+        key = t.key
+        assert self.verifier is not None
+        try:
+            verdict = await self.verifier.verify(t, None, olds, new_skipped=NOT_VERIFIED_NOT_HELD)
+            self._record_now(key, verdict, None)
+            await self._journal_verdict(key, verdict)
+        except asyncio.CancelledError:
+            if key not in self.verifications:
+                self._record_now(key, Verification.not_verified(NOT_VERIFIED_CANCELLED), None)
+            raise
+        except Exception as e:
+            self._record_now(key, Verification.not_verified(f"verification error ({type(e).__name__})"), None)
+        finally:
+            if self._verifying.get(key) is asyncio.current_task():
+                del self._verifying[key]
+            if self._out is not None:
+                self._out.put_nowait(_WAKE)
 
 
 def _checked(receipt: Receipt, result: RotationResult) -> Receipt:

@@ -9,6 +9,7 @@ from neon_tui.screens.base import NeonScreen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from neon_tui.rotation.plan import Plan
+from neon_tui.rotation.verify import WAKES_COMPUTES
 from neon_tui.screens.modals import TypedConfirmModal
 
 
@@ -70,7 +71,9 @@ class ReviewScreen(NeonScreen):
         if not self.plan.targets:
             return
         t = self.plan.targets[min(max(table.cursor_row, 0), len(self.plan.targets) - 1)]
-        text = f"{t.label}:\n" + "\n".join(f"  - {c}" for c in t.consequences()) + "\n" + self._notes()
+        consequences = [*t.consequences(), f"after the reset, {WAKES_COMPUTES} (new password must log in, "
+                                           "the old one must be refused)"]
+        text = f"{t.label}:\n" + "\n".join(f"  - {c}" for c in consequences) + "\n" + self._notes()
         self.query_one("#notes", Static).update(text)
 
     def _notes(self) -> str:

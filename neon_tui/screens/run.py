@@ -15,7 +15,15 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from neon_tui.neon.secret import Secret
-from neon_tui.rotation.events import DeliveryFailed, Halted, RotationResult, RunFinished, RunStarted, TargetChanged
+from neon_tui.rotation.events import (
+    DeliveryFailed,
+    Halted,
+    RotationResult,
+    RunFinished,
+    RunStarted,
+    TargetChanged,
+    TargetVerified,
+)
 from neon_tui.rotation.journal import TargetState
 from neon_tui.rotation.plan import TargetKey
 from neon_tui.rotation.session import RunSession
@@ -100,9 +108,11 @@ class RunScreen(NeonScreen):
         table.add_column("state", key="state", width=11)
         table.add_column("target", key="target", width=label_width)
         table.add_column("detail", key="detail", width=24)
+        table.add_column("verified", key="verified", width=16)
         table.add_column("connection string", key="conn", width=120)
         for t in self.plan.targets:
-            table.add_row("planned", Text(t.label, overflow="ellipsis", no_wrap=True), "", "", key=self.rows[t.key])
+            table.add_row("planned", Text(t.label, overflow="ellipsis", no_wrap=True), "", "", "",
+                          key=self.rows[t.key])
         table.focus()
         self.started = self.app.monotonic()
         self.set_interval(1.0, self.tick)
@@ -138,6 +148,12 @@ class RunScreen(NeonScreen):
             self.update_row(ev.key)
             if ev.state in (S.ROTATED, S.FAILED, S.UNCONFIRMED, S.DELIVERED):
                 self.refresh_bindings()
+        elif isinstance(ev, TargetVerified):
+            self.update_row(ev.key)
+            if ev.alarm:
+                self.notify(f"{ev.target.label}: the OLD PASSWORD STILL LOGS IN after its reset's operations "
+                            "finished. Treat the leak as open: find who still holds it.",
+                            title="Old password still works", severity="error", timeout=20, markup=False)
         elif isinstance(ev, DeliveryFailed):
             self.notify(f"Delivery to {ev.sink} failed: {ev.reason}", severity="error", markup=False)
         elif isinstance(ev, Halted):
@@ -146,7 +162,11 @@ class RunScreen(NeonScreen):
             self.refresh_bindings()
             self.finished_at = self.app.monotonic()
             counts = ev.counts
-            if self.session.stopped:
+            alarms = self.session.alarms()
+            if alarms:
+                self.notify(f"The old password still logs in on {len(alarms)} target(s) (OLD STILL WORKS rows).",
+                            title="Verification alarm", severity="error", timeout=20)
+            elif self.session.stopped:
                 self.notify("Run stopped: no new resets. Passwords in hand stay here to copy or store; "
                             "R continues.", severity="warning", timeout=8)
             elif counts.get("cancelled", 0):
@@ -252,12 +272,28 @@ class RunScreen(NeonScreen):
             return f"no endpoint yet: password {pw}"
         return conn.reveal() if key in self.revealed else masked(conn)
 
+    def verified_cell(self, key: TargetKey) -> Text:
+        """`✓ new · old dead`, `new ✗ · …`, `OLD STILL WORKS` (error colour), `not verified`, `–` pending."""
+        v = self.session.view(key)
+        if not self.session.verify:
+            return Text("")
+        if v.verification is None:
+            pending = v.verifying or v.state in (S.ROTATED, S.DELIVERED, S.APPLYING, S.RESETTING, S.PLANNED)
+            return Text("–" if pending else "", style="dim")
+        verdict = v.verification
+        if verdict.alarm:
+            error = self.app.theme_variables.get("error", "")
+            return Text(verdict.short(), style=f"bold reverse {error}".strip())
+        style = "bold" if verdict.verified else ("dim" if verdict.short() == "not verified" else "")
+        return Text(verdict.short(), style=style, overflow="ellipsis", no_wrap=True)
+
     def update_row(self, key: TargetKey) -> None:
         table = self.query_one(DataTable)
         state = self.session.view(key).state
         row = self.rows[key]
         table.update_cell(row, "state", Text(str(state), style=STATE_STYLE.get(state, "")))
         table.update_cell(row, "detail", Text(self.details.get(key, ""), overflow="ellipsis", no_wrap=True))
+        table.update_cell(row, "verified", self.verified_cell(key))
         table.update_cell(row, "conn", Text(self.shown_value(key), no_wrap=True, overflow="ellipsis"))
         if key == self.selected_key():
             self.show_selected()
@@ -280,6 +316,9 @@ class RunScreen(NeonScreen):
                 text = self.shown_value(key) + choice
             elif detail:
                 text = f"{self.session.view(key).target.label}: {detail}"
+            verdict = self.session.view(key).verification
+            if verdict is not None:
+                text = f"{text} · {verdict.describe()}" if text else verdict.describe()
         self.query_one("#run-selected", Static).update(text)
 
     def tick(self) -> None:
@@ -297,9 +336,11 @@ class RunScreen(NeonScreen):
             status = "cancelled" if self.session.cancelled else "finished"
         held = len(self.session.undelivered())
         waiting = f" · {held} to deliver" if held else ""
+        verified = self.verify_summary()
         # Both lines are one row high (app.tcss): updating them needs no screen layout.
         self.query_one("#run-head", Static).update(
-            f"{status} · {done}/{len(self.plan.targets)}{waiting} · {end - self.started:.0f}s elapsed · {summary}",
+            f"{status} · {done}/{len(self.plan.targets)}{waiting} · {end - self.started:.0f}s elapsed · {summary}"
+            + (f" · {verified}" if verified else ""),
             layout=False)
         clip = self.app.clipboard_status()
         view = "pooled" if self.pooled else "direct"
@@ -308,6 +349,20 @@ class RunScreen(NeonScreen):
         self.query_one("#run-status", Static).update(" · ".join(
             part for part in (clip, f"deliver: {sinks}", f"{view} strings", f"journal {self.session.run_id}")
             if part), layout=False)
+
+    def verify_summary(self) -> str:
+        """`OLD STILL WORKS 1 · verified 3 · not verified 2`: the verification's summary for the head line."""
+        if not self.session.verify:
+            return ""
+        counts = self.session.verification_counts()
+        parts = []
+        if counts.get("old still-accepted"):
+            parts.append(f"OLD STILL WORKS {counts['old still-accepted']}")
+        for label, key in (("verified", "verified"), ("new failed", "new failed"), ("unknown", "new unknown"),
+                           ("not verified", "not verified")):
+            if counts.get(key):
+                parts.append(f"{label} {counts[key]}")
+        return " · ".join(parts)
 
     # ------------------------------------------------------------- actions
 

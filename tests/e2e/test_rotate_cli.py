@@ -176,7 +176,8 @@ def test_read_only_refuses_to_apply(served):
 def test_json_stdout_delivery_is_journaled_after_printing(served):
     out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "stdout")
     assert out.returncode == 0, out.stderr
-    assert [x["type"] for x in jsonl(out.stdout)] == ["run", "target", "summary"]
+    # the target line goes out as the password is handed over; its verification (on by default) after it
+    assert [x["type"] for x in jsonl(out.stdout)] == ["run", "target", "verify", "summary"]
     (journal,) = served.journals()
     state = read_journal(journal)
     assert state.ended and {t.state for t in state.targets.values()} == {"delivered"}
@@ -206,3 +207,91 @@ def test_sigkill_before_any_reset_then_a_fresh_run(served):
     for key in sim.inspect.login_roles():
         if key[0] in {p for p in sim.inspect.project_ids(sim.inspect.primary_org_id)}:
             assert sim.inspect.reset_count(*key) == 1
+
+
+# ---------------------------------------------------------------------------------------------- verification
+
+
+def test_verify_goes_with_apply_and_is_on_by_default(served):
+    out = served.run("rotate", "acme-prod/staging/app", "--verify")
+    assert out.returncode == 2 and "--verify" in out.stderr
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--deliver", "none")
+    assert out.returncode == 0, out.stderr
+    assert "wakes idle computes" in out.stderr  # said on the plan before the run
+    # a simulator on loopback without PGHOSTADDR/PGPORT: nothing to log in to, and it says so
+    assert "not verified: the API is on this machine" in out.stderr
+    assert "verification: 1 not verified" in out.stderr
+
+
+def test_json_verify_lines_and_no_verify(served):
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "none")
+    assert out.returncode == 0, out.stderr
+    lines = jsonl(out.stdout)
+    (verify,) = [x for x in lines if x["type"] == "verify"]
+    assert verify["role"] == "app" and verify["new"] == "skipped" and verify["old"] == "not-checked"
+    assert verify["alarm"] is False
+    summary = lines[-1]
+    assert summary["verification"] == {"not verified": 1} and summary["alarms"] == 0
+    (target,) = [x for x in lines if x["type"] == "target"]
+    assert "verify" in target
+    out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "none",
+                     "--no-verify")
+    assert out.returncode == 0, out.stderr
+    lines = jsonl(out.stdout)
+    assert not [x for x in lines if x["type"] == "verify"]
+    assert lines[-1]["verification"] is None
+    assert [x for x in lines if x["type"] == "target"][0]["verify"] is None
+
+
+def _run_cli_in_process(monkeypatch, tmp_path, old_still_works: bool):
+    """`neon-tui rotate --demo --apply` in this process, on a demo simulator that claims a PostgreSQL route,
+    with the real driver replaced by a login that knows the simulator's passwords."""
+    import argparse
+    from urllib.parse import unquote, urlsplit
+
+    from neon_tui import rotate_cli
+    from neon_tui.rotation import logins
+    from neon_tui.rotation.logins import Login, LoginOutcome
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    real_make_client = rotate_cli.make_client
+    seen = {}
+
+    class FakePostgres:
+        route = ("127.0.0.1", 5432)
+
+    def make_client(demo, **kw):
+        client, sim = real_make_client(demo, **kw)
+        sim.postgres = FakePostgres()
+        seen["sim"] = sim
+        return client, sim
+
+    async def login(uri, password=None, *, route=None, timeout=10):
+        assert route == logins.Route("127.0.0.1", 5432)
+        sim = seen["sim"]
+        parts = urlsplit(uri.reveal() if hasattr(uri, "reveal") else uri)
+        pw = password.reveal() if password is not None else unquote(parts.password or "")
+        project = sim.inspect.project_by_name("acme-prod").id
+        key = (project, sim.inspect.branch_by_name(project, "staging").id, unquote(parts.username))
+        ok = sim.inspect.accepts(*key, pw) or (old_still_works and password is not None)
+        return LoginOutcome(Login.OK if ok else Login.REJECTED, "logged in" if ok else "password authentication failed")
+
+    monkeypatch.setattr(rotate_cli, "make_client", make_client)
+    monkeypatch.setattr(logins, "try_login", login)
+    p = argparse.ArgumentParser()
+    rotate_cli.add_arguments(p)
+    ns = p.parse_args(["acme-prod/staging/app", "--demo", "--apply", "--yes", "--deliver", "none"])
+    return rotate_cli.main(ns)
+
+
+def test_old_password_still_accepted_is_exit_1(monkeypatch, tmp_path, capsys):
+    assert _run_cli_in_process(monkeypatch, tmp_path, old_still_works=True) == 1
+    err = capsys.readouterr().err
+    assert "ALARM" in err and "STILL ACCEPTED" in err
+
+
+def test_new_password_ok_and_old_rejected_is_exit_0(monkeypatch, tmp_path, capsys):
+    assert _run_cli_in_process(monkeypatch, tmp_path, old_still_works=False) == 0
+    err = capsys.readouterr().err
+    assert "new ok · old rejected" in err and "verification: 1 verified" in err and "ALARM" not in err
