@@ -257,9 +257,12 @@ class NeonApp(App):
         # has one, never a fake success on a demo without it ("not verified: no PostgreSQL here").
         route, unavailable = where_to_verify(self.client.base_url, getattr(self, "simulator", None),
                                              simulated=self.demo, environ=dict(self.env))
+        # The leaked passwords the exposure scan matched are the old passwords to prove dead on those targets.
+        old = self.exposure.old_passwords() if self.exposure is not None else {}
         self.session = RunSession(self.client, plan, sinks=sinks, by_hand=not sinks, resume=resume,
                                   journal_factory=self.journal_factory, account=self._account,
-                                  verify=True, route=route, verify_unavailable=unavailable)
+                                  verify=True, route=route, verify_unavailable=unavailable,
+                                  old_passwords={t.key: old[t.key] for t in plan.targets if t.key in old})
         self._open_session(self.session)
 
     @work(group="start-run", exit_on_error=False, description="Checking where the passwords will go")
@@ -479,31 +482,15 @@ class NeonApp(App):
 
     def login_route(self):
         """Where real logins (verification, exposure probes) connect: the demo's own router when the demo
-        has real PostgreSQL behind it, else libpq's environment (PGHOSTADDR/PGPORT), else the host itself."""
-        from neon_tui.rotation.logins import Route
+        has real PostgreSQL behind it, else libpq's environment (PGHOSTADDR/PGPORT). See where_to_verify."""
+        from neon_tui.rotation.verify import where_to_verify
 
-        backend = getattr(self, "demo_postgres", None)
-        if backend is not None:
-            return Route(*backend.route)
-        return Route.from_env(self.env)
+        route, _ = where_to_verify(self.client.base_url, getattr(self, "simulator", None),
+                                   simulated=self.demo, environ=dict(self.env))
+        return route
 
     async def run_in_thread(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
-
-
-def start_demo_postgres(sim):
-    """Real PostgreSQL clusters behind the demo simulator when this machine has PostgreSQL.
-
-    Returns (backend, None), or (None, why not). The caller closes the backend; if the process dies first,
-    the backend's watchdog stops its servers."""
-    from neon_tui.simulator.postgres import PostgresBackend, PostgresUnavailable
-
-    try:
-        return PostgresBackend(sim, max_running=6).start(), None
-    except PostgresUnavailable as exc:
-        return None, str(exc)
-    except (OSError, RuntimeError) as exc:
-        return None, f"PostgreSQL did not start: {exc}"
 
 
 def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None) -> NeonApp:
@@ -519,7 +506,9 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
         app = NeonApp(client=client, settings=settings, settings_problem=problem, demo=True, read_only=read_only,
                       env=env)
         app.simulator = sim  # type: ignore[attr-defined]
-        app.demo_postgres, app.demo_postgres_problem = start_demo_postgres(sim)  # type: ignore[attr-defined]
+        from neon_tui.simulator.postgres import start_or_explain
+
+        app.demo_postgres, app.demo_postgres_problem = start_or_explain(sim)  # type: ignore[attr-defined]
         app.sub_title += (" · real PostgreSQL behind it" if app.demo_postgres is not None  # type: ignore[attr-defined]
                           else " · no PostgreSQL here: logins are not verified")
         return app

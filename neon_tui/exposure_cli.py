@@ -54,21 +54,27 @@ def exit_code(report) -> int:
     return EXIT_CLEAN if report.complete else EXIT_INCOMPLETE
 
 
-def main(ns: argparse.Namespace) -> int:
+def load_leaked(leaked: str, err) -> "object | None":
+    """Read `--leaked FILE|-` (also `rotate --leaked`): the Leak, or None after err() said why."""
     from neon_tui.rotation.leak import LeakError, read_leak
 
-    leaked = ns.leaked
     if leaked != "-" and ("://" in leaked or "password=" in leaked.lower()):
         # Looks like a secret typed on the command line: refuse without repeating it.
-        _err("--leaked takes a FILE (or '-' for standard input), not the secret itself: the command line is "
-             "visible to other processes and kept in shell history")
-        return EXIT_USAGE
+        err("--leaked takes a FILE (or '-' for standard input), not the secret itself: the command line is "
+            "visible to other processes and kept in shell history")
+        return None
     if leaked == "-" and sys.stdin.isatty():
-        _err("reading the leak from the terminal: paste it, then Ctrl-D (input is not echoed back)")
+        err("reading the leak from the terminal: paste it, then Ctrl-D (input is not echoed back)")
     try:
-        leak = read_leak(leaked)
+        return read_leak(leaked)
     except LeakError as e:
-        _err(str(e))
+        err(str(e))
+        return None
+
+
+def main(ns: argparse.Namespace) -> int:
+    leak = load_leaked(ns.leaked, _err)
+    if leak is None:
         return EXIT_USAGE
     try:
         return asyncio.run(_main(ns, leak))

@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
                    help="after each target rotates, log in with the new password and check the old one is "
                         "refused (default: on with --apply/--resume; it wakes idle computes)")
+    p.add_argument("--leaked", metavar="FILE",
+                   help="what leaked (as for `neon-tui exposure`; '-' reads standard input and needs --yes): "
+                        "verification tries every leaked password on every rotated role and proves it refused")
     p.add_argument("--demo", action="store_true", help="use an in-process simulated account")
 
 
@@ -92,6 +95,25 @@ def _err(msg: str) -> None:
 
 
 def main(ns: argparse.Namespace) -> int:
+    ns.leak = None
+    if ns.leaked is not None:
+        if ns.leaked == "-" and not ns.yes and ns.apply:
+            _err("--leaked - reads standard input, which the confirmation needs too: add --yes, or give a FILE")
+            return EXIT_USAGE
+        from neon_tui.exposure_cli import load_leaked
+
+        ns.leak = load_leaked(ns.leaked, _err)
+        if ns.leak is None:
+            return EXIT_USAGE
+    try:
+        return _run_main(ns)
+    finally:
+        backend = getattr(ns, "demo_backend", None)
+        if backend is not None:
+            backend.close()
+
+
+def _run_main(ns: argparse.Namespace) -> int:
     try:
         return asyncio.run(_main(ns))
     except UsageError as e:
@@ -103,6 +125,11 @@ def main(ns: argparse.Namespace) -> int:
         else:
             _err("interrupted; nothing was changed")
         return 130
+
+
+def _login_worthy(leak) -> list:
+    """The leaked passwords worth a login: not values that only sat under an arbitrary variable's name."""
+    return [s.password for s in leak.secrets if s.probe_worthy] if leak is not None else []
 
 
 def make_client(demo: bool, **kw: Any) -> tuple[NeonClient, Any]:
@@ -197,6 +224,9 @@ async def _main(ns: argparse.Namespace) -> int:
     if not running and getattr(ns, "verify", None) is not None:
         raise UsageError("--verify/--no-verify go with --apply or --resume")
     ns.verify = running and getattr(ns, "verify", None) is not False
+    if getattr(ns, "leak", None) is not None and not ns.verify:
+        raise UsageError("--leaked is what verification proves dead: it goes with --apply/--resume and "
+                         "without --no-verify")
     if ns.selectors:
         try:
             parse_selectors(ns.selectors)  # every bad one at once, before the API is asked anything
@@ -212,6 +242,13 @@ async def _main(ns: argparse.Namespace) -> int:
     except NeonError as e:
         raise UsageError(str(e)) from None
     out = Output(ns)
+    if _sim is not None and ns.verify:
+        # The demo verifies against real PostgreSQL when this machine has it (main() closes it).
+        from neon_tui.simulator.postgres import start_or_explain
+
+        ns.demo_backend, why = await asyncio.to_thread(start_or_explain, _sim)
+        if why:
+            _err(f"demo: {why}; logins are not verified")
     route, unavailable = verify_route(client, _sim) if ns.verify else (None, None)
     async with client:
         inventory = Inventory(client)
@@ -261,7 +298,8 @@ async def _main(ns: argparse.Namespace) -> int:
             sinks = [JsonLinesSink(out.describe) if isinstance(s, StdoutSink) else s for s in sinks]
         session = RunSession(client, plan, sinks=sinks, resume=resume_state, account=account,
                              selectors=list(ns.selectors), verify=ns.verify, route=route,
-                             verify_unavailable=unavailable)
+                             verify_unavailable=unavailable,
+                             leaked=_login_worthy(ns.leak))
         out.session = session
         try:
             await session.prepare()

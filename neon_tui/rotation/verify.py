@@ -194,8 +194,13 @@ class Verifier:
     """
 
     def __init__(self, route: Route | None = None, login: LoginFn | None = None, concurrency: int = 4,
-                 timeout: float = DEFAULT_TIMEOUT, unavailable: str | None = None) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, unavailable: str | None = None,
+                 recheck_delays: Sequence[float] = (1.0, 3.0)) -> None:
         self.route = route
+        # An old password accepted right after the operations finished is checked again after these pauses
+        # before it becomes an alarm: a compute that is still picking up its new configuration is not a
+        # breach left open, but one that keeps accepting it over seconds is.
+        self.recheck_delays = tuple(recheck_delays)
         self.login = login or _real_login
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
@@ -246,7 +251,18 @@ class Verifier:
         direct = login_uri(target, ep.host, database)
         old_jobs = [self._try(f"old #{i}", direct, pw) for i, pw in enumerate(olds, 1)]
         results = await asyncio.gather(*new_jobs, *old_jobs)
-        new_checks, old_checks = tuple(results[:len(new_jobs)]), tuple(results[len(new_jobs):])
+        new_checks, old_checks = tuple(results[:len(new_jobs)]), list(results[len(new_jobs):])
+        waited = 0.0
+        for delay in self.recheck_delays:
+            accepted = [i for i, c in enumerate(old_checks) if c.result is Login.OK]
+            if not accepted:
+                break
+            await asyncio.sleep(delay)
+            waited += delay
+            again = await asyncio.gather(*(self._try(old_checks[i].kind, direct, olds[i]) for i in accepted))
+            for i, check in zip(accepted, again):
+                old_checks[i] = check
+        old_checks = tuple(old_checks)
 
         if not new_checks:
             new, new_reason = NewVerdict.SKIPPED, new_skipped or "new password not held"
@@ -262,7 +278,8 @@ class Verifier:
         if not old_checks:
             old, old_reason = OldVerdict.NOT_CHECKED, old_missing or "no old password known"
         elif any(c.result is Login.OK for c in old_checks):
-            old, old_reason = OldVerdict.STILL_ACCEPTED, "an old password still logs in"
+            old, old_reason = OldVerdict.STILL_ACCEPTED, (
+                "an old password still logs in" + (f" ({waited:g}s after the first check)" if waited else ""))
         elif all(c.result is Login.REJECTED for c in old_checks):
             old, old_reason = OldVerdict.REJECTED, ""
         else:

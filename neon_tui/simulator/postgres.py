@@ -39,6 +39,18 @@ def postgres_available() -> bool:
     return True
 
 
+def start_or_explain(sim: "Simulator", max_running: int = 6) -> "tuple[PostgresBackend | None, str | None]":
+    """Real PostgreSQL behind a demo simulator when this machine has it: (backend, None), or (None, why not).
+
+    The caller closes the backend; if the process dies first, the clusters' watchdog stops them."""
+    try:
+        return PostgresBackend(sim, max_running=max_running).start(), None
+    except PostgresUnavailable as exc:
+        return None, str(exc)
+    except (OSError, RuntimeError) as exc:
+        return None, f"PostgreSQL did not start: {exc}"
+
+
 def ip_allowed(project: "Project", branch: "Branch", ip: str) -> bool:
     """Neon's IP Allow: single addresses, CIDR ranges and ``a-b`` ranges; empty means everyone."""
     if not project.allowed_ips or (project.protected_branches_only and not branch.protected):

@@ -78,9 +78,12 @@ async def test_a_rejected_new_password_is_failed_and_an_unreachable_one_unknown(
 async def test_old_verdicts_any_accepted_is_an_alarm_all_rejected_is_dead_otherwise_unknown():
     t = _target()
     ok = {("direct", "new-Pw-1"): Login.OK, ("pooled", "new-Pw-1"): Login.OK}
-    alarm = await Verifier(login=scripted({**ok, ("direct", "old-2"): Login.OK})).verify(
-        t, _uris(t), [Secret("old-1"), Secret("old-2")])
+    calls = []
+    alarm = await Verifier(login=scripted({**ok, ("direct", "old-2"): Login.OK}, calls),
+                           recheck_delays=(0.01, 0.02)).verify(t, _uris(t), [Secret("old-1"), Secret("old-2")])
     assert alarm.old is OldVerdict.STILL_ACCEPTED and alarm.alarm and alarm.short() == "OLD STILL WORKS"
+    assert [c[1] for c in calls].count("old-2") == 3  # checked again twice before the alarm
+    assert "0.03s after the first check" in alarm.old_reason
     mixed = await Verifier(login=scripted({**ok, ("direct", "old-2"): Login.UNKNOWN})).verify(
         t, _uris(t), [Secret("old-1"), Secret("old-2")])
     assert mixed.old is OldVerdict.UNKNOWN and not mixed.alarm
@@ -89,6 +92,22 @@ async def test_old_verdicts_any_accepted_is_an_alarm_all_rejected_is_dead_otherw
     # the new password given again as an "old" one (a leaked list that already has it) is not an alarm
     same = await Verifier(login=scripted(ok)).verify(t, _uris(t), [Secret("new-Pw-1")])
     assert same.old is OldVerdict.NOT_CHECKED
+
+
+async def test_an_old_password_accepted_once_then_refused_is_no_alarm():
+    """Right after the operations finish a compute may still be taking its new configuration: look again."""
+    t = _target()
+    answers = {("direct", "new-Pw-1"): Login.OK, ("pooled", "new-Pw-1"): Login.OK, ("direct", "old-1"): Login.OK}
+    login = scripted(answers)
+
+    async def flipping(uri, password=None, **kw):
+        out = await login(uri, password, **kw)
+        if password is not None and password.reveal() == "old-1":
+            answers[("direct", "old-1")] = Login.REJECTED  # the server caught up
+        return out
+
+    out = await Verifier(login=flipping, recheck_delays=(0.01, 0.01)).verify(t, _uris(t), [Secret("old-1")])
+    assert out.old is OldVerdict.REJECTED and not out.alarm
 
 
 async def test_no_endpoint_is_skipped_and_no_postgres_is_not_verified_without_a_login():
