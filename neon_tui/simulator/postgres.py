@@ -102,6 +102,7 @@ class PostgresBackend:
         self._op_marks: dict[str, int] = {}
         self._suspends: list = []
         self._known_branches: set[str] = set()
+        self.held: set[str] = set()  # branch ids whose running compute ignores configuration changes
         self.errors: list[str] = []  # reconciler failures (texts never contain passwords)
         self.suspended: list[str] = []  # endpoint ids whose sessions suspend_compute dropped
 
@@ -227,6 +228,12 @@ class PostgresBackend:
                     "start_seconds": starts, "rss_bytes": self.manager.rss_bytes(),
                     "pss_bytes": self.manager.pss_bytes()}
 
+    def hold_config(self, branch_id: str, held: bool = True) -> None:
+        """Fault for tests and drills: the branch's running compute keeps the roles and passwords it has,
+        although the API reports its operations finished (the case verification exists to catch)."""
+        with self._lock:
+            (self.held.add if held else self.held.discard)(branch_id)
+
     def wake(self, endpoint_id: str) -> int:
         """Start (if needed) and sync the cluster behind an endpoint, as a first connection would."""
         with self.sim.lock:
@@ -347,6 +354,8 @@ class PostgresBackend:
                 desired = self._desired(project_id, branch_id, self.sim.clock())
         if desired is None or desired == cl.applied or not cl.running:
             return
+        if branch_id in self.held and cl.applied is not None:
+            return  # a compute that never applies its new configuration (see hold_config)
         from psycopg import sql
 
         roles, dbs = desired
