@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rotate_bench
 	$(BIN)/python -m benchmarks.fault_soak
 	$(BIN)/python -m benchmarks.tui_bench
+	$(BIN)/python -m benchmarks.pg_bench
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/make_screenshots.py

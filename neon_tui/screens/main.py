@@ -413,6 +413,7 @@ class MainScreen(NeonScreen):
         tree.exposed = {e.key: e for e in report.exposed}
         tree.unchecked = {u.key: u for u in report.unchecked if u.key is not None}
         tree.marks = set(tree.exposed)
+        tree.reveal(tree.exposed)  # open the way down to every exposed role
         self.schedule_rebuild(force=True)
         tree.refresh_labels()
         self.update_status()

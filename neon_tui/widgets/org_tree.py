@@ -117,6 +117,7 @@ class OrgTree(Tree[NodeRef]):
         self.org_projects: dict[str | None, list[str]] = {}
         self._node_map: dict[NodeRef, TreeNode[NodeRef]] = {}
         self._expanded: set[NodeRef] = set()
+        self._reveal: set[NodeRef] = set()
         self._narrow: dict[NodeRef, bool] = {}
         # Type-ahead: the node whose children the waiting keys wait for, and the keys (key, character).
         self._hold: NodeRef | None = None
@@ -230,7 +231,8 @@ class OrgTree(Tree[NodeRef]):
         Only expanded nodes get children: a collapsed project or branch is filled in when it is opened,
         so the tree's size (and every rebuild's cost) follows what is on screen, not the account's size.
         """
-        self._expanded = {ref for ref, n in self._node_map.items() if n.is_expanded}
+        self._expanded = {ref for ref, n in self._node_map.items() if n.is_expanded} | self._reveal
+        self._reveal = set()  # one-shot: a node the user closes afterwards stays closed
         # The cursor's node and its ancestors, nearest first: if the node is gone (filtered out), its
         # closest surviving ancestor takes the cursor.
         cursor_path: list[NodeRef] = []
@@ -260,6 +262,20 @@ class OrgTree(Tree[NodeRef]):
             self.move_cursor(target)
         if self._hold is not None and not self.children_missing(self._hold):
             self._release()
+
+    def reveal(self, keys) -> None:
+        """Open, on the next rebuild, the project and every branch down to each of these roles."""
+        for project_id, branch_id, _role in keys:
+            p = self.inventory.projects.get(project_id)
+            if p is None:
+                continue
+            self._reveal.add(NodeRef("project", org_id=p.project.org_id, project_id=project_id))
+            seen = set()
+            b = (p.branches or {}).get(branch_id)
+            while b is not None and b.branch.id not in seen:
+                seen.add(b.branch.id)
+                self._reveal.add(NodeRef("branch", project_id=project_id, branch_id=b.branch.id))
+                b = (p.branches or {}).get(b.branch.parent_id or "")
 
     def _project_hit(self, p: ProjectInfo) -> bool:
         if self._matches(p.project.name, p.project.id):

@@ -88,5 +88,11 @@ async def test_demo_offers_its_sample_leak_held_in_memory(tmp_path):
         assert type(app.screen).__name__ == "MainScreen"
         assert set(app.exposure.keys) == expected
         assert app.screen.tree.marks == expected
+        # the way down to every exposed role is open: each one is on screen with its badge
+        tree = app.screen.tree
+        shown = {r.key for r in tree._node_map if r.kind == "role"}
+        assert expected <= shown
+        for ref in (r for r in tree._node_map if r.kind == "role" and r.key in expected):
+            assert "exposed" in tree.label_for(ref).plain
         billing = ins.project_by_name("acme-legacy-billing")
         assert any(k[0] == billing.id for k in app.screen.tree.unchecked)  # not stored: needs a login probe
