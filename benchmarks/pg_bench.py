@@ -146,9 +146,9 @@ async def _bench(name: str, sim: Simulator, url: str, backend: PostgresBackend, 
                   len(session.alarms()), stats["clusters"], stats["starts"], 0.0, 0.0, 0.0)
 
 
-def run(name: str, cfg: dict, leak_of) -> Result:
+def run(name: str, cfg: dict, leak_of, max_running: int = MAX_RUNNING) -> Result:
     sim = Simulator(SimConfig(latency_ms=LATENCY_MS, op_seconds=OP_SECONDS, rate_limit="neon", **cfg))
-    with PostgresBackend(sim, max_running=MAX_RUNNING) as backend, serve_in_thread(sim) as url:
+    with PostgresBackend(sim, max_running=max_running) as backend, serve_in_thread(sim) as url:
         with Peak(backend) as peak:
             result = asyncio.run(_bench(name, sim, url, backend, leak_of(sim)))
     result.peak_clusters_pss_mb = round(peak.pss / 2**20, 1)
@@ -168,10 +168,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small accounts, for a smoke run")
     ap.add_argument("--out", default="benchmarks/pg_results.json")
+    ap.add_argument("--max-running", type=int, default=MAX_RUNNING, help="cap on running clusters")
+    ap.add_argument("--only", help="run only this account (demo, '400 targets')")
     args = ap.parse_args()
     results = []
     for name, (cfg, leak_of) in (QUICK if args.quick else SCENARIOS).items():
-        r = run(name, cfg, leak_of)
+        if args.only and name != args.only:
+            continue
+        r = run(name, cfg, leak_of, args.max_running)
         results.append(r)
         print(json.dumps(asdict(r)), flush=True)
     Path(args.out).write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")

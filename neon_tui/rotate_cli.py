@@ -52,8 +52,9 @@ old rejected | STILL ACCEPTED | unknown | not checked. A timeout is unknown, nev
 wakes idle computes. PGHOSTADDR/PGPORT are honoured (libpq).
 
 Exit status: 0 every target rotated and delivered to every chosen sink (and no old password still
-accepted); 1 some target failed, is unknown or unconfirmed, a password did not reach a sink, or an
-old password is STILL ACCEPTED after its reset's operations finished; 2 bad input or the API could
+accepted); 1 some target failed, is unknown or unconfirmed, a password did not reach a sink, an
+old password is STILL ACCEPTED after its reset's operations finished, or the server refused a new
+password (verification "new failed"); 2 bad input or the API could
 not be used (nothing was reset).
 
 Environment: NEON_API_KEY (the key), NEON_API_HOST (default https://console.neon.tech/api/v2).
@@ -97,7 +98,7 @@ def _err(msg: str) -> None:
 def main(ns: argparse.Namespace) -> int:
     ns.leak = None
     if ns.leaked is not None:
-        if ns.leaked == "-" and not ns.yes and ns.apply:
+        if ns.leaked == "-" and not ns.yes and (ns.apply or ns.resume):
             _err("--leaked - reads standard input, which the confirmation needs too: add --yes, or give a FILE")
             return EXIT_USAGE
         from neon_tui.exposure_cli import load_leaked
@@ -318,6 +319,8 @@ async def _main(ns: argparse.Namespace) -> int:
         out.results(session)
         if session.alarms():
             return EXIT_FAILED
+        if session.verification_counts().get("new failed"):
+            return EXIT_FAILED  # a delivered password the server refuses is a failed rotation
         if session.halts or any(s not in (DELIVERED, SKIPPED) and not (none and s == ROTATED)
                                 for s in session.counts()):
             return EXIT_FAILED

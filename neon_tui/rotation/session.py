@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from neon_tui.neon import NeonClient
+from neon_tui.neon.errors import NeonError
 from neon_tui.rotation.engine import RotationEngine
 from neon_tui.neon.secret import Secret
 from neon_tui.rotation.events import Event, RotationResult, RunFinished, TargetVerified
@@ -43,7 +44,7 @@ from neon_tui.rotation.journal import (
     JournalWriteError,
     TargetState,
 )
-from neon_tui.rotation.plan import Plan, Target, TargetKey
+from neon_tui.rotation.plan import Plan, Target, TargetKey, connection_uri
 from neon_tui.rotation.logins import Route
 from neon_tui.rotation.sinks import Receipt, Sink, SinkError
 from neon_tui.rotation.verify import OldPasswords, Verification, Verifier, summarize
@@ -568,7 +569,7 @@ class RunSession:
                 verdict = Verification.not_verified(NOT_VERIFIED_UNCONFIRMED)
             elif state in (ROTATED, DELIVERED) and key not in self.engine.results:
                 olds = self._old_for(key)
-                if olds and not self._verify_stopped:
+                if (olds or t.store_passwords) and not self._verify_stopped:
                     self._verifying[key] = asyncio.create_task(self._verify_old_only(t, olds))
                     continue
                 verdict = Verification.not_verified(NOT_VERIFIED_NOT_HELD)
@@ -577,11 +578,30 @@ class RunSession:
             self._record_now(key, verdict, None)
             await self._journal_verdict(key, verdict)
 
+    async def _revealed_uris(self, t: Target) -> list[tuple[str, Secret]] | None:
+        """A resumed target's current password, where the project stores it: read for this verification
+        only (memory), so the new password is proven too and an old one's refusal means something."""
+        ep, dbs = t.connect_endpoint, t.connection_databases()
+        if not t.store_passwords or ep is None or not dbs or self.verifier is None or self.verifier.unavailable:
+            return None
+        try:
+            pw = await self.engine.client.reveal_role_password(t.project_id, t.branch_id, t.role_name)
+        except NeonError:
+            return None
+        db = dbs[0].name
+        return [("direct", connection_uri(t.role_name, pw, ep.host, db)),
+                ("pooled", connection_uri(t.role_name, pw, ep.pooler_host, db))]
+
     async def _verify_old_only(self, t: Target, olds: list[Secret]) -> None:
         key = t.key
         assert self.verifier is not None
         try:
-            verdict = await self.verifier.verify(t, None, olds, new_skipped=NOT_VERIFIED_NOT_HELD)
+            uris = await self._revealed_uris(t)
+            if uris is None and not olds:
+                verdict = Verification.not_verified(NOT_VERIFIED_NOT_HELD)
+            else:
+                verdict = await self.verifier.verify(t, uris, olds, new_skipped=NOT_VERIFIED_NOT_HELD,
+                                                     old_missing=self._old_missing(t))
             self._record_now(key, verdict, None)
             await self._journal_verdict(key, verdict)
         except asyncio.CancelledError:

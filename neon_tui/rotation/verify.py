@@ -261,7 +261,8 @@ class Verifier:
             waited += delay
             again = await asyncio.gather(*(self._try(old_checks[i].kind, direct, olds[i]) for i in accepted))
             for i, check in zip(accepted, again):
-                old_checks[i] = check
+                if check.result is Login.REJECTED:  # only a refusal clears a login; a timeout proves nothing
+                    old_checks[i] = check
         old_checks = tuple(old_checks)
 
         if not new_checks:
@@ -281,7 +282,14 @@ class Verifier:
             old, old_reason = OldVerdict.STILL_ACCEPTED, (
                 "an old password still logs in" + (f" ({waited:g}s after the first check)" if waited else ""))
         elif all(c.result is Login.REJECTED for c in old_checks):
-            old, old_reason = OldVerdict.REJECTED, ""
+            # A refusal means "dead" only if the same host let the new password in: a wrong route (a stray
+            # PGHOSTADDR, another server) or a compute that kept its old configuration refuses everything.
+            if any(c.kind == "direct" and c.result is Login.OK for c in new_checks):
+                old, old_reason = OldVerdict.REJECTED, ""
+            else:
+                old, old_reason = OldVerdict.UNKNOWN, (
+                    "refused, but the new password did not log in on the same host, so the refusal proves "
+                    "nothing")
         else:
             odd = next(c for c in old_checks if c.result is not Login.REJECTED)
             old, old_reason = OldVerdict.UNKNOWN, f"{odd.kind}: {odd.detail}"

@@ -160,3 +160,25 @@ def test_sigkill_then_resume_still_proves_the_leaked_password_dead(pg_served, tm
         assert v["old"] == "rejected", v  # the leaked password is dead, also where the killed run rotated it
         assert not _logs_in(pg, _uri(sim, pid, bid, "café_rw", leaked, "warehouse"))
     assert leaked not in out.stdout and leaked not in out.stderr
+
+
+def test_a_stale_compute_never_yields_old_rejected_on_a_second_rotation(pg_served):
+    """Found in review: rotate twice a branch whose compute kept its configuration. The second run's
+    reveal reads the first run's (never applied) password; the server refuses it and the 'old' one alike.
+    That must not read as 'old rejected' with exit 0."""
+    sim, pg = pg_served.sim, pg_served.pg
+    pid, staging = _ids(sim, "acme-prod", "staging")
+    first_old = sim.inspect.password(pid, staging, "app")
+    uri = _uri(sim, pid, staging, "app", first_old, "neondb")
+    assert _logs_in(pg, uri)
+    pg.hold_config(staging)
+    org = sim.inspect.org_of(pid)
+    args = ("rotate", "--org", org, f"{pid}/{staging}/app", "--apply", "--yes", "--json", "--deliver", "stdout")
+    first = pg_served.run(*args)
+    assert first.returncode == 1
+    second = pg_served.run(*args)
+    assert second.returncode == 1, second.stdout
+    verdicts, _ = _verdicts(second.stdout)
+    v = verdicts[(pid, staging, "app")]
+    assert v["new"] == "failed" and v["old"] != "rejected", v
+    assert _logs_in(pg, uri)  # indeed: the leaked password still opens the role

@@ -298,3 +298,29 @@ async def test_old_passwords_must_be_secrets(tmp_path):
             fast_session(client, plan, tmp_path, verify=True, leaked=["plain"])
         with pytest.raises(TypeError):
             fast_session(client, plan, tmp_path, verify=True, old_passwords={plan.targets[0].key: ["plain"]})
+
+
+async def test_a_refusal_proves_nothing_when_the_new_password_is_refused_too():
+    """A wrong route (stray PGHOSTADDR) or a stale compute refuses everything: that is no proof of death."""
+    t = _target()
+    out = await Verifier(login=scripted({})).verify(t, _uris(t), [Secret("old-1")])
+    assert out.new is NewVerdict.FAILED
+    assert out.old is OldVerdict.UNKNOWN and "proves nothing" in out.old_reason and not out.verified
+    # the pooled string working is not enough: old passwords are tried on the direct host
+    out = await Verifier(login=scripted({("pooled", "new-Pw-1"): Login.OK})).verify(t, _uris(t), [Secret("old-1")])
+    assert out.old is OldVerdict.UNKNOWN
+
+
+async def test_a_timeout_on_the_recheck_does_not_erase_a_login_with_the_old_password():
+    t = _target()
+    answers = {("direct", "new-Pw-1"): Login.OK, ("pooled", "new-Pw-1"): Login.OK, ("direct", "old-1"): Login.OK}
+    login = scripted(answers)
+
+    async def then_silent(uri, password=None, **kw):
+        out = await login(uri, password, **kw)
+        if password is not None and password.reveal() == "old-1":
+            answers[("direct", "old-1")] = Login.UNKNOWN  # the compute stops answering
+        return out
+
+    out = await Verifier(login=then_silent, recheck_delays=(0.01, 0.01)).verify(t, _uris(t), [Secret("old-1")])
+    assert out.old is OldVerdict.STILL_ACCEPTED and out.alarm
