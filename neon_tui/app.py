@@ -480,15 +480,6 @@ class NeonApp(App):
         if self.client is not None:
             await self.client.aclose()
 
-    def login_route(self):
-        """Where real logins (verification, exposure probes) connect: the demo's own router when the demo
-        has real PostgreSQL behind it, else libpq's environment (PGHOSTADDR/PGPORT). See where_to_verify."""
-        from neon_tui.rotation.verify import where_to_verify
-
-        route, _ = where_to_verify(self.client.base_url, getattr(self, "simulator", None),
-                                   simulated=self.demo, environ=dict(self.env))
-        return route
-
     async def run_in_thread(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
 

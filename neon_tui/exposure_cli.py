@@ -81,13 +81,16 @@ def main(ns: argparse.Namespace) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         _err("interrupted; the scan is incomplete")
         return 130
+    finally:
+        backend = getattr(ns, "demo_backend", None)
+        if backend is not None:
+            backend.close()
 
 
 async def _main(ns: argparse.Namespace, leak) -> int:
     from neon_tui.neon.errors import NeonError
     from neon_tui.rotate_cli import make_client
     from neon_tui.rotation.exposure import scan
-    from neon_tui.rotation.logins import Route
 
     try:
         client, _sim = make_client(ns.demo)
@@ -95,10 +98,22 @@ async def _main(ns: argparse.Namespace, leak) -> int:
         _err(str(e))
         return EXIT_USAGE
     _err(leak.summary())
+    route, login = None, None
+    if ns.probe_logins:
+        if _sim is not None:
+            # The demo probes through real PostgreSQL when this machine has it (main() closes it).
+            from neon_tui.simulator.postgres import start_or_explain
+
+            ns.demo_backend, why = await asyncio.to_thread(start_or_explain, _sim)
+            if why:
+                _err(f"demo: {why}")
+        from neon_tui.rotation.exposure import probe_route
+
+        route, login = probe_route(client.base_url, _sim)
     progress = _Progress() if sys.stderr.isatty() and not ns.json else None
     async with client:
         try:
-            report = await scan(client, leak, probe_logins=ns.probe_logins, route=Route.from_env(),
+            report = await scan(client, leak, probe_logins=ns.probe_logins, route=route, login=login,
                                 progress=progress, org=ns.org)
         except (NeonError, LookupError) as e:
             if progress:

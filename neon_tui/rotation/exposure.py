@@ -352,3 +352,20 @@ async def scan(
     report.requests = getattr(client, "requests_sent", 0) - sent
     report.seconds = time.monotonic() - started
     return report
+
+
+def probe_route(api_base_url: str, sim=None, environ=None):
+    """(route, login) for login probes: where verification would log in; when no login can be made here
+    (a simulator without PostgreSQL), a login function that answers "unknown" with the reason, so the
+    roles are reported "could not check", never probed against Neon-like host names on the internet."""
+    from neon_tui.rotation.logins import Login, LoginOutcome
+    from neon_tui.rotation.verify import where_to_verify
+
+    route, unavailable = where_to_verify(api_base_url, sim, simulated=sim is not None, environ=environ)
+    if unavailable is None:
+        return route, None
+
+    async def no_login(uri, password=None, *, route=None, timeout=0.0) -> LoginOutcome:
+        return LoginOutcome(Login.UNKNOWN, f"not possible here: {unavailable}")
+
+    return None, no_login

@@ -172,7 +172,9 @@ def read_leak(path: str | Path, *, stdin: TextIO | None = None) -> Leak:
         with p.open("rb") as f:
             data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise LeakError(f"{p}: no such file") from None
+        # The argument is not repeated: someone in a hurry may have typed the secret itself.
+        raise LeakError("the file given as the leak: no such file (the name is not repeated, in case it "
+                        "was the secret itself)") from None
     except PermissionError:
         raise LeakError(f"{p}: permission denied") from None
     except OSError as e:

@@ -120,13 +120,21 @@ async def try_login(uri: Secret | str, password: Secret | str | None = None, *, 
     uri_pw = unquote(urlsplit(raw_uri).password or "")
     user = _user_of(raw_uri)
     t0 = time.monotonic()
-    conn = None
-    try:
-        conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(raw_uri, **kwargs), timeout + 2)
-        cur = await conn.execute("select current_user")
+    holder: list = []
+
+    async def attempt():
+        holder.append(await psycopg.AsyncConnection.connect(raw_uri, **kwargs))
+        cur = await holder[0].execute("select current_user")
         row = await cur.fetchone()
-        who = row[0] if row else None
+        return row[0] if row else None
+
+    try:
+        # One deadline for the connection AND the query: a server that stalls after authentication
+        # must not hold a run open.
+        who = await asyncio.wait_for(attempt(), timeout + 2)
     except (asyncio.TimeoutError, TimeoutError):
+        if holder:  # the connection was up: the server had accepted the password for this user
+            return LoginOutcome(Login.OK, "logged in (the query after it timed out)", time.monotonic() - t0)
         return LoginOutcome(Login.UNKNOWN, "timed out", time.monotonic() - t0)
     except psycopg.Error as exc:
         result, why = classify(_redacted(str(exc), pw or "", uri_pw, raw_uri))
@@ -134,7 +142,7 @@ async def try_login(uri: Secret | str, password: Secret | str | None = None, *, 
     except OSError as exc:
         return LoginOutcome(Login.UNKNOWN, f"connection failed ({type(exc).__name__})", time.monotonic() - t0)
     finally:
-        if conn is not None:
+        for conn in holder:
             try:
                 await conn.close()
             except Exception:

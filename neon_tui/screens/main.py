@@ -403,7 +403,11 @@ class MainScreen(NeonScreen):
         self.exposure_progress = "exposure scan: starting"
         self.update_status()
         try:
-            report = await scan(self.app.client, leak, probe_logins=probe, route=self.app.login_route(),
+            from neon_tui.rotation.exposure import probe_route
+
+            route, login = probe_route(self.app.client.base_url, getattr(self.app, "simulator", None),
+                                       dict(self.app.env))
+            report = await scan(self.app.client, leak, probe_logins=probe, route=route, login=login,
                                 progress=progress, inventory=self.inventory)
         finally:
             self.exposure_progress = None

@@ -76,3 +76,28 @@ def test_usage_errors(served, tmp_path):
     assert r.returncode == 2 and "no candidate password" in r.stderr
     r = served.run("exposure", "--help")
     assert r.returncode == 0 and "Exit status" in r.stdout
+
+
+def test_a_bare_password_given_as_the_file_is_not_echoed(served):
+    for cmd in (("exposure", "--leaked", "npg_AbCdEf123456"),
+                ("rotate", "x/y/z", "--apply", "--yes", "--deliver", "stdout", "--leaked", "npg_AbCdEf123456")):
+        r = served.run(*cmd)
+        assert r.returncode == 2 and "no such file" in r.stderr
+        assert "npg_AbCdEf123456" not in r.stderr + r.stdout
+
+
+def test_probes_against_a_simulator_without_postgres_are_not_sent_anywhere(served, tmp_path):
+    """A loopback API without PGHOSTADDR/PGPORT: probing would look up Neon-like host names on the internet
+    with leaked passwords. The roles are 'could not check' with the reason instead."""
+    sim = served.sim
+    billing = sim.inspect.project_by_name("acme-legacy-billing")
+    main = sim.inspect.branch_by_name(billing.id, "main").id
+    leak = tmp_path / "leak.txt"
+    leak.write_text(sim.inspect.password(billing.id, main, "o'brien") + "\n")
+    r = served.run("exposure", "--leaked", str(leak), "--probe-logins", "--json",
+                   "--org", sim.inspect.org_of(billing.id))
+    assert r.returncode in (1, 4), r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    mine = [x for x in lines if x["type"] == "unchecked" and x.get("project_id") == billing.id
+            and x.get("branch_id") == main]
+    assert mine and all("not possible here" in x["reason"] for x in mine), mine
