@@ -168,6 +168,7 @@ class _Scan:
         self.users = set().union(*(s.users for s in leak.secrets)) if leak.secrets else set()
         self.endpoints = set().union(*(s.endpoint_ids for s in leak.secrets)) if leak.secrets else set()
         self.projects_total = self.projects_done = self.roles_done = 0
+        self.refresh = True
 
     def tick(self) -> None:
         if self.progress is not None:
@@ -206,6 +207,8 @@ class _Scan:
             self.tick()
 
     async def _project(self, oid: str | None, p: ProjectInfo) -> None:
+        if self.refresh:
+            p.branches = None  # read again: new branches (and their inherited roles) must not be missed
         try:
             branches = await self.inv.load_branches(p)
         except NeonError as e:
@@ -321,11 +324,14 @@ async def scan(
     login_timeout: float = DEFAULT_TIMEOUT,
     reveal_concurrency: int = 32,
     login_concurrency: int = 8,
+    refresh: bool = True,
 ) -> ExposureReport:
     """Find every login role, on every branch the key can see, whose current password is a leaked one.
 
     `org` (id, name or handle) limits the scan to one organization; LookupError when there is none such.
-    `inventory` reuses what is already loaded (the TUI's); `login` replaces the real PostgreSQL login
+    `inventory` is shared with the caller (the TUI's), but with `refresh` (the default) every project's
+    branches and roles are read again: a branch created since they were loaded may have inherited the
+    leaked password, and a cached listing would miss it silently. `login` replaces the real PostgreSQL login
     (`logins.try_login`) in tests. Raises NeonError only when the account itself cannot be read (the key is
     refused, the API unreachable); anything narrower becomes an `Unchecked` entry.
     """
@@ -336,6 +342,7 @@ async def scan(
     sent = getattr(client, "requests_sent", 0)
     s = _Scan(client, leak, inv, probe_logins, route, progress, login or try_login, login_timeout,
               reveal_concurrency, login_concurrency)
+    s.refresh = refresh
     if org:
         chosen: list[Organization | None] = [await inv.resolve_org(org)]
     else:

@@ -96,3 +96,25 @@ async def test_demo_offers_its_sample_leak_held_in_memory(tmp_path):
             assert "exposed" in tree.label_for(ref).plain
         billing = ins.project_by_name("acme-legacy-billing")
         assert any(k[0] == billing.id for k in app.screen.tree.unchecked)  # not stored: needs a login probe
+
+
+async def test_the_scan_reads_branches_created_after_the_tree_loaded(tmp_path):
+    """Found in review: the TUI's cached inventory hid a branch made after loading (it inherited the
+    leaked password). The scan reads branches and roles again."""
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    app.simulator = sim
+    ins = sim.inspect
+    analytics = ins.project_by_name("acme-analytics")
+    main = ins.branch_by_name(analytics.id, "main")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        # load the project's branches into the tree's inventory, then create a child branch behind its back
+        await app.screen.inventory.load_project_tree(app.screen.inventory.projects[analytics.id])
+        with sim.lock:
+            child, _, _ = sim.account.create_branch(analytics, main, "preview/late", sim.clock(), history=True)
+        await pilot.press("L")
+        await settle(app, pilot)
+        await pilot.click("#sample")
+        await settle(app, pilot)
+        assert (analytics.id, child.id, "café_rw") in set(app.exposure.keys)
