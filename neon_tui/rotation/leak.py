@@ -19,7 +19,10 @@ Precedence, line by line (a `.env` binding may span lines when quoted):
      responder compares a few extra values in memory rather than miss a password stored under an odd name.
      Such values are only ever compared in memory (revealed passwords); they are never used for a login
      probe, which tries only the kinds above and bare lines.
-5. A line with neither `=` nor `://` (after trimming; `#` comments and blank lines are skipped) is a bare
+5. Other shapes leaks often have, line by line: docker-compose `- NAME=value`, YAML `name: value`, JSON
+   `"name": "value"` pairs (names decide `env` or `env-value` as in 4), and `.pgpass` lines
+   (`host:port:db:user:password`, kind `pgpass`).
+6. A line with neither `=` nor `://` (after trimming; `#` comments and blank lines are skipped) is a bare
    password, kind `bare`; surrounding matching quotes are removed.
    Other lines give nothing.
 
@@ -45,7 +48,9 @@ LIBPQ = "libpq"
 ENV = "env"
 ENV_VALUE = "env-value"
 BARE = "bare"
+PGPASS = "pgpass"
 KIND_WORDS = {
+    PGPASS: ".pgpass line",
     URI: "connection string",
     JDBC: "JDBC URL",
     LIBPQ: "libpq keyword string",
@@ -238,10 +243,17 @@ def parse_leak(text: str, source: str = "the leak") -> Leak:
             continue
         if any(_structured(chunk, line_no, None) for chunk in scanned):
             continue
-        # Not a binding with a value: every physical line that is a bare password.
+        # Not a binding with a value: YAML / JSON / compose / .pgpass shapes, else a bare password.
         for offset, physical in enumerate(raw.split("\n")):
             s = physical.strip()
-            if not s or s.startswith("#") or "=" in s or "://" in s:
+            if not s or s.startswith("#"):
+                continue
+            loose = _loose(s, first + offset)
+            if loose:
+                for value, origin in loose:
+                    add(value, origin)
+                continue
+            if "=" in s or "://" in s or _STRUCTURE_ONLY.fullmatch(s):
                 continue
             if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
                 s = s[1:-1]
@@ -251,6 +263,64 @@ def parse_leak(text: str, source: str = "the leak") -> Leak:
         raise LeakError(f"{source} holds no candidate password: expected a .env file, connection strings "
                         "(postgresql://…), libpq or JDBC strings, or bare passwords one per line")
     return leak
+
+
+_YAML_RE = re.compile(r"""^-?\s*["']?([A-Za-z_][A-Za-z0-9_.\-]*)["']?\s*:\s+(.+?)\s*,?$""")
+_JSON_PAIR_RE = re.compile(r'"([A-Za-z_][A-Za-z0-9_.\-]*)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# A YAML mapping key with nothing after it (`services:`), or JSON/YAML punctuation: never a password.
+_STRUCTURE_ONLY = re.compile(r"""-?\s*["']?[A-Za-z_][A-Za-z0-9_.\-]*["']?\s*:|[\[\]{}(),\s]+|---|\.\.\.""")
+_COMPOSE_RE = re.compile(r"""^-\s+["']?([A-Za-z_][A-Za-z0-9_.\-]*)=(.*?)["']?$""")
+
+
+def _named(name: str, value: str, line: int) -> tuple[str, Origin] | None:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    if not value or value in ("null", "~", "{}", "[]", "|", ">"):
+        return None
+    return value, Origin(line, ENV if _PASSWORDISH_RE.search(name) else ENV_VALUE, name)
+
+
+def _pgpass(s: str, line: int) -> tuple[str, Origin] | None:
+    """`hostname:port:database:username:password` (`\\:` and `\\\\` escaped), PostgreSQL's password file."""
+    fields, cur, i = [], "", 0
+    while i < len(s):
+        if s[i] == "\\" and i + 1 < len(s):
+            cur += s[i + 1]
+            i += 2
+            continue
+        if s[i] == ":":
+            fields.append(cur)
+            cur = ""
+        else:
+            cur += s[i]
+        i += 1
+    fields.append(cur)
+    if len(fields) != 5 or not fields[4] or not (fields[1] == "*" or fields[1].isdigit()):
+        return None
+    host = None if fields[0] == "*" else fields[0]
+    return fields[4], Origin(line, PGPASS, None, None if fields[3] == "*" else fields[3], host,
+                             _endpoint_of(host, None))
+
+
+def _loose(s: str, line: int) -> list[tuple[str, Origin]]:
+    """Shapes a leak often has besides .env: docker-compose `- NAME=value`, YAML `name: value`, JSON
+    `"name": "value"` pairs, .pgpass lines. Names decide the kind as for .env (password-like or not)."""
+    m = _COMPOSE_RE.match(s)
+    if m:
+        hit = _named(m.group(1), m.group(2), line)
+        return [hit] if hit else []
+    pairs = _JSON_PAIR_RE.findall(s)
+    if pairs:
+        return [h for k, v in pairs if (h := _named(k, v.replace('\\"', '"'), line))]
+    pg = _pgpass(s, line)
+    if pg:
+        return [pg]
+    m = _YAML_RE.match(s)
+    if m and "://" not in m.group(2):
+        hit = _named(m.group(1), m.group(2), line)
+        return [hit] if hit else []
+    return []
 
 
 def _first_content_line(raw: str, first: int) -> tuple[int, str | None]:
@@ -301,7 +371,7 @@ def _strip_trailing(uri: str) -> str:
 
 def _query(q: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for part in re.split(r"[&;]", q):
+    for part in q.split("&"):  # libpq and pgJDBC separate parameters with '&' only; ';' may be in a password
         k, sep, v = part.partition("=")
         if sep:
             out.setdefault(unquote(k).lower(), unquote(v))

@@ -94,3 +94,23 @@ def test_read_file_and_stdin(tmp_path):
         read_leak(tmp_path / "missing")
     with pytest.raises(LeakError, match="directory"):
         read_leak(tmp_path)
+
+
+def test_compose_yaml_json_and_pgpass_shapes():
+    """Found in review: these came back 'clean' (taken whole as one bare line, or dropped)."""
+    text = ("services:\n  db:\n    environment:\n      - POSTGRES_PASSWORD=compose-pw\n"
+            "      PGPASSWORD: \"yaml-pw\"\n"
+            '{"user": "app", "password": "json-pw"}\n'
+            "ep-a.c-2.us-east-2.aws.neon.tech:5432:neondb:app:pg\\:pass\n"
+            "DATABASE_URL=postgresql://app:semi;colon@ep-b.c-2.us-east-2.aws.neon.tech/db?sslmode=require\n"
+            "---\n{\n}\n")
+    leak = parse_leak(text)
+    got = {s.password.reveal(): s for s in leak.secrets}
+    assert got["compose-pw"].kind == "env" and got["compose-pw"].probe_worthy
+    assert got["yaml-pw"].kind == "env"
+    assert got["json-pw"].kind == "env"
+    assert got["app"].kind == "env-value" and not got["app"].probe_worthy  # a user name: memory only
+    assert got["pg:pass"].kind == "pgpass" and got["pg:pass"].users == {"app"}
+    assert got["semi;colon"].kind == "uri"
+    # YAML keys, brackets and document markers are not candidates
+    assert not {"services:", "db:", "environment:", "---", "{", "}"} & set(got)
