@@ -29,7 +29,9 @@ from urllib.parse import quote
 from benchmarks.rotate_bench import MemorySink, bound
 from neon_tui.neon import NeonClient
 from neon_tui.rotation.exposure import scan
+from neon_tui.rotation.events import TargetChanged
 from neon_tui.rotation.inventory import Inventory
+from neon_tui.rotation.journal import TargetState
 from neon_tui.rotation.journal import Journal
 from neon_tui.rotation.leak import parse_leak
 from neon_tui.rotation.logins import Route
@@ -59,6 +61,7 @@ class Result:
     # rotation with verification
     targets: int
     rotate_seconds: float
+    last_delivery_seconds: float  # the last password handed over; the rest is verification's tail
     rotate_requests: int
     rotate_bound_seconds: float
     rotate_ratio: float
@@ -132,8 +135,10 @@ async def _bench(name: str, sim: Simulator, url: str, backend: PostgresBackend, 
             session = RunSession(client, plan, sinks=[MemorySink()],
                                  journal_factory=lambda: Journal.create(Path(tmp)),
                                  verify=True, route=route, old_passwords=report.old_passwords())
-            async for _ in session.run():
-                pass
+            last_delivery = 0.0
+            async for ev in session.run():
+                if isinstance(ev, TargetChanged) and ev.state == TargetState.DELIVERED:
+                    last_delivery = time.monotonic() - t0
             await session.close()
         rotate_seconds = time.monotonic() - t0
         rotate_requests = client.requests_sent - r1
@@ -142,6 +147,7 @@ async def _bench(name: str, sim: Simulator, url: str, backend: PostgresBackend, 
     stats = backend.stats()
     return Result(name, report.roles, len(leak), round(report.seconds, 1), scan_requests, report.logins,
                   len(report.exposed), len(report.unchecked), len(plan.targets), round(rotate_seconds, 1),
+                  round(last_delivery, 1),
                   rotate_requests, round(b, 1), round(rotate_seconds / b, 3), session.verification_counts(),
                   len(session.alarms()), stats["clusters"], stats["starts"], 0.0, 0.0, 0.0)
 
@@ -186,8 +192,8 @@ def main() -> None:
     for r in results:
         v = r.verified
         print(f"| {r.account} | {r.login_roles} | {r.scan_seconds} s, {r.scan_requests} requests, {r.scan_logins} logins "
-              f"| {r.exposed} / {r.unchecked} | {r.targets} targets in {r.rotate_seconds} s, {r.rotate_requests} "
-              f"requests | {r.rotate_ratio}x | {v} , alarms {r.alarms} | {r.clusters_created} / {r.cluster_starts} "
+              f"| {r.exposed} / {r.unchecked} | {r.targets} targets in {r.rotate_seconds} s (last handed over at "
+              f"{r.last_delivery_seconds} s), {r.rotate_requests} requests | {r.rotate_ratio}x | {v} , alarms {r.alarms} | {r.clusters_created} / {r.cluster_starts} "
               f"| {r.peak_clusters_pss_mb} MB ({r.peak_clusters_rss_mb} MB) / {r.peak_process_rss_mb} MB |")
 
 

@@ -107,6 +107,15 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _runs_under(pid: int, root: Path) -> bool:
+    """Is pid a process whose command line names a path under root (our postmaster, not a reused pid)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return str(root).encode() in fh.read()
+    except OSError:
+        return False
+
+
 def _rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -201,12 +210,22 @@ def alive(pid):
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+def ours(pid):
+    # postmaster.pid lives in a directory the postgres user can write: kill only a postmaster whose
+    # command line names a data directory under ROOT.
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return str(root).encode() in fh.read()
+    except OSError:
+        return False
 pids = []
 for pidfile in root.glob("*/postmaster.pid"):
     try:
-        pids.append(int(pidfile.read_text().splitlines()[0]))
+        pid = int(pidfile.read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
-        pass
+        continue
+    if ours(pid):
+        pids.append(pid)
 for pid in pids:
     if alive(pid):
         os.kill(pid, signal.SIGQUIT)
@@ -380,7 +399,7 @@ class ClusterManager:
                 pid = int(pidfile.read_text().splitlines()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            if _pid_alive(pid):
+            if _pid_alive(pid) and _runs_under(pid, self.root):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
         watchdog, self._watchdog = self._watchdog, None

@@ -304,10 +304,19 @@ class PostgresBackend:
             cl.last_used = time.monotonic()
             return cl.port
 
+    # A cluster handed to a connection this recently is not stopped to make room: the router is between
+    # resolving its port and connecting, and a stop (then the port reused by another start) could send that
+    # login to another branch.
+    EVICT_GRACE = 5.0
+
     def _make_room(self) -> None:
         running = self.manager.running()
         while len(running) >= self.max_running:
-            victim = min(running, key=lambda c: c.last_used)
+            now = time.monotonic()
+            idle = [c for c in running if now - c.last_used > self.EVICT_GRACE]
+            if not idle:
+                break  # every running compute is in use: run one over the cap rather than cut a login
+            victim = min(idle, key=lambda c: c.last_used)
             self.manager.stop(victim)
             self._set_state(None, victim.name, "idle")
             running = self.manager.running()

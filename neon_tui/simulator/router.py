@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 
 SSL_REQUEST, GSS_REQUEST, CANCEL_REQUEST = 80877103, 80877104, 80877102
 MAX_STARTUP = 10_000
+READ_TIMEOUT = 30.0  # seconds a client may take to send each part of its startup or TLS hello
 
 # Neon proxy's user-facing texts (neondatabase/neon proxy/src/auth; https://neon.com/docs/connect/connection-errors).
 MISSING_ENDPOINT = ("Endpoint ID is not specified. Either please upgrade the postgres client library (libpq) for SNI "
@@ -170,11 +171,11 @@ class Router:
     async def _serve(self, reader, writer) -> None:
         peer = (writer.get_extra_info("peername") or ("127.0.0.1",))[0]
         while True:
-            head = await asyncio.wait_for(reader.readexactly(8), 30)
+            head = await asyncio.wait_for(reader.readexactly(8), READ_TIMEOUT)
             length, code = struct.unpack("!II", head)
             if not 8 <= length <= MAX_STARTUP:
                 return
-            rest = await reader.readexactly(length - 8)
+            rest = await asyncio.wait_for(reader.readexactly(length - 8), READ_TIMEOUT)
             if code == GSS_REQUEST:
                 writer.write(b"N")
                 await writer.drain()
@@ -195,10 +196,10 @@ class Router:
     async def _tls(self, reader, writer, peer: str) -> None:
         raw, handshake = b"", b""
         while len(handshake) < 4 or len(handshake) < 4 + int.from_bytes(handshake[1:4], "big"):
-            header = await asyncio.wait_for(reader.readexactly(5), 30)
+            header = await asyncio.wait_for(reader.readexactly(5), READ_TIMEOUT)
             if header[0] != 0x16:
                 return
-            record = await reader.readexactly(int.from_bytes(header[3:5], "big"))
+            record = await asyncio.wait_for(reader.readexactly(int.from_bytes(header[3:5], "big")), READ_TIMEOUT)
             raw += header + record
             handshake += record
             if len(raw) > 64_000:
@@ -218,7 +219,7 @@ class Router:
         try:
             up_writer.write(struct.pack("!II", 8, SSL_REQUEST))
             await up_writer.drain()
-            if await up_reader.readexactly(1) != b"S":
+            if await asyncio.wait_for(up_reader.readexactly(1), READ_TIMEOUT) != b"S":
                 await self._tls_error(reader, writer, raw, "XX000", COMPUTE_FAILED)
                 return
             up_writer.write(raw)
@@ -242,7 +243,7 @@ class Router:
 
         async def feed() -> bool:
             await flush()
-            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            chunk = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT)
             if not chunk:
                 return False
             incoming.write(chunk)
@@ -258,6 +259,8 @@ class Router:
         await flush()
         buf = b""
         while len(buf) < 4 or len(buf) < struct.unpack("!I", buf[:4])[0]:
+            if len(buf) >= 4 and struct.unpack("!I", buf[:4])[0] > MAX_STARTUP:
+                break  # a startup packet larger than any real one: answer with the error anyway
             try:
                 buf += tls.read(65536)
             except ssl.SSLWantReadError:

@@ -233,14 +233,19 @@ def test_lru_cap_restart_and_close_leaves_nothing_behind():
         names = ["main", "staging", "dev/alice"]
         uris = [_uri(ps, project, _branch(ps, project, n), "app") for n in names]
         ids = [_branch(ps, project, n).id for n in names]
+        # Within the grace a compute just handed to a login is never stopped: the cap gives way instead.
         for uri in uris:
             assert ps.login_error(uri) is None
+        assert ps.backend.running_endpoints() == ids
+        ps.backend.manager.stop(ps.backend.manager.cluster(ids[2]))
+        ps.backend.EVICT_GRACE = 0.0
+        assert ps.login_error(uris[2]) is None
         assert ps.backend.running_endpoints() == ids[1:]  # main, the least recently used, stopped
         assert project.rw_endpoint(ids[0]).current_state == "idle"
         assert ps.login_error(uris[0]) is None  # waking it again stops staging
         assert ps.backend.running_endpoints() == [ids[2], ids[0]]
         stats = ps.backend.stats()
-        assert stats["starts"] == 4 and stats["running"] == 2 and ps.backend.rss_bytes() > 0
+        assert stats["starts"] == 5 and stats["running"] == 2 and ps.backend.rss_bytes() > 0
         pids, root = ps.backend.pids(), ps.backend.manager.root
         assert pids and root.exists()
     assert wait_until(lambda: not any(_pid_alive(p) for p in pids), timeout=5)
@@ -310,3 +315,28 @@ def test_sigkill_of_the_owner_leaves_no_server_behind(tmp_path):
         proc.stdout.close()
     assert wait_until(lambda: not any(_pid_alive(p) for p in pids), timeout=15), "postgres outlived its owner"
     assert wait_until(lambda: not root.exists(), timeout=10)
+
+
+@pytest.mark.parametrize("sent", [
+    b"\x00\x00\x00\x50\x00\x03\x00\x00user\x00",          # a startup packet cut short
+    b"\x00\x00\x00\x08\x04\xd2\x16\x2f" + b"\x16\x03\x01\x02\x00",  # SSLRequest, then a TLS header, no body
+])
+def test_router_drops_a_client_that_stops_sending(pg_sim, monkeypatch, sent):
+    """Found in review: such clients held a router task forever."""
+    import socket
+
+    from neon_tui.simulator import router
+
+    monkeypatch.setattr(router, "READ_TIMEOUT", 0.5)
+    host, port = pg_sim.route
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(sent)
+        sock.settimeout(5)
+        got = b""
+        t0 = time.monotonic()
+        while True:
+            chunk = sock.recv(100)
+            if not chunk:
+                break
+            got += chunk
+        assert time.monotonic() - t0 < 4  # closed by the router, not by our 5 s timeout
