@@ -88,6 +88,53 @@ async def shoot(tmp: Path) -> list[Path]:
         await pilot.press("escape", "at")
         await settle(app, pilot)
         save("07-api-log")
+    svgs += await shoot_drill(tmp)
+    return svgs
+
+
+async def shoot_drill(tmp: Path) -> list[Path]:
+    """The incident drill: the demo's sample leak found (exposed badges, marks), then rotated and verified
+    with real logins when PostgreSQL is on this machine."""
+    from neon_tui.simulator.postgres import start_or_explain
+
+    sim = Simulator(SimConfig(op_seconds=1.0, epoch=EPOCH))
+    backend, why = start_or_explain(sim)
+    if why:
+        print(f"note: {why}; the verified column will say so", file=sys.stderr)
+    client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport())
+    app = NeonApp(client=client, demo=True, now=lambda: NOW, offer_resume=False,
+                  journal_factory=lambda: Journal(tmp / "run-20261127T031500Z-drill.jsonl"))
+    app.simulator, app.demo_postgres = sim, backend
+    app.clip = Clipboard("osc52", osc52=app.copy_to_clipboard, env={})
+    svgs: list[Path] = []
+
+    def save(name: str) -> None:
+        for n in list(app._notifications):
+            app._unnotify(n)
+        path = tmp / f"{name}.svg"
+        app.save_screenshot(filename=path.name, path=str(tmp))
+        svgs.append(path)
+
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await pilot.press("L")
+            await settle(app, pilot)
+            await pilot.click("#sample")
+            await settle(app, pilot)
+            await asyncio.sleep(0.3)
+            await settle(app, pilot)
+            save("08-exposure")
+            await pilot.press("r")
+            await settle(app, pilot)
+            await pilot.press("y")
+            while getattr(getattr(app.screen, "session", None), "finished", False) is not True:
+                await asyncio.sleep(0.1)
+            await settle(app, pilot)
+            save("09-verified")
+    finally:
+        if backend is not None:
+            backend.close()
     return svgs
 
 
