@@ -279,6 +279,10 @@ def _run_cli_in_process(monkeypatch, tmp_path, old_still_works: bool):
 
     monkeypatch.setattr(rotate_cli, "make_client", make_client)
     monkeypatch.setattr(logins, "try_login", login)
+    # The stand-in PostgreSQL above, not the real clusters `--demo` would start on this machine.
+    import neon_tui.simulator.postgres as pg
+
+    monkeypatch.setattr(pg, "start_or_explain", lambda sim, max_running=6: (None, None))
     p = argparse.ArgumentParser()
     rotate_cli.add_arguments(p)
     ns = p.parse_args(["acme-prod/staging/app", "--demo", "--apply", "--yes", "--deliver", "none"])

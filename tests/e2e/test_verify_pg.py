@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def pg_served(tmp_path):
     """A served simulator with real clusters behind its router; env has PGHOSTADDR/PGPORT like serve prints."""
-    from conftest import Served
+    from e2e_served import Served
 
     require_postgres()
     sim = Simulator(SimConfig(op_seconds=0.4, rate_limit="neon", latency_ms=20))
