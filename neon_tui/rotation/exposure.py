@@ -153,8 +153,9 @@ def _why(exc: BaseException) -> str:
 class _Scan:
     def __init__(self, client, leak: Leak, inventory: Inventory, probe_logins: bool, route: Route | None,
                  progress: Progress | None, login: LoginFn, login_timeout: float, reveal_concurrency: int,
-                 login_concurrency: int) -> None:
+                 login_concurrency: int, refresh: bool = True) -> None:
         self.client = client
+        self.refresh = refresh
         self.leak = leak
         self.inv = inventory
         self.probe = probe_logins
@@ -168,7 +169,6 @@ class _Scan:
         self.users = set().union(*(s.users for s in leak.secrets)) if leak.secrets else set()
         self.endpoints = set().union(*(s.endpoint_ids for s in leak.secrets)) if leak.secrets else set()
         self.projects_total = self.projects_done = self.roles_done = 0
-        self.refresh = True
 
     def tick(self) -> None:
         if self.progress is not None:
@@ -341,8 +341,7 @@ async def scan(
     started = time.monotonic()
     sent = getattr(client, "requests_sent", 0)
     s = _Scan(client, leak, inv, probe_logins, route, progress, login or try_login, login_timeout,
-              reveal_concurrency, login_concurrency)
-    s.refresh = refresh
+              reveal_concurrency, login_concurrency, refresh)
     if org:
         chosen: list[Organization | None] = [await inv.resolve_org(org)]
     else:

@@ -62,9 +62,6 @@ class ApiKeyModal(ModalScreen[tuple[Secret, bool] | None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":
             self._submit()
-        elif event.button.id == "sample":
-            self.query_one("#leak-paste", Input).value = ""
-            self.dismiss(("sample", None, self.query_one("#leak-probe", Checkbox).value))
         else:
             self.dismiss(None)
 

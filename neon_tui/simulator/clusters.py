@@ -116,27 +116,26 @@ def _runs_under(pid: int, root: Path) -> bool:
         return False
 
 
-def _rss_kb(pid: int) -> int:
+def _proc_kb(pid: int, path: str, field: str) -> int | None:
+    """A `Field:  N kB` line of /proc/<pid>/<path>, or None."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
+        with open(f"/proc/{pid}/{path}") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return None
+
+
+def _rss_kb(pid: int) -> int:
+    return _proc_kb(pid, "status", "VmRSS:") or 0
 
 
 def _pss_kb(pid: int) -> int:
     """Proportional set size: shared memory (shared_buffers) split among the processes mapping it."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return _rss_kb(pid)
+    pss = _proc_kb(pid, "smaps_rollup", "Pss:")
+    return _rss_kb(pid) if pss is None else pss
 
 
 def _children(pid: int) -> list[int]:
