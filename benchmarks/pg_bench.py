@@ -70,6 +70,7 @@ class Result:
     # real clusters
     clusters_created: int
     cluster_starts: int
+    peak_running: int
     peak_clusters_pss_mb: float
     peak_clusters_rss_mb: float
     peak_process_rss_mb: float
@@ -79,13 +80,14 @@ class Peak:
     """Samples the clusters' memory every 0.25 s while a benchmark runs."""
 
     def __init__(self, backend: PostgresBackend) -> None:
-        self.backend, self.pss, self.rss = backend, 0, 0
+        self.backend, self.pss, self.rss, self.running = backend, 0, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
             try:
+                self.running = max(self.running, len(self.backend.running_endpoints()))
                 self.pss = max(self.pss, self.backend.pss_bytes())
                 self.rss = max(self.rss, self.backend.rss_bytes())
             except Exception:  # a cluster stopping between listing and reading: next sample
@@ -149,7 +151,7 @@ async def _bench(name: str, sim: Simulator, url: str, backend: PostgresBackend, 
                   len(report.exposed), len(report.unchecked), len(plan.targets), round(rotate_seconds, 1),
                   round(last_delivery, 1),
                   rotate_requests, round(b, 1), round(rotate_seconds / b, 3), session.verification_counts(),
-                  len(session.alarms()), stats["clusters"], stats["starts"], 0.0, 0.0, 0.0)
+                  len(session.alarms()), stats["clusters"], stats["starts"], 0, 0.0, 0.0, 0.0)
 
 
 def run(name: str, cfg: dict, leak_of, max_running: int = MAX_RUNNING) -> Result:
@@ -157,6 +159,7 @@ def run(name: str, cfg: dict, leak_of, max_running: int = MAX_RUNNING) -> Result
     with PostgresBackend(sim, max_running=max_running) as backend, serve_in_thread(sim) as url:
         with Peak(backend) as peak:
             result = asyncio.run(_bench(name, sim, url, backend, leak_of(sim)))
+    result.peak_running = peak.running
     result.peak_clusters_pss_mb = round(peak.pss / 2**20, 1)
     result.peak_clusters_rss_mb = round(peak.rss / 2**20, 1)
     result.peak_process_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -193,7 +196,7 @@ def main() -> None:
         v = r.verified
         print(f"| {r.account} | {r.login_roles} | {r.scan_seconds} s, {r.scan_requests} requests, {r.scan_logins} logins "
               f"| {r.exposed} / {r.unchecked} | {r.targets} targets in {r.rotate_seconds} s (last handed over at "
-              f"{r.last_delivery_seconds} s), {r.rotate_requests} requests | {r.rotate_ratio}x | {v} , alarms {r.alarms} | {r.clusters_created} / {r.cluster_starts} "
+              f"{r.last_delivery_seconds} s), {r.rotate_requests} requests | {r.rotate_ratio}x | {v} , alarms {r.alarms} | {r.clusters_created} / {r.cluster_starts} (peak {r.peak_running} running) "
               f"| {r.peak_clusters_pss_mb} MB ({r.peak_clusters_rss_mb} MB) / {r.peak_process_rss_mb} MB |")
 
 

@@ -305,9 +305,9 @@ class PostgresBackend:
             return cl.port
 
     # A cluster handed to a connection this recently is not stopped to make room: the router is between
-    # resolving its port and connecting, and a stop (then the port reused by another start) could send that
-    # login to another branch.
-    EVICT_GRACE = 5.0
+    # resolving its port and connecting (milliseconds), and a stop (then the port reused by another start)
+    # could send that login to another branch. When every running cluster is that fresh, the cap gives way.
+    EVICT_GRACE = 1.0
 
     def _make_room(self) -> None:
         running = self.manager.running()

@@ -234,6 +234,7 @@ def test_lru_cap_restart_and_close_leaves_nothing_behind():
         uris = [_uri(ps, project, _branch(ps, project, n), "app") for n in names]
         ids = [_branch(ps, project, n).id for n in names]
         # Within the grace a compute just handed to a login is never stopped: the cap gives way instead.
+        ps.backend.EVICT_GRACE = 60.0
         for uri in uris:
             assert ps.login_error(uri) is None
         assert ps.backend.running_endpoints() == ids
