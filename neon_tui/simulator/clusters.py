@@ -180,6 +180,7 @@ class Cluster:
     port: int = 0
     pid: int | None = None
     last_used: float = 0.0
+    clients: int = 0  # connections the router has open to it: never stopped to make room while > 0
     applied: object = None  # fingerprint of the model state last synced into it
     starts: int = 0
     start_seconds: list[float] = field(default_factory=list)
@@ -353,6 +354,7 @@ class ClusterManager:
                 os.kill(pid, signal.SIGKILL)
         cl.pid = None
         cl.applied = None
+        cl.clients = 0
 
     def connect(self, cl: Cluster, dbname: str = "postgres"):
         """Superuser connection over the unix socket (trust): never carries a password."""

@@ -124,7 +124,8 @@ class PostgresBackend:
                                        if op.action == "suspend_compute" and op.end_t > now]
             self._executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="neon-sim-pg")
             self._loop = asyncio.new_event_loop()
-            self.router = Router(self._resolve, self._cancel_ports, str(self.manager.cert), str(self.manager.key))
+            self.router = Router(self._resolve, self._cancel_ports, str(self.manager.cert), str(self.manager.key),
+                                 release=self._release)
             ready = threading.Event()
             failure: list[BaseException] = []
 
@@ -271,6 +272,19 @@ class PostgresBackend:
             self.errors.append(f"start {branch.id}: {type(exc).__name__}: {str(exc)[:300]}")
             raise RouteError("XX000", COMPUTE_FAILED) from None
 
+    def _release(self, endpoint_id: str) -> None:
+        """The router's connection to this endpoint's compute ended."""
+        with self._lock:
+            with self.sim.lock:
+                try:
+                    _, branch = self._lookup(endpoint_id)
+                except RouteError:
+                    return
+            cl = self.manager.cluster(branch.id) if self.manager else None
+            if cl is not None and cl.clients > 0:
+                cl.clients -= 1
+                cl.last_used = time.monotonic()
+
     def _cancel_ports(self) -> list[int]:
         with self._lock:
             return [c.port for c in self.manager.running()] if self.manager else []
@@ -302,18 +316,19 @@ class PostgresBackend:
                 self._set_state(project_id, branch_id, "active")
             self._sync(cl, project_id, branch_id)
             cl.last_used = time.monotonic()
+            cl.clients += 1  # until the router's connection ends (_release)
             return cl.port
 
-    # A cluster handed to a connection this recently is not stopped to make room: the router is between
-    # resolving its port and connecting (milliseconds), and a stop (then the port reused by another start)
-    # could send that login to another branch. When every running cluster is that fresh, the cap gives way.
+    # A cluster with a connection open through the router is never stopped to make room (a login must not
+    # be cut, nor a reused port send it to another branch); nor one whose last connection ended this
+    # recently. When every running cluster is busy, the cap gives way.
     EVICT_GRACE = 1.0
 
     def _make_room(self) -> None:
         running = self.manager.running()
         while len(running) >= self.max_running:
             now = time.monotonic()
-            idle = [c for c in running if now - c.last_used > self.EVICT_GRACE]
+            idle = [c for c in running if c.clients == 0 and now - c.last_used > self.EVICT_GRACE]
             if not idle:
                 break  # every running compute is in use: run one over the cap rather than cut a login
             victim = min(idle, key=lambda c: c.last_used)

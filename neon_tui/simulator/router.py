@@ -131,8 +131,9 @@ class Router:
     """asyncio server; one task per client connection, all in the owner's event loop."""
 
     def __init__(self, resolve: Resolver, cancel_ports: Callable[[], list[int]], cert: str, key: str,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", release: Callable[[str], None] | None = None) -> None:
         self.resolve = resolve
+        self.release = release  # called once for every successful resolve, when that connection ends
         self.cancel_ports = cancel_ports
         self.host = host
         self.port = 0
@@ -208,11 +209,23 @@ class Router:
         try:
             if not sni:
                 raise RouteError("08004", MISSING_ENDPOINT)
-            port = await self.resolve(endpoint_from_host(sni), peer)
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            endpoint = endpoint_from_host(sni)
+            port = await self.resolve(endpoint, peer)
         except RouteError as exc:
             await self._tls_error(reader, writer, raw, exc.sqlstate, exc.message)
             return
+        try:
+            await self._tls_upstream(reader, writer, raw, port)
+        finally:
+            self._released(endpoint)
+
+    def _released(self, endpoint: str) -> None:
+        if self.release is not None:
+            self.release(endpoint)
+
+    async def _tls_upstream(self, reader, writer, raw: bytes, port: int) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
             await self._tls_error(reader, writer, raw, "XX000", COMPUTE_FAILED)
             return
@@ -278,11 +291,18 @@ class Router:
             if not endpoint:
                 raise RouteError("08004", MISSING_ENDPOINT)
             port = await self.resolve(endpoint.lower(), peer)
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
         except RouteError as exc:
             writer.write(error_response(exc.sqlstate, exc.message))
             await writer.drain()
             return
+        try:
+            await self._plain_upstream(reader, writer, params, user, port)
+        finally:
+            self._released(endpoint.lower())
+
+    async def _plain_upstream(self, reader, writer, params: dict, user: str, port: int) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
             writer.write(error_response("XX000", COMPUTE_FAILED))
             await writer.drain()

@@ -341,3 +341,20 @@ def test_router_drops_a_client_that_stops_sending(pg_sim, monkeypatch, sent):
                 break
             got += chunk
         assert time.monotonic() - t0 < 4  # closed by the router, not by our 5 s timeout
+
+
+def test_a_compute_with_an_open_connection_is_never_stopped_for_room():
+    """Found while benchmarking: LRU stopped a compute in the middle of a verification login."""
+    with pg_session(max_running=1) as ps:
+        ps.backend.EVICT_GRACE = 0.0
+        project = _project(ps, "acme-prod")
+        main, staging = _branch(ps, project, "main"), _branch(ps, project, "staging")
+        with ps.connect(_uri(ps, project, main, "app")) as held:
+            assert ps.login_error(_uri(ps, project, staging, "app")) is None
+            held.execute("select 1")  # still alive: the cap gave way
+            assert main.id in ps.backend.running_endpoints()
+        # closed: now it may go when another compute needs the room
+        assert wait_until(lambda: ps.backend.manager.cluster(main.id).clients == 0)
+        alice = _branch(ps, project, "dev/alice")
+        assert ps.login_error(_uri(ps, project, alice, "app")) is None
+        assert ps.backend.running_endpoints() == [alice.id]
