@@ -147,6 +147,7 @@ class RotationEngine:
         # Verification: read each role's current (old) password just before its reset, held in memory only
         # (never journaled, never in an event), for the verifier to prove it dead afterwards.
         self.reveal_old = False
+        self.old_known: set[TargetKey] = set()  # targets whose old password the caller gave: no read needed
         self.old_passwords: dict[TargetKey, list[Secret]] = {}
         self.old_unread: dict[TargetKey, str] = {}  # why no old password could be read before the reset
 
@@ -516,7 +517,7 @@ class RotationEngine:
 
     async def _reset_and_finish(self, t: Target, jt: JournalTarget) -> None:
         deadline = time.monotonic() + self.lock_timeout
-        if self.reveal_old and await self._may_start():
+        if self.reveal_old and t.key not in self.old_known and await self._may_start():
             await self._reveal_old(t)
         resends = 0
         backoff = self.poll_min

@@ -140,6 +140,9 @@ class RunSession:
                 raise TypeError("leaked passwords must be Secrets")
             if pw not in self.old.leaked:
                 self.old.leaked.append(pw)
+        # A target whose current password the caller already gave (the exposure scan matched it) needs no
+        # read before its reset: one request per such target saved.
+        self.engine.old_known = set(self.old.per_target)
         self.verifications: dict[TargetKey, Verification] = {}
         self._verified_for: dict[TargetKey, Secret] = {}  # the password each verification was about
         self._verifying: dict[TargetKey, asyncio.Task] = {}

@@ -232,6 +232,21 @@ async def test_a_leaked_password_that_still_logs_in_is_an_alarm(tmp_path):
         assert "leaked-and-still-good" not in (tmp_path / "run-session.jsonl").read_text()
 
 
+async def test_an_old_password_given_for_a_target_is_not_read_again(tmp_path):
+    """The exposure scan already matched the target's current password: no reveal before its reset."""
+    async with sim_client() as (sim, client):
+        plan = await plan_for(sim, client, "acme-prod/staging/*", "acme-prod")
+        given = {t.key: [Secret(sim.inspect.password(*t.key))] for t in plan.targets[:2]}
+        session = fast_session(client, plan, tmp_path, sinks=[ListSink()], verify=True, old_passwords=given,
+                               verifier=Verifier(login=sim_login(sim, plan)))
+        await drain(session)
+        reveals = [r for r in sim.inspect.requests if r.route and r.route.endswith("reveal_password")]
+        assert len(reveals) == len(plan.targets) - 2
+        for key in given:
+            v = session.view(key).verification
+            assert (v.new, v.old) == (NewVerdict.OK, OldVerdict.REJECTED)  # proven with the given password
+
+
 async def test_without_stored_passwords_the_old_password_is_not_checked_and_not_read(tmp_path):
     async with sim_client() as (sim, client):
         plan = await plan_for(sim, client, "acme-legacy-billing/*/*", "acme-legacy-billing")
