@@ -184,3 +184,11 @@ def load_api_key(*, allow: Iterable[str] = ()) -> Secret | None:
         return load(SERVICE, API_KEY_USER, allow=allow)
     except KeyringUnavailable:
         return None
+
+
+def load_token(name: str, *, allow: Iterable[str] = ()) -> Secret | None:
+    """A platform token saved in the keyring as service "neon-tui", user `name` (e.g. GITHUB_TOKEN), or None.
+
+    Raises KeyringUnavailable when no safe keyring is usable (the caller says where else a token may come from).
+    """
+    return load(SERVICE, name, allow=allow)
