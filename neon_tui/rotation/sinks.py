@@ -440,7 +440,8 @@ class EnvBlockSink:
 
 def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
                   keyring_allow: Iterable[str] = ()) -> Sink:
-    """A sink from a --deliver value: stdout | keyring | file:PATH ('none' is handled by the caller)."""
+    """A sink from a --deliver value: stdout | keyring | file:PATH | github:OWNER/REPO[@ENV][:NAME] |
+    github-org:ORG[:NAME] | vercel:PROJECT[:KEY] ('none' is handled by the caller; see platform_sinks)."""
     if spec == "stdout":
         return StdoutSink()
     if spec == "keyring":
@@ -452,4 +453,10 @@ def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
         sink = FileSink(path)
         sink.may_append = sink.name in set(appendable)
         return sink
-    raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH or none")
+    from neon_tui.rotation.platform_sinks import parse_platform
+
+    platform = parse_platform(spec, keyring_allow=keyring_allow)
+    if platform is not None:
+        return platform
+    raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH, github:OWNER/REPO[@ENV][:NAME], "
+                     "github-org:ORG[:NAME], vercel:PROJECT[:KEY] or none")
