@@ -40,9 +40,10 @@ with an unset variable) is an error, never "everything": write '*' for that. A l
 a name goes in brackets: [*], [?], [[], [/] (`neon-tui exposure` prints selectors quoted this way).
 
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
-input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH, or
-none); every sink is checked before the first reset, and when one fails no new reset starts and the
-run stops (it stays resumable).
+input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH,
+github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], or none); every sink
+is checked before the first reset, and when one fails no new reset starts and the run stops (it stays
+resumable). A GitHub secret or Vercel variable holds one value, so it takes a run of one target.
 
 Verification (--verify, the default with --apply and --resume; --no-verify turns it off): after each
 target's reset operations finish, neon-tui logs in with the new password on the direct and pooled
@@ -57,7 +58,8 @@ old password is STILL ACCEPTED after its reset's operations finished, or the ser
 password (verification "new failed"); 2 bad input or the API could
 not be used (nothing was reset).
 
-Environment: NEON_API_KEY (the key), NEON_API_HOST (default https://console.neon.tech/api/v2).
+Environment: NEON_API_KEY (the key), NEON_API_HOST (default https://console.neon.tech/api/v2);
+GITHUB_TOKEN or GH_TOKEN, VERCEL_TOKEN (else the keyring, service neon-tui), GITHUB_API_URL, VERCEL_API_URL.
 """
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -72,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="machine-readable output (a run writes JSON Lines: one object per target as it is "
                         "handed over, then a summary)")
     p.add_argument("--deliver", action="append", metavar="SINK",
-                   help="where new passwords go, repeatable: stdout, keyring, file:PATH (a new 0600 file), or none "
+                   help="where new passwords go, repeatable: stdout, keyring, file:PATH (a new 0600 file), "
+                        "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], or none "
                         "(rely on Neon's stored passwords). Required with --apply; a target is delivered when "
                         "every chosen sink confirmed it")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
@@ -283,6 +286,10 @@ async def _main(ns: argparse.Namespace) -> int:
             out.plan(plan)
             return EXIT_OK
         sinks, none = _sinks(ns, resume_state, settings)
+        single = [s.name for s in sinks if getattr(s, "one_target", False)]
+        if single and len(plan.targets) > 1:
+            raise UsageError(f"{single[0]} holds one value, and {len(plan.targets)} targets matched: name one "
+                             "target (PROJECT/BRANCH/ROLE) per run, or deliver the others elsewhere")
         if not plan.targets and resume_state is None:
             out.plan(plan)
             _err("nothing to rotate")

@@ -127,6 +127,7 @@ class _Platform:
     """A token, a base URL and an httpx client per call (TLS verification always on)."""
 
     automatic = True
+    one_target = True  # one secret holds one value: a run with several targets is refused up front
     service = ""
     token_env: tuple[str, ...] = ()
     keyring_user = ""

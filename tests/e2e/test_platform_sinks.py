@@ -258,3 +258,12 @@ def test_rotate_with_a_bad_github_token_resets_nothing(served, github):
     assert "401" in out.stderr and "bad-token" not in out.stderr + out.stdout
     assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
     assert not github.secrets
+
+
+def test_one_secret_refuses_a_run_with_several_targets_before_any_reset(served, github):
+    served.env.update(GITHUB_API_URL=github.url, GITHUB_TOKEN=github.token)
+    out = served.run("rotate", "acme-prod/*/app", "--apply", "--yes", "--deliver", "github:acme/app")
+    assert out.returncode == 2, out.stderr
+    assert "holds one value" in out.stderr
+    assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
+    assert not github.requests
