@@ -27,6 +27,25 @@ clear_after = 45     # seconds; the clipboard is cleared then if it still holds 
 # Only keyrings known to encrypt at rest are used (Secret Service, libsecret, KWallet, macOS Keychain,
 # Windows Credential Manager). Allow another by its fully qualified class name, as neon-tui's refusal names it:
 # allow_backends = ["module.Class"]
+
+# Command sinks (`neon-tui rotate --deliver rules` or `--deliver sink:NAME`): the new value goes to the
+# command's standard input only. Presets: gh-secret, vercel-env, fly-secrets, doppler.
+# [sinks.app-repo]
+# preset = "gh-secret"
+# repo = "acme/app"
+# [sinks.vercel-prod]
+# preset = "vercel-env"
+# environment = "production"
+# value = "pooled"            # direct | pooled | password
+# [sinks.custom]
+# argv = ["my-tool", "put", "{var}"]   # placeholders: {var} {project} {project_id} {branch} {branch_id} {role} {database}
+# var = "DB_URL"
+# timeout = 30
+# [[rules]]
+# select = "acme-prod/main/app"
+# sinks = ["app-repo", "vercel-prod"]
+# var = "DATABASE_URL"
+# database = "neondb"
 """
 
 
