@@ -27,6 +27,25 @@ clear_after = 45     # seconds; the clipboard is cleared then if it still holds 
 # Only keyrings known to encrypt at rest are used (Secret Service, libsecret, KWallet, macOS Keychain,
 # Windows Credential Manager). Allow another by its fully qualified class name, as neon-tui's refusal names it:
 # allow_backends = ["module.Class"]
+
+# Command sinks (`neon-tui rotate --deliver rules` or `--deliver sink:NAME`): the new value goes to the
+# command's standard input only. Presets: gh-secret, vercel-env, fly-secrets, doppler.
+# [sinks.app-repo]
+# preset = "gh-secret"
+# repo = "acme/app"
+# [sinks.vercel-prod]
+# preset = "vercel-env"
+# environment = "production"
+# value = "pooled"            # direct | pooled | password
+# [sinks.custom]
+# argv = ["my-tool", "put", "{var}"]   # placeholders: {var} {project} {project_id} {branch} {branch_id} {role} {database}
+# var = "DB_URL"
+# timeout = 30
+# [[rules]]
+# select = "acme-prod/main/app"
+# sinks = ["app-repo", "vercel-prod"]
+# var = "DATABASE_URL"
+# database = "neondb"
 """
 
 
@@ -42,6 +61,9 @@ class Settings:
     path: Path | None = None
     # Extra keyring backends to accept ("module.Class"), beyond those known to encrypt: pass as secrets' allow=.
     keyring_allow: tuple[str, ...] = ()
+    # [sinks.NAME] and [[rules]] (command sinks: neon_tui.rotation.command_sink.SinkConfig), or why they are bad.
+    sink_config: object | None = None
+    sink_error: str | None = None
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> tuple[Settings, str | None]:
@@ -78,4 +100,13 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     else:
         problem = ('keyring.allow_backends must be a list of class names like ["module.Class"]; '
                    "allowing only the keyrings known to encrypt")
-    return Settings(mode, float(clear), dict(keymap), path, keyring_allow), problem
+    sink_config, sink_error = None, None
+    if "sinks" in data or "rules" in data:
+        from neon_tui.rotation.command_sink import SinkConfigError, parse_sink_config
+
+        try:
+            sink_config = parse_sink_config(data)
+        except SinkConfigError as e:
+            sink_error = f"{path}: {e}"
+            problem = problem or f"{sink_error}; command sinks are unavailable"
+    return Settings(mode, float(clear), dict(keymap), path, keyring_allow, sink_config, sink_error), problem

@@ -41,9 +41,10 @@ a name goes in brackets: [*], [?], [[], [/] (`neon-tui exposure` prints selector
 
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
 input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH,
-github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], or none); every sink
-is checked before the first reset, and when one fails no new reset starts and the run stops (it stays
-resumable). A GitHub secret or Vercel variable holds one value, so it takes a run of one target.
+github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], rules, sink:NAME, or none;
+rules and sink:NAME are command sinks from config.toml); every sink is checked before the first reset,
+and when one fails no new reset starts and the run stops (it stays resumable). A GitHub secret or
+Vercel variable holds one value, so it takes a run of one target.
 
 Verification (--verify, the default with --apply and --resume; --no-verify turns it off): after each
 target's reset operations finish, neon-tui logs in with the new password on the direct and pooled
@@ -75,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "handed over, then a summary)")
     p.add_argument("--deliver", action="append", metavar="SINK",
                    help="where new passwords go, repeatable: stdout, keyring, file:PATH (a new 0600 file), "
-                        "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], or none "
+                        "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], rules "
+                        "(config.toml [[rules]]: command sinks per selector), sink:NAME (one [sinks.NAME]), or none "
                         "(rely on Neon's stored passwords). Required with --apply; a target is delivered when "
                         "every chosen sink confirmed it")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
@@ -197,13 +199,49 @@ def _sinks(ns: argparse.Namespace, resume: JournalState | None, settings) -> tup
     appendable = resume.sinks if resume is not None else []
     for spec in specs:
         try:
-            sink = parse_deliver(spec, appendable=appendable, keyring_allow=settings.keyring_allow)
+            if spec == "rules" or spec.startswith("sink:"):
+                sink = _command_sink(spec, settings)
+            else:
+                sink = parse_deliver(spec, appendable=appendable, keyring_allow=settings.keyring_allow)
         except ValueError as e:
             raise UsageError(str(e)) from None
         if any(s.name == sink.name for s in sinks):
             raise UsageError(f"--deliver {spec} given twice")
         sinks.append(sink)
     return sinks, False
+
+
+def _command_sink(spec: str, settings):
+    """--deliver rules (every [[rules]] entry) or sink:NAME (one [sinks.NAME], every target). Raises UsageError."""
+    from neon_tui.rotation.command_sink import RulesSink
+
+    if settings.sink_error:
+        raise UsageError(f"--deliver {spec}: {settings.sink_error}")
+    config = settings.sink_config
+    if spec == "rules":
+        if config is None or not config.rules:
+            raise UsageError("--deliver rules: config.toml has no [[rules]] (see [sinks.NAME] and [[rules]])")
+        return RulesSink(config)
+    name = spec[5:]
+    sink = config.sinks.get(name) if config is not None else None
+    if sink is None:
+        known = ", ".join(config.sinks) if config is not None and config.sinks else "none configured"
+        raise UsageError(f"--deliver {spec}: no [sinks.{name}] in config.toml ({known})")
+    if not sink.var:
+        raise UsageError(f"--deliver {spec}: [sinks.{name}] has no var (the variable name to set)")
+    sink.name = spec
+    return sink
+
+
+def _sink_problems(sinks: list, plan: Plan) -> list[str]:
+    """What a chosen sink cannot take, found before any reset (a command sink's rules and fields)."""
+    out: list[str] = []
+    for sink in sinks:
+        if hasattr(sink, "problems"):
+            out += sink.problems(plan.targets)
+        elif hasattr(sink, "problem"):
+            out += [p for p in (sink.problem(t) for t in plan.targets) if p]
+    return out
 
 
 async def _main(ns: argparse.Namespace) -> int:
@@ -290,6 +328,11 @@ async def _main(ns: argparse.Namespace) -> int:
         if single and len(plan.targets) > 1:
             raise UsageError(f"{single[0]} holds one value, and {len(plan.targets)} targets matched: name one "
                              "target (PROJECT/BRANCH/ROLE) per run, or deliver the others elsewhere")
+        problems = _sink_problems(sinks, plan)
+        if problems:
+            for text in problems:
+                _err(text)
+            raise UsageError("some targets have nowhere to go with the chosen --deliver; nothing was changed")
         if not plan.targets and resume_state is None:
             out.plan(plan)
             _err("nothing to rotate")
