@@ -440,7 +440,8 @@ class EnvBlockSink:
 
 def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
                   keyring_allow: Iterable[str] = ()) -> Sink:
-    """A sink from a --deliver value: stdout | keyring | file:PATH ('none' is handled by the caller)."""
+    """A sink from a --deliver value: stdout | keyring | file:PATH | env:PATH | env-follow:PATH ('none' is
+    handled by the caller). env sinks need the plan's targets: the caller binds them (EnvFileSink.bind)."""
     if spec == "stdout":
         return StdoutSink()
     if spec == "keyring":
@@ -452,4 +453,11 @@ def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
         sink = FileSink(path)
         sink.may_append = sink.name in set(appendable)
         return sink
-    raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH or none")
+    if spec.startswith(("env:", "env-follow:")):
+        from neon_tui.rotation.envfiles import EnvFileSink
+
+        kind, _, path = spec.partition(":")
+        if not path.strip():
+            raise ValueError(f"--deliver {kind}:PATH needs a file or directory")
+        return EnvFileSink(path, follow_symlinks=kind == "env-follow")
+    raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH, env:PATH or none")
