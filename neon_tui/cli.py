@@ -1,4 +1,4 @@
-"""Command line: the TUI (default), `neon-tui rotate`, `neon-tui exposure` and `neon-tui simulator serve`."""
+"""Command line: the TUI (default), `neon-tui rotate`, `neon-tui exposure`, `neon-tui scan` and `neon-tui simulator serve`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
                               description=exposure_cli.DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     exposure_cli.add_arguments(exposure)
+
+    from neon_tui import envscan_cli
+
+    scan = sub.add_parser("scan", help="find copies of Neon connection strings in .env files",
+                          description=envscan_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    envscan_cli.add_arguments(scan)
     return p
 
 
@@ -55,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import exposure_cli
 
         return exposure_cli.main(ns)
+    if ns.command == "scan":
+        from neon_tui import envscan_cli
+
+        return envscan_cli.main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 

@@ -17,6 +17,7 @@ from neon_tui.rotation.journal import (
     CANCELLED,
     DELIVERED,
     FAILED,
+    PLANNED,
     RESETTING,
     ROTATED,
     SKIPPED,
@@ -41,10 +42,15 @@ a name goes in brackets: [*], [?], [[], [/] (`neon-tui exposure` prints selector
 
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
 input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH,
-github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], rules, sink:NAME, or none;
-rules and sink:NAME are command sinks from config.toml); every sink is checked before the first reset,
-and when one fails no new reset starts and the run stops (it stays resumable). A GitHub secret or
-Vercel variable holds one value, so it takes a run of one target.
+env:PATH, env-follow:PATH, github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY],
+rules, sink:NAME, or none; rules and sink:NAME are command sinks from config.toml); every sink is checked
+before the first reset, and when one fails no new reset starts and the run stops (it stays resumable).
+A GitHub secret or Vercel variable holds one value, so it takes a run of one target.
+
+--deliver env:PATH (a .env file, or a directory searched for .env, .env.* and *.env files) patches in
+place every stored copy of a rotated target's connection strings: only the password changes, written
+atomically; a file changed by someone else since it was read is refused; symlinks are refused
+(env-follow:PATH writes their target). `neon-tui scan PATH...` shows what would be patched.
 
 Verification (--verify, the default with --apply and --resume; --no-verify turns it off): after each
 target's reset operations finish, neon-tui logs in with the new password on the direct and pooled
@@ -75,7 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="machine-readable output (a run writes JSON Lines: one object per target as it is "
                         "handed over, then a summary)")
     p.add_argument("--deliver", action="append", metavar="SINK",
-                   help="where new passwords go, repeatable: stdout, keyring, file:PATH (a new 0600 file), "
+                   help="where new passwords go, repeatable: stdout, keyring, file:PATH (a new 0600 file), env:PATH "
+                        "(patch the copies in .env files in place; env-follow:PATH follows symlinks), "
                         "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], rules "
                         "(config.toml [[rules]]: command sinks per selector), sink:NAME (one [sinks.NAME]), or none "
                         "(rely on Neon's stored passwords). Required with --apply; a target is delivered when "
@@ -244,6 +251,26 @@ def _sink_problems(sinks: list, plan: Plan) -> list[str]:
     return out
 
 
+def _env_context(session, sinks, resume: JournalState | None) -> None:
+    """After preflight: the passwords the .env files held go to verification (memory only), and targets with no
+    copy in them are named. They are added as old passwords without skipping the engine's own read of the
+    current password (a file may hold a stale copy). On a resume, a target whose reset may already have
+    been sent is left out: its file copy may be the new password by now."""
+    for sink in sinks:
+        if not hasattr(sink, "old_passwords"):
+            continue
+        for key, passwords in sink.old_passwords().items():
+            state = resume.targets.get(key) if resume is not None else None
+            if state is not None and state.state not in (PLANNED, CANCELLED):
+                continue
+            for pw in passwords:
+                session.old.add(key, pw)
+        missing = sink.uncovered()
+        if missing:
+            names = ", ".join(t.label for t in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            _err(f"{sink.name}: no copy of {names} there; their new passwords go only to the other sinks")
+
+
 async def _main(ns: argparse.Namespace) -> int:
     from neon_tui.rotation.inventory import Inventory
 
@@ -324,6 +351,9 @@ async def _main(ns: argparse.Namespace) -> int:
             out.plan(plan)
             return EXIT_OK
         sinks, none = _sinks(ns, resume_state, settings)
+        for s in sinks:
+            if hasattr(s, "bind"):  # env:PATH sinks look for the plan's targets
+                s.bind(plan.targets)
         single = [s.name for s in sinks if getattr(s, "one_target", False)]
         if single and len(plan.targets) > 1:
             raise UsageError(f"{single[0]} holds one value, and {len(plan.targets)} targets matched: name one "
@@ -357,6 +387,7 @@ async def _main(ns: argparse.Namespace) -> int:
         except SessionError as e:
             _err(str(e))
             return EXIT_USAGE
+        _env_context(session, sinks, resume_state)
         ns.run_started = True
         _on_sigint(session)
         try:

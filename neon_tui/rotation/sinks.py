@@ -440,8 +440,9 @@ class EnvBlockSink:
 
 def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
                   keyring_allow: Iterable[str] = ()) -> Sink:
-    """A sink from a --deliver value: stdout | keyring | file:PATH | github:OWNER/REPO[@ENV][:NAME] |
-    github-org:ORG[:NAME] | vercel:PROJECT[:KEY] ('none' is handled by the caller; see platform_sinks)."""
+    """A sink from a --deliver value: stdout | keyring | file:PATH | env:PATH | env-follow:PATH |
+    github:OWNER/REPO[@ENV][:NAME] | github-org:ORG[:NAME] | vercel:PROJECT[:KEY] ('none' is handled by the
+    caller; see platform_sinks). env sinks need the plan's targets: the caller binds them (EnvFileSink.bind)."""
     if spec == "stdout":
         return StdoutSink()
     if spec == "keyring":
@@ -453,10 +454,17 @@ def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
         sink = FileSink(path)
         sink.may_append = sink.name in set(appendable)
         return sink
+    if spec.startswith(("env:", "env-follow:")):
+        from neon_tui.rotation.envfiles import EnvFileSink
+
+        kind, _, path = spec.partition(":")
+        if not path.strip():
+            raise ValueError(f"--deliver {kind}:PATH needs a file or directory")
+        return EnvFileSink(path, follow_symlinks=kind == "env-follow")
     from neon_tui.rotation.platform_sinks import parse_platform
 
     platform = parse_platform(spec, keyring_allow=keyring_allow)
     if platform is not None:
         return platform
-    raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH, github:OWNER/REPO[@ENV][:NAME], "
-                     "github-org:ORG[:NAME], vercel:PROJECT[:KEY] or none")
+    raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH, env:PATH, "
+                     "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY] or none")
