@@ -18,7 +18,7 @@ class ReviewScreen(NeonScreen):
         # priority: the table would otherwise take enter for itself
         Binding("enter,y", "start", "Start rotation", id="start", priority=True),
         Binding("d", "delivery", "Deliver to…", id="delivery"),
-        Binding("s", "stored", "Stored copies", id="stored-copies"),
+        Binding("s", "stored", "Stored copies", show=False, id="stored-copies"),  # named in the head when .env is chosen
         Binding("escape", "app.pop_screen", "Back", id="back"),
         Binding("j", "cursor_down", "Down", show=False, id="review-down"),
         Binding("k", "cursor_up", "Up", show=False, id="review-up"),
