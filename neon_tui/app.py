@@ -232,7 +232,7 @@ class NeonApp(App):
 
     def start_run(self, plan: Plan, resume: JournalState | None = None,
                   delivery: tuple[str, str] = ("hand", "")) -> None:
-        """Open a run session on the plan; `delivery` is ("hand" | "keyring" | "file", path)."""
+        """Open a run session on the plan; `delivery` is ("hand" | "keyring" | "file" | "env", path)."""
         if self.read_only:
             self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
             return
@@ -251,6 +251,10 @@ class NeonApp(App):
             sink = FileSink(path)
             sink.may_append = resume is not None and sink.name in resume.sinks  # the file this run made
             sinks.append(sink)
+        elif choice == "env":
+            from neon_tui.rotation.envfiles import EnvFileSink
+
+            sinks.append(EnvFileSink(path, targets=plan.targets))  # patches the copies in place
         from neon_tui.rotation.verify import where_to_verify
 
         # Verification logs in to each rotated branch: against the demo's PostgreSQL router if its simulator
@@ -279,9 +283,32 @@ class NeonApp(App):
         except SessionError as e:
             self.run_failed_to_start(session, e)
             return
+        self._env_old_passwords(session)
         while isinstance(self.screen, ReviewScreen):
             self.pop_screen()
         self.push_screen(RunScreen(session))
+
+    def _env_old_passwords(self, session: RunSession) -> None:
+        """After preflight: the passwords the .env files held go to verification as old passwords (memory
+        only), as `rotate --deliver env:` does; targets with no copy there are named (never a value)."""
+        from neon_tui.rotation.journal import CANCELLED, PLANNED
+
+        resume = session.resume_state
+        for sink in session.sinks:
+            if not hasattr(sink, "old_passwords"):
+                continue
+            for key, passwords in sink.old_passwords().items():
+                state = resume.targets.get(key) if resume is not None else None
+                if state is not None and state.state not in (PLANNED, CANCELLED):
+                    continue  # its reset may have been sent: the file may hold the new password by now
+                for pw in passwords:
+                    session.old.add(key, pw)
+            missing = sink.uncovered()
+            if missing:
+                names = ", ".join(t.label for t in missing[:5]) + (f" and {len(missing) - 5} more"
+                                                                   if len(missing) > 5 else "")
+                self.notify(f"No copy of {names} in {sink.path}: deliver those by hand.",
+                            severity="warning", markup=False, timeout=10)
 
     def run_failed_to_start(self, session: RunSession, error: Exception) -> None:
         """Preflight failed (a sink, the journal): nothing was reset. Say why where the user is."""

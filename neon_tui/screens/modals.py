@@ -221,12 +221,14 @@ class BreakerModal(ModalScreen[str]):
 
 
 class DeliveryModal(ModalScreen[tuple[str, str] | None]):
-    """Where the new passwords go during a run: by hand (default), the OS keyring, or a new file."""
+    """Where the new passwords go during a run: by hand (default), the OS keyring, a new file, or the .env
+    files under a path, patched in place."""
 
     BINDINGS = [
         Binding("h", "choose('hand')", "By hand", id="delivery-hand"),
         Binding("k", "choose('keyring')", "Keyring", id="delivery-keyring"),
         Binding("f", "file", "File", id="delivery-file"),
+        Binding("e", "env", ".env files", id="delivery-env"),
         Binding("escape", "cancel", "Back", id="delivery-back"),
     ]
 
@@ -240,10 +242,14 @@ class DeliveryModal(ModalScreen[tuple[str, str] | None]):
             yield Label("Deliver new passwords to", classes="dialog-title")
             yield Static("h  by hand: copy or store each result (c, w, k, e)\n"
                          "k  the OS keyring, as each target rotates\n"
-                         "f  a new file (0600), a line per credential: path, enter\n\n"
+                         "f  a new file (0600), a line per credential: path, enter\n"
+                         "e  Patch .env files in place (a file or a directory): path, enter\n\n"
                          "Checked before the first reset. esc goes back.",
                          markup=False, classes="dialog-body")
-            yield Input(value=self.path, placeholder="path of a new file", id="path")
+            yield Input(value=self.path if self.current == "file" else "", placeholder="path of a new file",
+                        id="path")
+            yield Input(value=self.path if self.current == "env" else "",
+                        placeholder="Patch .env files in place: a .env file or a directory", id="env-path")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("By hand (h)", id="hand", variant="primary" if self.current == "hand" else "default")
                 yield Button("Keyring (k)", id="keyring", variant="primary" if self.current == "keyring" else "default")
@@ -256,16 +262,21 @@ class DeliveryModal(ModalScreen[tuple[str, str] | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         path = event.value.strip()
+        env = event.input.id == "env-path"
         if not path:
-            self.notify("Type the path of a new file (or esc).", severity="warning")
+            self.notify("Type the path of a .env file or directory (or esc)." if env
+                        else "Type the path of a new file (or esc).", severity="warning")
             return
-        self.dismiss(("file", path))
+        self.dismiss(("env" if env else "file", path))
 
     def action_choose(self, choice: str) -> None:
         self.dismiss((choice, ""))
 
     def action_file(self) -> None:
         self.query_one("#path", Input).focus()
+
+    def action_env(self) -> None:
+        self.query_one("#env-path", Input).focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -18,6 +18,7 @@ class ReviewScreen(NeonScreen):
         # priority: the table would otherwise take enter for itself
         Binding("enter,y", "start", "Start rotation", id="start", priority=True),
         Binding("d", "delivery", "Deliver to…", id="delivery"),
+        Binding("s", "stored", "Stored copies", show=False, id="stored-copies"),  # named in the head when .env is chosen
         Binding("escape", "app.pop_screen", "Back", id="back"),
         Binding("j", "cursor_down", "Down", show=False, id="review-down"),
         Binding("k", "cursor_up", "Up", show=False, id="review-up"),
@@ -40,6 +41,8 @@ class ReviewScreen(NeonScreen):
 
     def delivery_text(self) -> str:
         choice, path = self.delivery
+        if choice == "env":
+            return f"deliver: patch .env in {path} (d; s: stored copies)"
         return {"hand": "deliver: by hand (d)", "keyring": "deliver: keyring (d)"}.get(choice, f"deliver: {path} (d)")
 
     def compose(self) -> ComposeResult:
@@ -100,8 +103,20 @@ class ReviewScreen(NeonScreen):
             if answer is not None:
                 self.delivery = answer
                 self.query_one("#review-head", Static).update(self._head_text())
+                if answer[0] == "env":
+                    self.action_stored()  # what the run will patch, and what stays stale
 
         self.app.push_screen(DeliveryModal(*self.delivery), chosen)
+
+    def action_stored(self) -> None:
+        """The stored copies of connection strings under the .env path (masked diff preview)."""
+        from neon_tui.screens.stored import StoredCopiesModal
+
+        choice, path = self.delivery
+        if choice != "env":
+            self.notify("Choose 'Patch .env files in place' first (d, then e and a path).", severity="information")
+            return
+        self.app.push_screen(StoredCopiesModal(path, self.plan.targets))
 
     def action_cursor_down(self) -> None:
         self.query_one(DataTable).action_cursor_down()
