@@ -43,9 +43,10 @@ a name goes in brackets: [*], [?], [[], [/] (`neon-tui exposure` prints selector
 Without --apply the plan is printed and nothing changes. With --apply the resets run; when standard
 input is not a terminal, --yes is required. --deliver is repeatable (stdout, keyring, file:PATH,
 env:PATH, env-follow:PATH, github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY],
-rules, sink:NAME, or none; rules and sink:NAME are command sinks from config.toml); every sink is checked
+aws-sm:SECRET_ID[#KEY] (the aws extra), rules, sink:NAME, or none; rules and sink:NAME are command sinks
+from config.toml); every sink is checked
 before the first reset, and when one fails no new reset starts and the run stops (it stays resumable).
-A GitHub secret or Vercel variable holds one value, so it takes a run of one target.
+A GitHub secret, Vercel variable or AWS secret holds one value, so it takes a run of one target.
 
 --deliver env:PATH (a .env file, or a directory searched for .env, .env.* and *.env files) patches in
 place every stored copy of a rotated target's connection strings: only the password changes, written
@@ -83,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deliver", action="append", metavar="SINK",
                    help="where new passwords go, repeatable: stdout, keyring, file:PATH (a new 0600 file), env:PATH "
                         "(patch the copies in .env files in place; env-follow:PATH follows symlinks), "
-                        "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], rules "
+                        "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], "
+                        "aws-sm:SECRET_ID[#KEY] (AWS Secrets Manager; the aws extra), rules "
                         "(config.toml [[rules]]: command sinks per selector), sink:NAME (one [sinks.NAME]), or none "
                         "(rely on Neon's stored passwords). Required with --apply; a target is delivered when "
                         "every chosen sink confirmed it")
@@ -387,6 +389,9 @@ async def _main(ns: argparse.Namespace) -> int:
         except SessionError as e:
             _err(str(e))
             return EXIT_USAGE
+        for s in sinks:
+            if hasattr(s, "set_run"):  # aws-sm: the run id goes into each ClientRequestToken
+                s.set_run(session.run_id)
         _env_context(session, sinks, resume_state)
         ns.run_started = True
         _on_sigint(session)

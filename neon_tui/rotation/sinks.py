@@ -441,8 +441,8 @@ class EnvBlockSink:
 def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
                   keyring_allow: Iterable[str] = ()) -> Sink:
     """A sink from a --deliver value: stdout | keyring | file:PATH | env:PATH | env-follow:PATH |
-    github:OWNER/REPO[@ENV][:NAME] | github-org:ORG[:NAME] | vercel:PROJECT[:KEY] ('none' is handled by the
-    caller; see platform_sinks). env sinks need the plan's targets: the caller binds them (EnvFileSink.bind)."""
+    github:OWNER/REPO[@ENV][:NAME] | github-org:ORG[:NAME] | vercel:PROJECT[:KEY] |
+    aws-sm:SECRET_ID[#KEY] ('none' is handled by the caller; see platform_sinks and aws_sink). env sinks need the plan's targets: the caller binds them (EnvFileSink.bind)."""
     if spec == "stdout":
         return StdoutSink()
     if spec == "keyring":
@@ -461,10 +461,17 @@ def parse_deliver(spec: str, *, appendable: Iterable[str] = (),
         if not path.strip():
             raise ValueError(f"--deliver {kind}:PATH needs a file or directory")
         return EnvFileSink(path, follow_symlinks=kind == "env-follow")
+    if spec.startswith("aws-sm:"):
+        from neon_tui.rotation.aws_sink import parse_aws
+
+        aws = parse_aws(spec)
+        assert aws is not None
+        return aws
     from neon_tui.rotation.platform_sinks import parse_platform
 
     platform = parse_platform(spec, keyring_allow=keyring_allow)
     if platform is not None:
         return platform
     raise ValueError(f"unknown --deliver {spec!r}: use stdout, keyring, file:PATH, env:PATH, "
-                     "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY] or none")
+                     "github:OWNER/REPO[@ENV][:NAME], github-org:ORG[:NAME], vercel:PROJECT[:KEY], "
+                     "aws-sm:SECRET_ID[#KEY] or none")
