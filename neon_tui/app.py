@@ -476,6 +476,8 @@ class NeonApp(App):
             yield SystemCommand("Copy all as .env", "A DATABASE_URL and DATABASE_URL_UNPOOLED per target (unique names)",
                                 run.action_copy_env)
             yield SystemCommand("Retry failed", "Reset failed targets again", run.action_retry_failed)
+            yield SystemCommand("Deliveries", "Targets × sinks: what was delivered where, retry a failed one (D)",
+                                run.action_deliver_view)
             yield SystemCommand("Cancel run", "Stop starting resets", run.action_cancel_run)
 
     # ------------------------------------------------------------- errors

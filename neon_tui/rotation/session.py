@@ -380,6 +380,31 @@ class RunSession:
             await self.settle(key)
         self.engine.release(name)
 
+    async def retry_delivery(self, key: TargetKey, sink_name: str) -> Receipt:
+        """Deliver one target's held password to one chosen sink again (journaled like any delivery).
+        Raises SinkError saying why when there is nothing to deliver or the sink still fails. A sink whose
+        breaker is open is released once no held password still lacks it."""
+        sink = next((s for s in self.sinks if s.name == sink_name), None)
+        if sink is None:
+            raise SinkError(f"{sink_name} is not a sink of this run")
+        result = self.engine.results.get(key)
+        if result is None:
+            raise SinkError("this process does not hold a new password for this target (not rotated here, "
+                            "or a resumed run): nothing to deliver")
+        try:
+            receipt = await self._deliver(sink, result)
+        except Exception as e:
+            reason = _why(sink, e)
+            await self.engine.note_delivery_failed(key, sink.name, reason)
+            raise SinkError(reason) from e
+        await self.engine.note_delivered(key, sink.name, receipt.detail, unconfirmed=not result.confirmed)
+        await self.settle(key)
+        if sink.name in self._tripped and not any(
+                sink.name in self.engine.record(k).delivery_failed for k in self.undelivered()):
+            self._tripped.pop(sink.name, None)
+            self.engine.release(sink.name)
+        return receipt
+
     async def _deliver_held(self) -> None:
         for key in self.undelivered():
             await self.hand_over(self.engine.results[key])

@@ -59,6 +59,7 @@ class RunScreen(NeonScreen):
         Binding("e", "copy_env", "Copy all as .env", id="copy-env"),
         Binding("R", "retry_failed", "Retry/continue", id="retry-failed"),
         Binding("x", "cancel_run", "Cancel run", id="cancel-run"),
+        Binding("D", "deliver_view", "Deliveries", show=False, id="deliver-view"),
         Binding("escape", "back", "Back", id="run-back"),
         Binding("j", "cursor_down", "Down", show=False, id="run-down"),
     ]
@@ -467,6 +468,19 @@ class RunScreen(NeonScreen):
             self.notify("No failed, cancelled or unconfirmed targets.", severity="information")
             return
         self.run_session(retry=True)
+
+    def action_deliver_view(self) -> None:
+        """Targets × sinks: what reached where, with a retry per failed cell."""
+        from neon_tui.screens.deliver import DeliverScreen
+
+        self.app.push_screen(DeliverScreen(self.session), lambda _: self.redraw_all())
+
+    def redraw_all(self) -> None:
+        for key in self.rows:
+            self._detail_from_view(key)
+            self.update_row(key)
+        self.refresh_bindings()
+        self.tick()
 
     def action_cancel_run(self) -> None:
         if self.running:

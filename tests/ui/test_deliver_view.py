@@ -1,0 +1,130 @@
+"""The deliver view (D on the run screen): targets × sinks, ✓ / ✗ / … / –, and a retry per failed cell.
+The real app on the in-process simulator, with two test sinks added to the run (one fails for one target)."""
+
+from __future__ import annotations
+
+from ui_helpers import make_app, make_sim, screen_text, settle, wait_run
+
+import neon_tui.app as app_module
+from neon_tui.rotation.journal import read_journal
+from neon_tui.rotation.session import RunSession
+from neon_tui.rotation.sinks import Receipt, SinkError
+
+JOURNAL = "run-20261127T030000Z-test.jsonl"
+
+
+class ListSink:
+    """Keeps what it got in a list; fails for the targets in `broken_for` (a cause that can be fixed)."""
+
+    automatic = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.got: dict = {}
+        self.broken_for: set = set()
+
+    async def preflight(self) -> str:
+        return self.name
+
+    async def deliver(self, result) -> Receipt:
+        key = result.target.key
+        if key in self.broken_for:
+            raise SinkError("vault sealed")
+        self.got[key] = result.password
+        return Receipt(self.name, f"{self.name} entry {len(self.got)}")
+
+
+def key_of(sim, project: str, branch: str, role: str) -> tuple[str, str, str]:
+    pid = sim.inspect.project_by_name(project).id
+    return pid, sim.inspect.branch_by_name(pid, branch).id, role
+
+
+async def test_deliver_view_shows_each_sink_per_target_and_retries_a_failed_cell(tmp_path, monkeypatch):
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    good, flaky = ListSink("memo"), ListSink("vault")
+    staging = key_of(sim, "acme-prod", "staging", "app")
+    pr142 = key_of(sim, "acme-prod", "preview/pr-142", "app")
+    flaky.broken_for = {pr142}
+
+    def with_test_sinks(client, plan, *, sinks, **kw):
+        kw.update(delivery_attempts=1, delivery_backoff=0.0)
+        return RunSession(client, plan, sinks=[*sinks, good, flaky], **kw)
+
+    monkeypatch.setattr(app_module, "RunSession", with_test_sinks)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        for key in (staging, pr142):
+            await app.inventory.load_project_tree(app.inventory.projects[key[0]])
+        app.screen.tree.marks.update([staging, pr142])
+        await pilot.press("r")
+        await settle(app, pilot)
+        await pilot.press("y")
+        for _ in range(300):
+            await pilot.pause(0.02)
+            if type(app.screen).__name__ == "BreakerModal":
+                break
+        assert type(app.screen).__name__ == "BreakerModal"
+        await pilot.press("s")  # stop: the password for the vault stays held
+        await wait_run(app, pilot)
+        session = app.session
+        assert session.view(pr142).delivery_failed == {"vault": "vault sealed"}
+        assert session.view(pr142).state == "rotated"
+
+        await pilot.press("D")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "DeliverScreen"
+        text = screen_text(app)
+        assert "memo" in text and "vault" in text
+        assert "✗ vault sealed" in text and text.count("✓") >= 3
+        table = app.screen.query_one("DataTable")
+        row = app.screen.keys.index(pr142)
+        table.move_cursor(row=row, column=2)  # the vault cell of pr-142
+        await pilot.pause()
+        assert "vault failed: vault sealed" in screen_text(app)
+
+        await pilot.press("r")  # still broken: says so, stays ✗
+        await settle(app, pilot)
+        assert "vault still fails" in screen_text(app)
+        assert session.view(pr142).delivery_failed
+
+        flaky.broken_for.clear()  # the cause is fixed
+        await pilot.press("r")
+        await settle(app, pilot)
+        await pilot.pause(0.6)
+        text = screen_text(app)
+        assert "✗ vault" not in text and "delivered to vault for" in text
+        v = session.view(pr142)
+        assert v.delivered.keys() == {"memo", "vault"} and not v.delivery_failed and v.state == "delivered"
+        assert flaky.got[pr142] == good.got[pr142]
+        for k in (staging, pr142):
+            assert sim.inspect.password(*k) not in screen_text(app)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "RunScreen"
+        assert "delivered to memo, vault" in screen_text(app)
+        assert session.complete and not session.undelivered()
+        records = [r for r in read_journal(tmp_path / JOURNAL).targets.values()]
+        assert any(r.delivered.get("vault") for r in records)
+
+
+async def test_deliver_view_without_a_held_password_says_why(tmp_path):
+    from neon_tui.rotation.sinks import SinkError as Err
+
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        key = key_of(sim, "acme-prod", "staging", "app")
+        await app.inventory.load_project_tree(app.inventory.projects[key[0]])
+        app.screen.tree.marks.update([key])
+        await pilot.press("r")
+        await settle(app, pilot)
+        plan = app.screen.plan
+        session = RunSession(app.client, plan, sinks=[ListSink("memo")])
+        try:
+            await session.retry_delivery(key, "memo")
+        except Err as e:
+            assert "does not hold a new password" in str(e)
+        else:
+            raise AssertionError("no password held: the retry must say so")
