@@ -30,6 +30,8 @@ from neon_tui.rotation.journal import (
     read_journal,
 )
 from neon_tui.rotation.plan import Plan, parse_selectors, plan_from_selectors
+from neon_tui.rotation.sink_specs import command_sink as _command_sink
+from neon_tui.rotation.sink_specs import sink_problems as _sink_problems
 
 DESCRIPTION = """\
 SELECTOR is PROJECT[/BRANCH[/ROLE]]: shell-style globs matched against names or ids.
@@ -218,39 +220,6 @@ def _sinks(ns: argparse.Namespace, resume: JournalState | None, settings) -> tup
             raise UsageError(f"--deliver {spec} given twice")
         sinks.append(sink)
     return sinks, False
-
-
-def _command_sink(spec: str, settings):
-    """--deliver rules (every [[rules]] entry) or sink:NAME (one [sinks.NAME], every target). Raises UsageError."""
-    from neon_tui.rotation.command_sink import RulesSink
-
-    if settings.sink_error:
-        raise UsageError(f"--deliver {spec}: {settings.sink_error}")
-    config = settings.sink_config
-    if spec == "rules":
-        if config is None or not config.rules:
-            raise UsageError("--deliver rules: config.toml has no [[rules]] (see [sinks.NAME] and [[rules]])")
-        return RulesSink(config)
-    name = spec[5:]
-    sink = config.sinks.get(name) if config is not None else None
-    if sink is None:
-        known = ", ".join(config.sinks) if config is not None and config.sinks else "none configured"
-        raise UsageError(f"--deliver {spec}: no [sinks.{name}] in config.toml ({known})")
-    if not sink.var:
-        raise UsageError(f"--deliver {spec}: [sinks.{name}] has no var (the variable name to set)")
-    sink.name = spec
-    return sink
-
-
-def _sink_problems(sinks: list, plan: Plan) -> list[str]:
-    """What a chosen sink cannot take, found before any reset (a command sink's rules and fields)."""
-    out: list[str] = []
-    for sink in sinks:
-        if hasattr(sink, "problems"):
-            out += sink.problems(plan.targets)
-        elif hasattr(sink, "problem"):
-            out += [p for p in (sink.problem(t) for t in plan.targets) if p]
-    return out
 
 
 def _env_context(session, sinks, resume: JournalState | None) -> None:
