@@ -231,8 +231,10 @@ class NeonApp(App):
         return None
 
     def start_run(self, plan: Plan, resume: JournalState | None = None,
-                  delivery: tuple[str, str] = ("hand", "")) -> None:
-        """Open a run session on the plan; `delivery` is ("hand" | "keyring" | "file" | "env", path)."""
+                  delivery: tuple[str, str] = ("hand", ""), more: str = "") -> None:
+        """Open a run session on the plan; `delivery` is ("hand" | "keyring" | "file" | "env", path); `more`:
+        further `--deliver` specs, space-separated (any sink the CLI has). A spec that cannot be used, or a
+        plan those sinks cannot take, is shown before anything starts."""
         if self.read_only:
             self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
             return
@@ -255,6 +257,19 @@ class NeonApp(App):
             from neon_tui.rotation.envfiles import EnvFileSink
 
             sinks.append(EnvFileSink(path, targets=plan.targets))  # patches the copies in place
+        if more.split():
+            from neon_tui.rotation.sink_specs import SpecError, build_sinks, plan_problems
+
+            try:
+                extra = build_sinks(more.split(), self.settings, taken=[s.name for s in sinks],
+                                    appendable=resume.sinks if resume is not None else ())
+                problems = plan_problems(extra, plan)
+            except SpecError as e:
+                problems = [str(e)]
+            if problems:
+                self.push_screen(ErrorModal("Cannot start the run", "\n".join(problems) + "\n\nNothing was reset."))
+                return
+            sinks += extra
         from neon_tui.rotation.verify import where_to_verify
 
         # Verification logs in to each rotated branch: against the demo's PostgreSQL router if its simulator

@@ -220,22 +220,25 @@ class BreakerModal(ModalScreen[str]):
         self.dismiss(choice)
 
 
-class DeliveryModal(ModalScreen[tuple[str, str] | None]):
+class DeliveryModal(ModalScreen[tuple[str, str, str] | None]):
     """Where the new passwords go during a run: by hand (default), the OS keyring, a new file, or the .env
-    files under a path, patched in place."""
+    files under a path, patched in place; plus "more sinks": any `--deliver` specs, space-separated
+    (github:OWNER/REPO, vercel:PROJECT, aws-sm:ID, rules, sink:NAME…). Returns (choice, path, more)."""
 
     BINDINGS = [
         Binding("h", "choose('hand')", "By hand", id="delivery-hand"),
         Binding("k", "choose('keyring')", "Keyring", id="delivery-keyring"),
         Binding("f", "file", "File", id="delivery-file"),
         Binding("e", "env", ".env files", id="delivery-env"),
+        Binding("m", "more", "More sinks", id="delivery-more"),
         Binding("escape", "cancel", "Back", id="delivery-back"),
     ]
 
-    def __init__(self, current: str = "hand", path: str = "") -> None:
+    def __init__(self, current: str = "hand", path: str = "", more: str = "") -> None:
         super().__init__()
         self.current = current
         self.path = path
+        self.more = more
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -243,13 +246,15 @@ class DeliveryModal(ModalScreen[tuple[str, str] | None]):
             yield Static("h  by hand: copy or store each result (c, w, k, e)\n"
                          "k  the OS keyring, as each target rotates\n"
                          "f  a new file (0600), a line per credential: path, enter\n"
-                         "e  Patch .env files in place (a file or a directory): path, enter\n\n"
+                         "e  Patch .env files in place (a file or a directory): path, enter\n"
+                         "m  more sinks too: --deliver specs, space-separated, enter\n\n"
                          "Checked before the first reset. esc goes back.",
                          markup=False, classes="dialog-body")
             yield Input(value=self.path if self.current == "file" else "", placeholder="path of a new file",
                         id="path")
             yield Input(value=self.path if self.current == "env" else "",
                         placeholder="Patch .env files in place: a .env file or a directory", id="env-path")
+            yield Input(value=self.more, placeholder="more sinks: github:acme/app vercel:web rules …", id="more")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("By hand (h)", id="hand", variant="primary" if self.current == "hand" else "default")
                 yield Button("Keyring (k)", id="keyring", variant="primary" if self.current == "keyring" else "default")
@@ -258,19 +263,28 @@ class DeliveryModal(ModalScreen[tuple[str, str] | None]):
         self.query_one("#hand" if self.current != "keyring" else "#keyring", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss((event.button.id or "hand", ""))
+        self.dismiss((event.button.id or "hand", "", self._more()))
+
+    def _more(self) -> str:
+        return " ".join(self.query_one("#more", Input).value.split())
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "more":  # keep the main choice, add these sinks
+            self.dismiss((self.current, self.path if self.current in ("file", "env") else "", self._more()))
+            return
         path = event.value.strip()
         env = event.input.id == "env-path"
         if not path:
             self.notify("Type the path of a .env file or directory (or esc)." if env
                         else "Type the path of a new file (or esc).", severity="warning")
             return
-        self.dismiss(("env" if env else "file", path))
+        self.dismiss(("env" if env else "file", path, self._more()))
 
     def action_choose(self, choice: str) -> None:
-        self.dismiss((choice, ""))
+        self.dismiss((choice, "", self._more()))
+
+    def action_more(self) -> None:
+        self.query_one("#more", Input).focus()
 
     def action_file(self) -> None:
         self.query_one("#path", Input).focus()

@@ -28,6 +28,7 @@ class ReviewScreen(NeonScreen):
         super().__init__()
         self.plan = plan
         self.delivery: tuple[str, str] = ("hand", "")  # by hand, the keyring, or a new file
+        self.more = ""  # more sinks: --deliver specs, space-separated
 
     def _head_text(self) -> str:
         plan = self.plan
@@ -42,8 +43,13 @@ class ReviewScreen(NeonScreen):
     def delivery_text(self) -> str:
         choice, path = self.delivery
         if choice == "env":
-            return f"deliver: patch .env in {path} (d; s: stored copies)"
-        return {"hand": "deliver: by hand (d)", "keyring": "deliver: keyring (d)"}.get(choice, f"deliver: {path} (d)")
+            text = f"deliver: patch .env in {path} (d; s: stored copies)"
+        else:
+            text = {"hand": "deliver: by hand (d)", "keyring": "deliver: keyring (d)"}.get(choice,
+                                                                                            f"deliver: {path} (d)")
+        if self.more:
+            text = ("deliver: " + self.more if choice == "hand" else text.replace("deliver: ", "deliver: " + self.more + " + ", 1))
+        return text
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,14 +105,14 @@ class ReviewScreen(NeonScreen):
     def action_delivery(self) -> None:
         from neon_tui.screens.modals import DeliveryModal
 
-        def chosen(answer: tuple[str, str] | None) -> None:
+        def chosen(answer: tuple[str, str, str] | None) -> None:
             if answer is not None:
-                self.delivery = answer
+                self.delivery, self.more = (answer[0], answer[1]), answer[2]
                 self.query_one("#review-head", Static).update(self._head_text())
                 if answer[0] == "env":
                     self.action_stored()  # what the run will patch, and what stays stale
 
-        self.app.push_screen(DeliveryModal(*self.delivery), chosen)
+        self.app.push_screen(DeliveryModal(*self.delivery, more=self.more), chosen)
 
     def action_stored(self) -> None:
         """The stored copies of connection strings under the .env path (masked diff preview)."""
@@ -138,8 +144,8 @@ class ReviewScreen(NeonScreen):
 
             def go(ok: bool | None) -> None:
                 if ok:
-                    self.app.start_run(self.plan, delivery=self.delivery)
+                    self.app.start_run(self.plan, delivery=self.delivery, more=self.more)
 
             self.app.push_screen(TypedConfirmModal(question, "rotate"), go)
             return
-        self.app.start_run(self.plan, delivery=self.delivery)
+        self.app.start_run(self.plan, delivery=self.delivery, more=self.more)

@@ -128,3 +128,67 @@ async def test_deliver_view_without_a_held_password_says_why(tmp_path):
             assert "does not hold a new password" in str(e)
         else:
             raise AssertionError("no password held: the retry must say so")
+
+
+async def _review_two(app, pilot, sim):
+    keys = [key_of(sim, "acme-prod", "staging", "app"), key_of(sim, "acme-prod", "preview/pr-142", "app")]
+    await settle(app, pilot)
+    for key in keys:
+        await app.inventory.load_project_tree(app.inventory.projects[key[0]])
+    app.screen.tree.marks.update(keys)
+    await pilot.press("r")
+    await settle(app, pilot)
+    assert type(app.screen).__name__ == "ReviewScreen"
+    return keys
+
+
+async def test_more_sinks_with_a_bad_or_unfit_spec_is_refused_before_any_reset(tmp_path):
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        keys = await _review_two(app, pilot, sim)
+        for spec, words in (("bogus:thing", "unknown --deliver"),
+                            ("vercel:web", "holds one value, and 2 targets"),
+                            ("sink:nope", "sink:nope")):
+            await pilot.press("d")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "DeliveryModal"
+            await pilot.press("m")
+            app.screen.query_one("#more").value = ""
+            await pilot.press(*spec, "enter")
+            await pilot.pause()
+            assert f"deliver: {spec}" in screen_text(app)
+            await pilot.press("y")
+            await settle(app, pilot)
+            assert type(app.screen).__name__ == "ErrorModal", spec
+            text = screen_text(app)
+            assert words in text and "Nothing was reset" in text, (spec, text)
+            assert app.session is None and all(sim.inspect.reset_count(*k) == 0 for k in keys)
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert type(app.screen).__name__ == "ReviewScreen"
+
+
+async def test_more_sinks_adds_a_file_next_to_the_keyring_and_the_deliver_view_shows_both(tmp_path, memory_keyring):
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    out = tmp_path / "more.tsv"
+    async with app.run_test(size=(120, 36)) as pilot:
+        keys = await _review_two(app, pilot, sim)
+        await pilot.press("d", "m", *f"file:{out}", "enter")
+        await pilot.pause()
+        await pilot.press("d", "k")  # the main choice changes; the more sinks stay
+        await pilot.pause()
+        assert app.screen.delivery_text() == f"deliver: file:{out} + keyring (d)"  # too long to see whole
+        await pilot.press("y")
+        await wait_run(app, pilot)
+        session = app.session
+        assert {s.name for s in session.sinks} == {"keyring", f"file:{out}"}
+        assert all(session.view(k).state == "delivered" for k in keys)
+        assert all(sim.inspect.password(*k) in out.read_text() for k in keys)
+        await pilot.press("D")
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "keyring" in text and text.count("✓") >= 5  # 2 × 2 cells and the legend
+        for k in keys:
+            assert sim.inspect.password(*k) not in text
