@@ -395,6 +395,9 @@ class RunSession:
             receipt = await self._deliver(sink, result)
         except Exception as e:
             reason = _why(sink, e)
+            # As in hand_over: the sink's breaker stays (or is now) open, announced, never a silent halt.
+            self._tripped[sink.name] = reason
+            self.engine.halt(sink.name, f"delivery to {sink.name} failed: {reason}")
             await self.engine.note_delivery_failed(key, sink.name, reason)
             raise SinkError(reason) from e
         await self.engine.note_delivered(key, sink.name, receipt.detail, unconfirmed=not result.confirmed)

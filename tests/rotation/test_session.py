@@ -287,3 +287,32 @@ async def test_file_sink_refuses_an_existing_file_before_any_reset(tmp_path):
         assert path.read_text() == "somebody's notes\n" and not resets(sim)
         with pytest.raises(SinkError):
             await FileSink(tmp_path / "no-such-dir" / "x").preflight()
+
+
+async def test_retry_delivery_redelivers_one_target_to_one_sink_and_releases_the_breaker(tmp_path):
+    async with sim_client(op_seconds=0.05) as (sim, client):
+        plan = await plan_for(sim, client, "acme-prod/staging/app", "acme-prod/main/app", org=org_of(sim, "acme-prod"))
+        good, flaky = ListSink("memo"), ListSink("vault", fail_after=1)
+        session = fast_session(client, plan, tmp_path, sinks=[good, flaky])
+        async for ev in session.run():
+            if isinstance(ev, Halted):
+                session.stop()
+        held = session.undelivered()
+        assert len(held) == 1 and "vault" in session.view(held[0]).delivery_failed
+        key = held[0]
+        with pytest.raises(SinkError):  # still broken: journaled as failed again, the breaker stays open
+            await session.retry_delivery(key, "vault")
+        assert "vault" in session.halts
+        flaky.fail_after = None
+        receipt = await session.retry_delivery(key, "vault")
+        assert receipt.sink == "vault" and session.view(key).state == "delivered"
+        assert not session.view(key).delivery_failed and "vault" not in session.halts
+        assert session.complete
+        with pytest.raises(SinkError, match="not a sink"):
+            await session.retry_delivery(key, "nowhere")
+        await session.close()
+        state = read_journal(session.journal_path)
+        assert state.targets[key].delivered.get("vault") == receipt.detail
+        text = session.journal_path.read_text()
+        for t in plan.targets:
+            assert sim.inspect.password(*t.key) not in text
