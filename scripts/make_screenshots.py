@@ -32,13 +32,16 @@ async def settle(app, pilot) -> None:
         await app.workers.wait_for_complete()
 
 
-async def shoot(tmp: Path) -> list[Path]:
-    sim = Simulator(SimConfig(op_seconds=1.5, epoch=EPOCH))
+def demo_app(sim: Simulator, tmp: Path, journal: str) -> NeonApp:
     client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport())
     app = NeonApp(client=client, demo=True, now=lambda: NOW, offer_resume=False,
-                  journal_factory=lambda: Journal(tmp / "run-20261127T030000Z-demo.jsonl"))
+                  journal_factory=lambda: Journal(tmp / journal))
     app.clip = Clipboard("osc52", osc52=app.copy_to_clipboard, env={})
-    svgs: list[Path] = []
+    return app
+
+
+def saver(app: NeonApp, tmp: Path, svgs: list[Path]):
+    """save(name): the screen as an SVG, notifications cleared first."""
 
     def save(name: str) -> None:
         for n in list(app._notifications):
@@ -46,6 +49,15 @@ async def shoot(tmp: Path) -> list[Path]:
         path = tmp / f"{name}.svg"
         app.save_screenshot(filename=path.name, path=str(tmp))
         svgs.append(path)
+
+    return save
+
+
+async def shoot(tmp: Path) -> list[Path]:
+    sim = Simulator(SimConfig(op_seconds=1.5, epoch=EPOCH))
+    app = demo_app(sim, tmp, "run-20261127T030000Z-demo.jsonl")
+    svgs: list[Path] = []
+    save = saver(app, tmp, svgs)
 
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
@@ -101,19 +113,10 @@ async def shoot_drill(tmp: Path) -> list[Path]:
     backend, why = start_or_explain(sim)
     if why:
         print(f"note: {why}; the verified column will say so", file=sys.stderr)
-    client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport())
-    app = NeonApp(client=client, demo=True, now=lambda: NOW, offer_resume=False,
-                  journal_factory=lambda: Journal(tmp / "run-20261127T031500Z-drill.jsonl"))
+    app = demo_app(sim, tmp, "run-20261127T031500Z-drill.jsonl")
     app.simulator, app.demo_postgres = sim, backend
-    app.clip = Clipboard("osc52", osc52=app.copy_to_clipboard, env={})
     svgs: list[Path] = []
-
-    def save(name: str) -> None:
-        for n in list(app._notifications):
-            app._unnotify(n)
-        path = tmp / f"{name}.svg"
-        app.save_screenshot(filename=path.name, path=str(tmp))
-        svgs.append(path)
+    save = saver(app, tmp, svgs)
 
     try:
         async with app.run_test(size=SIZE) as pilot:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -33,6 +32,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from neon_tui import __version__
+from neon_tui.neon.client import _BearerAuth, _is_loopback  # one Bearer auth, one loopback rule
 from neon_tui.neon.secret import Secret
 from neon_tui.rotation.events import RotationResult
 from neon_tui.rotation.sinks import Receipt, SinkError
@@ -46,15 +46,6 @@ _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 # --------------------------------------------------------------------------- shared plumbing
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_base_url(url: str, what: str) -> str:
@@ -73,18 +64,6 @@ def check_base_url(url: str, what: str) -> str:
     if parts.scheme == "http" and not _is_loopback(host):
         raise ValueError(f"refusing to send a token over plain http to {host} ({what}); use https")
     return url.rstrip("/")
-
-
-class _Bearer(httpx.Auth):
-    def __init__(self, token: Secret) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request):
-        request.headers["Authorization"] = "Bearer " + self._token.reveal()
-        yield request
-
-    def __repr__(self) -> str:
-        return "_Bearer(********)"
 
 
 def _fingerprint(result: RotationResult) -> tuple:
@@ -158,7 +137,7 @@ class _Platform:
 
     def _client(self) -> httpx.AsyncClient:
         token = self._token_or_fail()
-        return httpx.AsyncClient(base_url=self.base_url, auth=_Bearer(token), verify=True, timeout=_TIMEOUT,
+        return httpx.AsyncClient(base_url=self.base_url, auth=_BearerAuth(token), verify=True, timeout=_TIMEOUT,
                                  follow_redirects=False, headers=self._headers())
 
     def _headers(self) -> dict[str, str]:

@@ -391,21 +391,30 @@ class RunSession:
         if result is None:
             raise SinkError("this process does not hold a new password for this target (not rotated here, "
                             "or a resumed run): nothing to deliver")
-        try:
-            receipt = await self._deliver(sink, result)
-        except Exception as e:
-            reason = _why(sink, e)
-            # As in hand_over: the sink's breaker stays (or is now) open, announced, never a silent halt.
-            self._tripped[sink.name] = reason
-            self.engine.halt(sink.name, f"delivery to {sink.name} failed: {reason}")
-            await self.engine.note_delivery_failed(key, sink.name, reason)
-            raise SinkError(reason) from e
-        await self.engine.note_delivered(key, sink.name, receipt.detail, unconfirmed=not result.confirmed)
+        receipt = await self._deliver_or_trip(sink, result)
+        if receipt is None:
+            raise SinkError(self._tripped[sink.name])
         await self.settle(key)
         if sink.name in self._tripped and not any(
                 sink.name in self.engine.record(k).delivery_failed for k in self.undelivered()):
             self._tripped.pop(sink.name, None)
             self.engine.release(sink.name)
+        return receipt
+
+    async def _deliver_or_trip(self, sink: Sink, result: RotationResult) -> Receipt | None:
+        """One delivery, journaled. On failure the sink's breaker opens (announced, never a silent halt) and
+        None is returned; the reason is in `_tripped`."""
+        key = result.target.key
+        try:
+            receipt = await self._deliver(sink, result)
+        except Exception as e:
+            reason = _why(sink, e)
+            # Trip first (no await in between): the gate must not open while the failure is journaled.
+            self._tripped[sink.name] = reason
+            self.engine.halt(sink.name, f"delivery to {sink.name} failed: {reason}")
+            await self.engine.note_delivery_failed(key, sink.name, reason)
+            return None
+        await self.engine.note_delivered(key, sink.name, receipt.detail, unconfirmed=not result.confirmed)
         return receipt
 
     async def _deliver_held(self) -> None:
@@ -423,16 +432,7 @@ class RunSession:
                 continue
             if sink.name in self._tripped:
                 continue  # held for it until the user decides
-            try:
-                receipt = await self._deliver(sink, result)
-            except Exception as e:
-                reason = _why(sink, e)
-                # Trip first (no await in between): the gate must not open while the failure is journaled.
-                self._tripped[sink.name] = reason
-                self.engine.halt(sink.name, f"delivery to {sink.name} failed: {reason}")
-                await self.engine.note_delivery_failed(key, sink.name, reason)
-                continue
-            await self.engine.note_delivered(key, sink.name, receipt.detail, unconfirmed=not result.confirmed)
+            await self._deliver_or_trip(sink, result)
         await self.settle(key)
         self._schedule_verify(result)
         if self.engine.states[key] == ROTATED and self.needs_password(key) and not self.by_hand:
