@@ -20,6 +20,7 @@ Kinds and the events each writes (field names are part of the format; the report
 - ``roles``: ``audit_reviewed`` findings counts; ``role_dropped`` project_id, branch_id, role, operations,
   request_id; ``role_drop_failed`` project_id, branch_id, role, reason; ``role_kept`` project_id, branch_id,
   role, reason.
+- ``report``: ``report_written`` path, format ("markdown"|"json"), runs [ids], actions [ids].
 
 Every record also carries "t" (UTC ISO time) from `Journal.write`.
 """
@@ -38,7 +39,7 @@ from typing import Any
 from neon_tui.paths import state_dir
 from neon_tui.rotation.journal import Journal, JournalError
 
-ACTION_KINDS = ("exposure", "keys", "ipallow", "roles")
+ACTION_KINDS = ("exposure", "keys", "ipallow", "roles", "report")
 
 
 def actions_dir() -> Path:
