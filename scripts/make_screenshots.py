@@ -141,6 +141,18 @@ async def shoot_drill(tmp: Path) -> list[Path]:
     return svgs
 
 
+def to_png(svg: Path, png: Path) -> None:
+    """SVG -> PNG with rsvg-convert. Textual writes each run of cells as one <text> at its column, with spaces as
+    &#160;; without xml:space="preserve" librsvg strips a run's leading and trailing spaces, so "main" and
+    " default" were drawn touching ("maindefault"). Preserving them draws what the terminal shows."""
+    text = svg.read_text(encoding="utf-8")
+    if 'xml:space="preserve"' not in text:
+        text = text.replace("<svg ", '<svg xml:space="preserve" ', 1)
+    fixed = svg.with_suffix(".preserve.svg")
+    fixed.write_text(text, encoding="utf-8")
+    subprocess.run(["rsvg-convert", "-w", "1600", "-b", "#1e1e1e", str(fixed), "-o", str(png)], check=True)
+
+
 def main() -> int:
     if not shutil.which("rsvg-convert"):
         print("rsvg-convert not found: apt-get install librsvg2-bin fonts-symbola", file=sys.stderr)
@@ -149,7 +161,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for svg in asyncio.run(shoot(Path(tmp))):
             png = OUT / (svg.stem + ".png")
-            subprocess.run(["rsvg-convert", "-w", "1600", "-b", "#1e1e1e", str(svg), "-o", str(png)], check=True)
+            to_png(svg, png)
             print(png.relative_to(OUT.parent))
     return 0
 
