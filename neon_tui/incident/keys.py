@@ -476,6 +476,7 @@ class KeyRotation:
         self.name = ""
         self.sink_had_value = False
         self.store_attempted = False
+        self._own_old = False
 
     # -- helpers --
     def _say(self, step: str, msg: str) -> None:
@@ -531,7 +532,8 @@ class KeyRotation:
         return "LIVE"
 
     # -- preparation: everything checked before anything is created --
-    async def _prepare(self) -> None:
+    async def prepare(self) -> None:
+        """Everything checked before anything exists: raises NeedsPersonalKey, NeedsConfirmation, KeyError_."""
         self._say("check", "checking the key in use")
         auth = await self.old.get_auth()
         self.account = auth.account_id
@@ -579,10 +581,21 @@ class KeyRotation:
                            sink_had_value=self.sink_had_value)
 
     async def run(self) -> HandOffResult:
-        await self._prepare()
+        await self.prepare()
+        return await self.execute()
+
+    async def execute(self) -> HandOffResult:
+        """The hand-off itself, after prepare() (and the user's go-ahead)."""
         self._open_journal()
         _test_hook("after_intent")
         return await self._from_create()
+
+    async def aclose(self) -> None:
+        """Close the clients this hand-off opened (not the caller's, nor the new one it hands back)."""
+        if self.manager is not None:
+            await _close(self.manager)
+        if self.old is not None and self._own_old:
+            await _close(self.old)
 
     async def _from_create(self) -> HandOffResult:
         keys_client = self._keys_client()
@@ -746,7 +759,7 @@ class KeyRotation:
         if outcome in ("rotated", "old_live"):
             result.messages.append(f"the new key {self.new_id} is in {self.sink.describe()}")
             if self.key_source == "env":
-                result.messages.append("NEON_API_KEY in your environment holds the OLD key, which is now dead: "
+                result.messages.append("WARNING: NEON_API_KEY in your environment holds the OLD key, which is now dead: "
                                        f"unset it or load the new key from {self.sink.describe()}")
         if self.journal is not None:
             self.journal.close()
@@ -785,11 +798,19 @@ class KeyRotation:
         self.new_id = created[-1].get("key_id") if created else None
         self.journal = Journal(path)
         self._j("resumed", steps=sorted(e for e in events if isinstance(e, str)))
+        try:
+            return await self._resume(log, events, old_key, manager_key)
+        finally:
+            await self.aclose()
+
+    async def _resume(self, log, events: set, old_key: Secret | None, manager_key: Secret | None) -> HandOffResult:
+        sink, client_factory = self.sink, self.factory
         # the old key: the caller's if it answers for this account, else the sink's backup
         self.old = await self._working(old_key) or await self._working(_safe(sink.load_backup))
         if self.old is None and self.sink_had_value and not _safe(sink.has_backup):
             # no backup was taken, so the store never began: the sink still holds the old key
             self.old = await self._working(_safe(sink.load))
+        self._own_old = self.old is not None
         if self.scope == PROJECT:
             if manager_key is None:
                 raise NeedsPersonalKey("this hand-off manages a project-scoped key: a personal API key is needed")
