@@ -202,7 +202,7 @@ async def list_keys(client, *, key_source: str = "env", named_id: int | None = N
             raise KeyError_(f"no key with id {named_id} is visible to this key")
         listing.in_use_id, listing.in_use_how = named_id, "named"
     elif rows:
-        await _probe(client, lister, lister_auth, listing, key_source, host)
+        await _probe(client, lister, lister_auth, listing, key_source, host, personal=not auth.is_org_key)
     if listing.in_use_id is not None:
         listing.rows = [replace(r, in_use=r.id == listing.in_use_id) for r in listing.rows]
         row = listing.row(listing.in_use_id)
@@ -211,7 +211,8 @@ async def list_keys(client, *, key_source: str = "env", named_id: int | None = N
     return listing
 
 
-async def _probe(client, lister, lister_auth, listing: KeyListing, key_source: str, host: str | None) -> None:
+async def _probe(client, lister, lister_auth, listing: KeyListing, key_source: str, host: str | None, *,
+                 personal: bool) -> None:
     before = {r.id: r.last_used_at for r in listing.rows}
     # last_used_at has whole seconds: let the clock pass a second so the key in use shows a later time
     await asyncio.sleep(PROBE_WAIT)
@@ -219,13 +220,12 @@ async def _probe(client, lister, lister_auth, listing: KeyListing, key_source: s
     after_rows, _ = await _collect(lister, lister_auth, [])
     if lister is not client:
         after_rows = [r for r in after_rows if r.id in before]
-    moved = [r for r in after_rows if r.last_used_at is not None
+    # only keys of the kind /auth reported can be the key in use
+    moved = [r for r in after_rows if r.last_used_at is not None and (r.scope == PERSONAL) == personal
              and (before.get(r.id) is None or r.last_used_at > before[r.id])]
     if lister is client:
         listing.rows = [r for r in after_rows if r.id in before] or listing.rows
     else:
-        # the lister's own key moves too (it listed twice): a personal manager is never the org key in use
-        moved = [r for r in moved if r.scope != PERSONAL]
         listing.rows = [next((a for a in after_rows if a.id == r.id), r) for r in listing.rows]
     probe_id = moved[0].id if len(moved) == 1 else None
     recorded = recorded_current(host, listing.account) if host and key_source == "keyring" else None
@@ -780,7 +780,7 @@ class KeyRotation:
         if sink.describe() != h.get("sink"):
             raise KeyError_(f"this hand-off stored its key in {h.get('sink')}; resume it with --sink for that")
         done = log.events("done")
-        if done:
+        if done and done[-1].get("outcome") != "old_live":
             raise KeyError_(f"this hand-off already ended ({done[-1].get('outcome')}): nothing to resume")
         events = {r.get("event") for r in log.records}
         self = cls(None, old_key=old_key or Secret(""), sink=sink, client_factory=client_factory, host=host,
@@ -805,18 +805,25 @@ class KeyRotation:
 
     async def _resume(self, log, events: set, old_key: Secret | None, manager_key: Secret | None) -> HandOffResult:
         sink, client_factory = self.sink, self.factory
-        # the old key: the caller's if it answers for this account, else the sink's backup
-        self.old = await self._working(old_key) or await self._working(_safe(sink.load_backup))
-        if self.old is None and self.sink_had_value and not _safe(sink.has_backup):
+        stored = "key_proven" in events or "key_stored" in events
+        new_secret = _safe(sink.load) if stored else None
+        # the old key: the caller's if it answers for this account, else the sink's backup; never the new key
+        candidates = [old_key, _safe(sink.load_backup)]
+        if not stored and self.sink_had_value and not _safe(sink.has_backup):
             # no backup was taken, so the store never began: the sink still holds the old key
-            self.old = await self._working(_safe(sink.load))
+            candidates.append(_safe(sink.load))
+        for candidate in candidates:
+            if candidate and candidate != new_secret:
+                self.old = await self._working(candidate)
+                if self.old is not None:
+                    break
         self._own_old = self.old is not None
         if self.scope == PROJECT:
             if manager_key is None:
                 raise NeedsPersonalKey("this hand-off manages a project-scoped key: a personal API key is needed")
             self.manager = client_factory(manager_key)
-        if "key_proven" in events or "key_stored" in events:
-            self.new_key = _safe(sink.load)
+        if stored:
+            self.new_key = new_secret
             if self.new_key is None:
                 return self._finish("failed", f"the new key is not in {sink.describe()} any more: check the sink")
             if "key_proven" not in events:
@@ -872,14 +879,16 @@ async def _close(client) -> None:
 
 
 def find_unfinished_handoffs(directory: Path | None = None) -> list[Path]:
-    """Key hand-off journals without a `done` record, oldest first."""
+    """Key hand-off journals without a `done` record, or whose old key was left live; oldest first."""
     out = []
     for p in list_action_journals("keys", directory):
         try:
             log = read_action_journal(p)
         except Exception:
             continue
-        if log.header.get("old_key_id") is not None and not log.events("done"):
+        done = log.events("done")
+        # unfinished: no end yet, or it ended with the old key still live (resume tries the revoke again)
+        if log.header.get("old_key_id") is not None and (not done or done[-1].get("outcome") == "old_live"):
             out.append(p)
     return out
 

@@ -188,6 +188,11 @@ class Simulator:
         with self.lock:
             self._scripted.append([route, kind, int(times), key_id])
 
+    def clear_scripted_faults(self) -> None:
+        """Forget every fault fail_next scripted that has not fired yet."""
+        with self.lock:
+            self._scripted.clear()
+
     def _take_scripted(self, route: str, key_id: int | None) -> str | None:
         for entry in self._scripted:
             if entry[0] == route and entry[2] > 0 and entry[3] in (None, key_id):

@@ -116,7 +116,16 @@ def test_failed_old_revoke_exits_1_and_says_still_live(served, tmp_path):
     p = served.run("keys", "rotate", "--yes", "--old-key-id", str(_old_id(served)), "--sink", f"file:{sink}")
     assert p.returncode == 1
     assert "STILL LIVE" in p.stderr
-    assert _answers(served, old) == 200 and _answers(served, sink.read_text().strip()) == 200
+    new = sink.read_text().strip()
+    assert _answers(served, old) == 200 and _answers(served, new) == 200
+    # a new rotation waits for this one; --resume tries the revoke again once the API lets it
+    again = served.run("keys", "rotate", "--yes", "--old-key-id", str(_old_id(served)), "--sink", f"file:{sink}")
+    assert again.returncode == 2 and "--resume" in again.stderr
+    served.sim.clear_scripted_faults()
+    r = served.run("keys", "rotate", "--resume", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["outcome"] == "rotated"
+    assert _answers(served, old) == 401 and _answers(served, new) == 200 and sink.read_text().strip() == new
 
 
 def test_project_scoped_key_needs_a_personal_key(served, tmp_path):
