@@ -360,11 +360,10 @@ async def _rotate(ns, ctx) -> int:
         raise UsageError(str(e)) from None
     manager = None
     old_id = ns.old_key_id
-    confirmed = False
     async with ctx.client() as client:
         while True:
             rot = KeyRotation(client, old_key=ctx.key, sink=sink, client_factory=ctx.factory, host=ctx.host,
-                              key_source=ctx.source, manager_key=manager, old_key_id=old_id, confirmed=confirmed,
+                              key_source=ctx.source, manager_key=manager, old_key_id=old_id,
                               progress=_progress(ns))
             try:
                 await rot.prepare()
@@ -379,7 +378,7 @@ async def _rotate(ns, ctx) -> int:
                 if not _confirm(f"{e}\ntype the key id {e.key_id} to confirm: ", {str(e.key_id)}):
                     _err("not confirmed; nothing was changed")
                     return EXIT_USAGE
-                confirmed = True
+                old_id = e.key_id  # the confirmation is for this id, not for whatever a new probe finds
                 continue
             except KeyError_ as e:
                 raise UsageError(f"{e} (nothing was changed)") from None

@@ -180,3 +180,44 @@ def test_create_stores_only_in_the_chosen_sink(served, tmp_path):
     p3 = served.run("keys", "create", "x", "--sink", "keyring")
     assert p3.returncode == 2 and "keys rotate" in p3.stderr
     _no_secret(served, [p.stdout, p.stderr], [secret, served.sim.api_key])
+
+
+def test_on_a_terminal_a_guessed_key_and_the_rotation_are_both_typed_confirmations(served, tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    old = served.sim.api_key
+    sink = tmp_path / "k"
+    master, slave = pty.openpty()
+    try:
+        os.write(master, f"{_old_id(served)}\nrotate\n".encode())
+        p = subprocess.run([sys.executable, "-m", "neon_tui.cli", "keys", "rotate", "--sink", f"file:{sink}"],
+                           env=served.env, stdin=slave, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 0, p.stderr
+    assert f"type the key id {_old_id(served)} to confirm" in p.stderr and 'type "rotate" to go on' in p.stderr
+    assert _answers(served, old) == 401 and _answers(served, sink.read_text().strip()) == 200
+
+
+def test_on_a_terminal_a_wrong_answer_changes_nothing(served, tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    before = set(served.sim.account.keys)
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"12345\n")
+        p = subprocess.run([sys.executable, "-m", "neon_tui.cli", "keys", "rotate", "--sink",
+                            f"file:{tmp_path / 'k'}"], env=served.env, stdin=slave, capture_output=True, text=True,
+                           timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 2 and "not confirmed; nothing was changed" in p.stderr
+    assert set(served.sim.account.keys) == before and _answers(served, served.sim.api_key) == 200
