@@ -534,6 +534,11 @@ class KeyRotation:
     # -- preparation: everything checked before anything is created --
     async def prepare(self) -> None:
         """Everything checked before anything exists: raises NeedsPersonalKey, NeedsConfirmation, KeyError_."""
+        # the sink must work before anything exists
+        try:
+            self.sink_had_value = self.sink.load() is not None
+        except Exception as e:
+            raise KeyError_(f"the key sink {self.sink.describe()} cannot be used: {_reason(e)}") from None
         self._say("check", "checking the key in use")
         auth = await self.old.get_auth()
         self.account = auth.account_id
@@ -564,11 +569,6 @@ class KeyRotation:
         self.old_key_id = row.id
         self.scope = row.scope if auth.is_org_key else PERSONAL
         self.project_id = row.project_id
-        # the sink must work before anything exists
-        try:
-            self.sink_had_value = self.sink.load() is not None
-        except Exception as e:
-            raise KeyError_(f"the key sink {self.sink.describe()} cannot be used: {_reason(e)}") from None
 
     def _open_journal(self) -> None:
         self.journal = create_action_journal(

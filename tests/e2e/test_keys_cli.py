@@ -221,3 +221,11 @@ def test_on_a_terminal_a_wrong_answer_changes_nothing(served, tmp_path):
         os.close(master)
     assert p.returncode == 2 and "not confirmed; nothing was changed" in p.stderr
     assert set(served.sim.account.keys) == before and _answers(served, served.sim.api_key) == 200
+
+
+def test_default_keyring_sink_without_a_keyring_refuses_before_anything(served):
+    before = set(served.sim.account.keys)
+    p = served.run("keys", "rotate", "--yes", "--old-key-id", str(_old_id(served)))
+    assert p.returncode == 2 and "keyring:NEON_API_KEY cannot be used" in p.stderr
+    assert "nothing was changed" in p.stderr and set(served.sim.account.keys) == before
+    assert not _journals(served)
