@@ -100,3 +100,25 @@ async def test_project_scoped_key_asks_for_a_personal_key_masked(tmp_path, memor
         assert sim.api_key not in screen_text(app)
         keys = app.screen.listing
         assert keys.key_kind == "project" and keys.in_use_id == scoped.id
+
+
+async def test_a_failed_old_key_revoke_is_shown_as_still_live_and_the_app_keeps_the_new_key(tmp_path, memory_keyring):
+    sim = make_sim()
+    old = sim.api_key
+    old_id = sim.account.key_by_secret(old).id
+    app = make_app(sim, tmp_path)
+    app.client_factory = factory(sim)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_keys(app, pilot)
+        sim.fail_next("DELETE /api_keys/{key_id}", "500", times=20)
+        await pilot.press("R")
+        await settle(app, pilot)
+        await pilot.press(*str(old_id), "enter")
+        await settle(app, pilot)
+        await pilot.press(*"rotate", "enter")
+        await settle(app, pilot)
+        assert "STILL LIVE" in screen_text(app)
+        new = memory_keyring.entries[("neon-tui", "NEON_API_KEY")]
+        assert new != old and not sim.account.keys[old_id].revoked
+        assert (await app.client.get_auth()).account_id == sim.inspect.user_id
+        assert app.client.history[-1].status == 200 and sim.account.key_by_secret(new).id == sim.requests[-1].key_id
