@@ -323,7 +323,7 @@ async def _rotate(ns, ctx) -> int:
 
     if ns.resume:
         if ns.resume == "latest":
-            found = find_unfinished_handoffs()
+            found = find_unfinished_handoffs(host=ctx.host)
             if not found:
                 raise UsageError("no interrupted key hand-off to resume")
             path = found[-1]
@@ -348,7 +348,7 @@ async def _rotate(ns, ctx) -> int:
             await res.new_client.aclose()
         return _report(ns, res)
 
-    unfinished = find_unfinished_handoffs()
+    unfinished = find_unfinished_handoffs(host=ctx.host)
     if unfinished:
         raise UsageError(f"an interrupted key hand-off exists ({unfinished[-1]}): finish or undo it first with "
                          "`neon-tui keys rotate --resume`")

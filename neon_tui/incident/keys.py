@@ -878,7 +878,7 @@ async def _close(client) -> None:
         pass
 
 
-def find_unfinished_handoffs(directory: Path | None = None) -> list[Path]:
+def find_unfinished_handoffs(directory: Path | None = None, host: str | None = None) -> list[Path]:
     """Key hand-off journals without a `done` record, or whose old key was left live; oldest first."""
     out = []
     for p in list_action_journals("keys", directory):
@@ -888,6 +888,8 @@ def find_unfinished_handoffs(directory: Path | None = None) -> list[Path]:
             continue
         done = log.events("done")
         # unfinished: no end yet, or it ended with the old key still live (resume tries the revoke again)
+        if host is not None and log.header.get("host") != host:
+            continue
         if log.header.get("old_key_id") is not None and (not done or done[-1].get("outcome") == "old_live"):
             out.append(p)
     return out

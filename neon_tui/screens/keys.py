@@ -3,6 +3,8 @@ hand-off of neon_tui.incident.keys, `x`/space select others and `d` revokes them
 
 from __future__ import annotations
 
+import asyncio
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,7 +26,7 @@ from neon_tui.incident.keys import (
 from neon_tui.neon.errors import NeonError
 from neon_tui.neon.secret import Secret
 from neon_tui.screens.base import NeonScreen
-from neon_tui.screens.modals import ErrorModal, TypedConfirmModal
+from neon_tui.screens.modals import ErrorModal, TypedConfirmModal, YesNoModal
 
 
 class PersonalKeyModal(ModalScreen["Secret | None"]):
@@ -146,9 +148,8 @@ class KeysScreen(NeonScreen):
         lines = [f"{len(listing.rows)} API keys · account {listing.account} · the key in use is {listing.key_kind}; "
                  f"which one: {how}"]
         lines += listing.problems
-        if find_unfinished_handoffs():
-            lines.append("An interrupted key hand-off exists: finish or undo it with `neon-tui keys rotate --resume` "
-                         "before rotating again.")
+        if find_unfinished_handoffs(host=self._host):
+            lines.append("An interrupted key hand-off exists: R resumes it (finishes or undoes it).")
         self.query_one("#keys-head", Static).update("\n".join(lines))
 
     def action_reload(self) -> None:
@@ -227,9 +228,18 @@ class KeysScreen(NeonScreen):
         if session is not None and session.running:
             self.notify("A password rotation run is in progress: rotate the API key after it.", severity="warning")
             return
-        if find_unfinished_handoffs():
-            self.app.push_screen(ErrorModal("Interrupted key hand-off", "Finish or undo it first with\n"
-                                            "  neon-tui keys rotate --resume"))
+        unfinished = find_unfinished_handoffs(host=self._host)
+        if unfinished:
+            path = unfinished[-1]
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self.busy = True
+                    self._resume(path)
+            self.app.push_screen(YesNoModal(
+                "Interrupted key hand-off", f"{path.name} did not end (or left the old key live).\n"
+                "Resume it now? It finishes the hand-off if the new key was stored, else undoes it.",
+                "Resume", "Not now"), answer)
             return
         self._start(named=self.listing.in_use_id if self.listing.in_use_how == "named" else None, confirmed=False)
 
@@ -296,6 +306,37 @@ class KeysScreen(NeonScreen):
                 self.app.call_later(rot.aclose)
         self.app.push_screen(TypedConfirmModal(review, "rotate"), go)
 
+    @work(group="keys", exclusive=True, exit_on_error=False, description="Resuming a key hand-off")
+    async def _resume(self, path) -> None:
+        from neon_tui.incident.actions import read_action_journal
+        from neon_tui.incident.keys import sink_from_spec
+
+        self.steps = []
+        try:
+            header = read_action_journal(path).header
+            sink = sink_from_spec(str(header.get("sink", "")), allow=self.app.settings.keyring_allow)
+            env_key = getattr(self.app, "api_key", None) if getattr(self.app, "key_source", "") == "env" else None
+            res = await KeyRotation.resume(path, old_key=env_key, sink=sink, client_factory=self.app.client_factory,
+                                           host=self._host, manager_key=self.manager_key, progress=self._progress)
+        except (KeyError_, NeonError, ValueError) as e:
+            self.app.push_screen(ErrorModal("Cannot resume the key hand-off", str(e)))
+            return
+        finally:
+            self.busy = False
+        if res.outcome == "undone" and isinstance(sink, KeyringKeySink) and sink.is_default:
+            # the undo put the old key back where the app reads it: run on it (the app may have started on
+            # the half-made key, which is revoked now)
+            old = await asyncio.to_thread(sink.load)
+            if old is not None and old != getattr(self.app, "api_key", None):
+                client = self.app.client_factory(old)
+                try:
+                    await client.get_auth()
+                except NeonError:
+                    await client.aclose()
+                else:
+                    self._switch_app(client, old)
+        self._ended(res)
+
     @work(group="keys", exclusive=True, exit_on_error=False, description="Handing off to a new API key")
     async def _execute(self, rot: KeyRotation) -> None:
         try:
@@ -303,6 +344,9 @@ class KeysScreen(NeonScreen):
         finally:
             await rot.aclose()
             self.busy = False
+        self._ended(res)
+
+    def _ended(self, res) -> None:
         if res.new_client is not None:
             self._switch_app(res.new_client, res.new_key)
         severity = "information" if res.outcome == "rotated" else "error"

@@ -122,3 +122,52 @@ async def test_a_failed_old_key_revoke_is_shown_as_still_live_and_the_app_keeps_
         assert new != old and not sim.account.keys[old_id].revoked
         assert (await app.client.get_auth()).account_id == sim.inspect.user_id
         assert app.client.history[-1].status == 200 and sim.account.key_by_secret(new).id == sim.requests[-1].key_id
+
+
+async def test_R_resumes_an_interrupted_hand_off_and_the_app_runs_on_the_key_put_back(tmp_path, memory_keyring,
+                                                                                       monkeypatch):
+    import neon_tui.incident.keys as keys_mod
+    from ui_helpers import MEMORY_KEYRING
+
+    from neon_tui.incident.keys import KeyringKeySink, KeyRotation
+    from neon_tui.neon.secret import Secret
+
+    sim = make_sim()
+    old = sim.api_key
+    old_id = sim.account.key_by_secret(old).id
+    memory_keyring.entries[("neon-tui", "NEON_API_KEY")] = old
+
+    class Crash(BaseException):
+        pass
+
+    def crash(step):
+        if step == "after_store":
+            raise Crash()
+    monkeypatch.setattr(keys_mod, "_test_hook", crash)
+    c = factory(sim)(Secret(old))
+    rot = KeyRotation(c, old_key=Secret(old), sink=KeyringKeySink(allow=(MEMORY_KEYRING,)),
+                      client_factory=factory(sim), host=IN_PROCESS, key_source="keyring", old_key_id=old_id)
+    try:
+        await rot.run()
+    except Crash:
+        pass
+    await c.aclose()
+    monkeypatch.setattr(keys_mod, "_test_hook", lambda step: None)
+    half = memory_keyring.entries[("neon-tui", "NEON_API_KEY")]
+    assert half != old  # the crash left the half-made key where neon-tui reads its key
+    app = make_app(sim, tmp_path)
+    app.client = factory(sim)(half)  # as the app would start: on the key in the keyring
+    app.key_source, app.api_key = "keyring", Secret(half)
+    app.client_factory = factory(sim)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_keys(app, pilot)
+        assert "An interrupted key hand-off exists" in screen_text(app)
+        await pilot.press("R")
+        await settle(app, pilot)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert memory_keyring.entries[("neon-tui", "NEON_API_KEY")] == old
+        assert sim.account.key_by_secret(half).revoked and not sim.account.keys[old_id].revoked
+        assert app.inventory.client is app.client and (await app.client.get_auth()).account_id == sim.inspect.user_id
+        assert app.client.history[-1].status == 200 and sim.requests[-1].key_id == old_id
+        assert "the old key is still the one in use" in screen_text(app)
