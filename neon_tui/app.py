@@ -38,6 +38,7 @@ class NeonApp(App):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("at", "command_log", "API log", id="command-log"),
+        Binding("K", "open_keys", "API keys", show=False, id="keys"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command-palette"),
     ]
 
@@ -86,6 +87,9 @@ class NeonApp(App):
         # passwords each exposed target held, for verifying after a rotation that they are dead.
         self.exposure = None
         self._account: str | None = None
+        # The key in use and where it came from (env | keyring | given), for the API keys view's hand-off.
+        self.api_key: Secret | None = None
+        self.key_source = "given"
         # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
         self.monotonic = monotonic or time.monotonic
         if self.demo:
@@ -110,6 +114,7 @@ class NeonApp(App):
             return
         key = self.env.get("NEON_API_KEY", "").strip()
         if key:
+            self.key_source = "env"
             self._connect(Secret(key), save=False)
             return
         self._key_from_keyring()
@@ -120,6 +125,7 @@ class NeonApp(App):
 
         key = await asyncio.to_thread(lambda: secrets.load_api_key(allow=self.settings.keyring_allow))
         if key:
+            self.key_source = "keyring"
             self._connect(key, save=False)
         else:
             self._ask_key(None)
@@ -158,6 +164,9 @@ class NeonApp(App):
             except KeyringUnavailable as e:
                 self.notify(str(e), title="Not saved", severity="warning", markup=False)
         self.client = client
+        self.api_key = key
+        if save:
+            self.key_source = "keyring"
         self._start_with_client()
 
     def _start_with_client(self) -> None:
@@ -467,10 +476,18 @@ class NeonApp(App):
         if self.screen.__class__.__name__ != "CommandLogScreen":
             self.push_screen(CommandLogScreen())
 
+    def action_open_keys(self) -> None:
+        from neon_tui.screens.keys import KeysScreen
+
+        if self.client is None or isinstance(self.screen, KeysScreen):
+            return
+        self.push_screen(KeysScreen())
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Every key on this screen and its id", self.action_help)
         yield SystemCommand("API log", "The API calls made this session", self.action_command_log)
+        yield SystemCommand("API keys", "List, revoke and rotate Neon API keys (K)", self.action_open_keys)
         from neon_tui.screens.main import MainScreen
         from neon_tui.screens.run import RunScreen
 
@@ -539,7 +556,8 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
         sim = Simulator(SimConfig(op_seconds=2.0))
         client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport())
         app = NeonApp(client=client, settings=settings, settings_problem=problem, demo=True, read_only=read_only,
-                      env=env)
+                      env=env, client_factory=lambda key: NeonClient(key, host="https://neon-sim.invalid/api/v2",
+                                                                     transport=sim.transport()))
         app.simulator = sim  # type: ignore[attr-defined]
         from neon_tui.simulator.postgres import start_or_explain
 

@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="find copies of Neon connection strings in .env files",
                           description=envscan_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     envscan_cli.add_arguments(scan)
+
+    from neon_tui import keys_cli
+
+    keys = sub.add_parser("keys", help="list, create, revoke and rotate Neon API keys",
+                          description=keys_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    keys_cli.add_arguments(keys)
     return p
 
 
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import envscan_cli
 
         return envscan_cli.main(ns)
+    if ns.command == "keys":
+        from neon_tui import keys_cli
+
+        return keys_cli.main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 

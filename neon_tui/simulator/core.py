@@ -133,6 +133,7 @@ class Simulator:
         self._burst_count = 0
         self.limiter = RateLimiter()
         self._org_keys: dict[str, str] = {}
+        self._scripted: list[list] = []  # [route name, kind, times left, key id or None]: see fail_next
         self.app = Starlette(routes=[StarletteRoute(
             "/{path:path}", self._endpoint, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])])
         self.inspect = Inspector(self)
@@ -173,6 +174,33 @@ class Simulator:
                 self.fault_kinds = tuple(kinds)
             if rate == 0:
                 self._burst_until = float("-inf")
+
+    SCRIPTED_KINDS = ("500", "503", "drop")
+
+    def fail_next(self, route: str, kind: str = "500", *, times: int = 1, key_id: int | None = None) -> None:
+        """Fail the next `times` requests to `route` ("METHOD /template"), optionally only those sent with the
+        key `key_id`: "500"/"503" answer an error and apply nothing; "drop" applies the request, then the
+        connection breaks before the answer (a lost response). For tests that need a fault at one exact step."""
+        if kind not in self.SCRIPTED_KINDS:
+            raise ValueError(f"unknown scripted fault {kind!r}")
+        if not any(r.name == route for r in self.api.routes):
+            raise ValueError(f"unknown route {route!r}")
+        with self.lock:
+            self._scripted.append([route, kind, int(times), key_id])
+
+    def clear_scripted_faults(self) -> None:
+        """Forget every fault fail_next scripted that has not fired yet."""
+        with self.lock:
+            self._scripted.clear()
+
+    def _take_scripted(self, route: str, key_id: int | None) -> str | None:
+        for entry in self._scripted:
+            if entry[0] == route and entry[2] > 0 and entry[3] in (None, key_id):
+                entry[2] -= 1
+                if entry[2] == 0:
+                    self._scripted.remove(entry)
+                return entry[1]
+        return None
 
     # --- pipeline ------------------------------------------------------------------------------------
     def _json(self, status: int, body, request_id: str, headers: dict[str, str] | None = None) -> Response:
@@ -243,6 +271,12 @@ class Simulator:
             if scheme.lower() != "bearer" or not secret.strip():
                 return self._error(401, "authorization header is missing or is not a Bearer token", request_id)
             key = self.account.key_by_secret(secret.strip())
+            # a scripted 5xx comes from in front of the API (a proxy): before the key is even looked at
+            scripted = self._take_scripted(route.name, key.id if key else None) if self._scripted else None
+            if scripted in ("500", "503"):
+                record.fault = scripted
+                return self._error(int(scripted), "internal server error" if scripted == "500"
+                                   else "service temporarily unavailable, please retry", request_id)
             if key is None or key.revoked:
                 return self._error(401, "invalid API key", request_id)
             record.key_id = key.id
@@ -288,7 +322,8 @@ class Simulator:
                 if fault in ("drop_reset", "op_failed"):
                     record.fault = None  # nothing was applied, so the fault never happened
                 return self._error(exc.status, exc.message, request_id)
-            if fault == "drop_reset":
+            if fault == "drop_reset" or scripted == "drop":
+                record.fault = record.fault or "drop"
                 return DroppedResponse("drop_reset", request_id)
             if fault == "502_applied":
                 return self._error(502, "bad gateway", request_id)

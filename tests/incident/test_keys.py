@@ -1,0 +1,329 @@
+"""API keys: listing with the key in use, and the hand-off with a fault at each step (in-process simulator)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+
+from neon_tui.incident.actions import read_action_journal
+from neon_tui.incident.keys import (
+    FileKeySink,
+    KeyError_,
+    KeyringKeySink,
+    KeyRotation,
+    NeedsConfirmation,
+    NeedsPersonalKey,
+    list_keys,
+    revoke_selected,
+)
+from neon_tui.neon import NeonClient
+from neon_tui.neon.secret import Secret
+from neon_tui.simulator import SimConfig, Simulator
+
+HOST = "https://neon-sim.invalid/api/v2"
+
+
+class MemoryKeyring(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+        self.fail_writes = False
+
+    def set_password(self, service, username, password):
+        if self.fail_writes:
+            raise keyring.errors.PasswordSetError("refused")
+        self.entries[(service, username)] = password
+
+    def get_password(self, service, username):
+        return self.entries.get((service, username))
+
+    def delete_password(self, service, username):
+        self.entries.pop((service, username), None)
+
+
+ALLOW = (f"{MemoryKeyring.__module__}.{MemoryKeyring.__qualname__}",)
+
+
+async def _nosleep(_s: float) -> None:
+    return None
+
+
+@pytest.fixture
+def sim():
+    return Simulator(SimConfig(op_seconds=0.05))
+
+
+@pytest.fixture
+def kr(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path / "state"))
+    previous = keyring.get_keyring()
+    k = MemoryKeyring()
+    keyring.set_keyring(k)
+    yield k
+    keyring.set_keyring(previous)
+
+
+def factory(sim):
+    return lambda key: NeonClient(key, host=HOST, transport=sim.transport(), sleep=_nosleep)
+
+
+def live_keys(sim) -> dict[int, str]:
+    return {k.id: k.key for k in sim.account.keys.values() if not k.revoked}
+
+
+def works(sim, secret: str) -> bool:
+    async def go():
+        async with factory(sim)(Secret(secret)) as c:
+            try:
+                await c.get_auth()
+                return True
+            except Exception:
+                return False
+    return asyncio.run(go())
+
+
+def rotate(sim, tmp_path, sink, *, old=None, **kw):
+    old = old or sim.api_key
+
+    async def go():
+        client = factory(sim)(Secret(old))
+        rot = KeyRotation(client, old_key=Secret(old), sink=sink, client_factory=factory(sim), host=HOST,
+                          confirmed=True, directory=tmp_path / "actions", **kw)
+        try:
+            return await rot.run()
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
+
+
+def resume(sim, tmp_path, sink, path, old):
+    async def go():
+        return await KeyRotation.resume(path, old_key=Secret(old) if old else None, sink=sink,
+                                        client_factory=factory(sim), host=HOST)
+    return asyncio.run(go())
+
+
+def no_secret_in(path, secrets):
+    text = path.read_text()
+    for s in secrets:
+        assert s not in text
+
+
+def old_id(sim):
+    return next(k.id for k in sim.account.keys.values() if k.key == sim.api_key)
+
+
+def test_listing_marks_the_key_in_use_by_probe_and_shows_org_keys(sim, kr):
+    org = sim.inspect.primary_org_id
+    org_key = sim.org_api_key(org)
+
+    async def go():
+        async with factory(sim)(Secret(sim.api_key)) as c:
+            return await list_keys(c, host=HOST)
+    listing = asyncio.run(go())
+    assert listing.key_kind == "personal"
+    assert listing.in_use_id == old_id(sim) and listing.in_use_how == "probe"
+    in_use = [r for r in listing.rows if r.in_use]
+    assert [r.id for r in in_use] == [old_id(sim)]
+    org_rows = [r for r in listing.rows if r.scope == "organization"]
+    assert sim.account.key_by_secret(org_key).id in {r.id for r in org_rows}
+    assert all(r.org_id == org for r in org_rows if r.id == sim.account.key_by_secret(org_key).id)
+    assert in_use[0].last_used_at is not None and in_use[0].last_used_from_addr != ""
+
+
+def test_rotation_to_the_keyring_hands_off_and_old_key_answers_401(sim, kr, tmp_path):
+    old = sim.api_key
+    oid = old_id(sim)
+    kr.entries[("neon-tui", "NEON_API_KEY")] = old
+    sink = KeyringKeySink(allow=ALLOW)
+    res = rotate(sim, tmp_path, sink, key_source="keyring")
+    assert res.outcome == "rotated" and res.old_status == "revoked", res.messages
+    new = kr.entries[("neon-tui", "NEON_API_KEY")]
+    assert new != old and works(sim, new) and not works(sim, old)
+    assert set(live_keys(sim).values()) & {new, old} == {new}
+    assert sim.account.keys[oid].revoked and sim.account.key_by_secret(new).id == res.new_key_id
+    assert ("neon-tui", "NEON_API_KEY.previous") not in kr.entries
+    # the old key was revoked WITH the new one
+    revoke = [r for r in sim.requests if r.method == "DELETE" and r.path.endswith(f"/api_keys/{oid}")]
+    assert [r.key_id for r in revoke] == [res.new_key_id]
+    log = read_action_journal(res.journal)
+    assert [r["event"] for r in log.records] == ["key_intent", "key_created", "key_stored", "key_switched",
+                                                 "key_proven", "key_revoked", "key_dead", "done"]
+    assert log.records[0]["name"] == sim.account.keys[res.new_key_id].name
+    no_secret_in(res.journal, [old, new])
+    # next time the key in use is the recorded one
+    async def listing():
+        async with factory(sim)(Secret(new)) as c:
+            return await list_keys(c, key_source="keyring", host=HOST)
+    lst = asyncio.run(listing())
+    assert lst.in_use_id == res.new_key_id and lst.in_use_how == "recorded"
+
+
+def test_create_answer_lost_revokes_the_half_made_key_by_name(sim, kr, tmp_path):
+    old = sim.api_key
+    before = set(live_keys(sim))
+    sim.fail_next("POST /api_keys", "drop")
+    res = rotate(sim, tmp_path, FileKeySink(tmp_path / "key"))
+    assert res.outcome == "undone"
+    assert set(live_keys(sim)) == before and works(sim, old)
+    made = [k for k in sim.account.keys.values() if k.name.startswith("neon-tui-")]
+    assert len(made) == 1 and made[0].revoked
+    assert not (tmp_path / "key").exists()
+
+
+def test_store_failure_revokes_the_half_made_key_and_keeps_the_old_one(sim, kr, tmp_path):
+    old = sim.api_key
+    kr.entries[("neon-tui", "NEON_API_KEY")] = old
+    kr.fail_writes = True
+    res = rotate(sim, tmp_path, KeyringKeySink(allow=ALLOW), key_source="keyring")
+    assert res.outcome == "undone"
+    assert kr.entries[("neon-tui", "NEON_API_KEY")] == old and works(sim, old)
+    made = [k for k in sim.account.keys.values() if k.name.startswith("neon-tui-")]
+    assert len(made) == 1 and made[0].revoked
+
+
+def test_prove_failure_puts_the_old_key_back_and_revokes_the_new(sim, kr, tmp_path):
+    old = sim.api_key
+    kr.entries[("neon-tui", "NEON_API_KEY")] = old
+    # every /auth of the *new* key fails: its id is the next one the simulator hands out
+    next_id = max(sim.account.keys) + 1
+    real_new_key = sim.account.new_key
+
+    def new_key(*a, **k):
+        key = real_new_key(*a, **k)
+        sim.fail_next("GET /auth", "500", times=20, key_id=key.id)
+        return key
+    sim.account.new_key = new_key
+    res = rotate(sim, tmp_path, KeyringKeySink(allow=ALLOW), key_source="keyring")
+    assert res.outcome == "undone", res.messages
+    assert kr.entries[("neon-tui", "NEON_API_KEY")] == old and works(sim, old)
+    assert ("neon-tui", "NEON_API_KEY.previous") not in kr.entries
+    assert sim.account.keys[res.new_key_id].revoked and res.new_key_id >= next_id - 1
+
+
+def test_failed_old_revoke_is_reported_live_and_the_new_key_is_held(sim, kr, tmp_path):
+    old = sim.api_key
+    oid = old_id(sim)
+    sim.fail_next("DELETE /api_keys/{key_id}", "500", times=20)
+    res = rotate(sim, tmp_path, FileKeySink(tmp_path / "key"))
+    assert res.outcome == "old_live" and res.old_status == "LIVE"
+    assert any("STILL LIVE" in m for m in res.messages)
+    new = (tmp_path / "key").read_text().strip()
+    assert works(sim, new) and works(sim, old) and not sim.account.keys[oid].revoked
+    log = read_action_journal(res.journal)
+    assert log.events("key_revoke_failed")[0]["which"] == "old"
+    assert oct((tmp_path / "key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_prove_old_unknown_is_reported_not_claimed_dead(sim, kr, tmp_path):
+    oid = old_id(sim)
+    # the revoke works, but the check of the old key cannot be made (5xx all along)
+    real = sim.api.revoke_key
+
+    def revoke_then_break(ctx):
+        reply = real(ctx)
+        sim.fail_next("GET /auth", "500", times=20)
+        return reply
+    sim.api.revoke_key = revoke_then_break
+    for r in sim.api.routes:
+        if r.name == "DELETE /api_keys/{key_id}":
+            object.__setattr__(r, "handler", revoke_then_break)
+    res = rotate(sim, tmp_path, FileKeySink(tmp_path / "key"))
+    assert res.outcome == "old_live" and res.old_status == "unknown"
+    assert sim.account.keys[oid].revoked  # it is in fact dead, but neon-tui could not prove it and says so
+
+
+def test_guessed_key_needs_confirmation_before_anything_is_created(sim, kr, tmp_path):
+    before = set(sim.account.keys)
+
+    async def go():
+        async with factory(sim)(Secret(sim.api_key)) as c:
+            rot = KeyRotation(c, old_key=Secret(sim.api_key), sink=FileKeySink(tmp_path / "k"),
+                              client_factory=factory(sim), host=HOST, directory=tmp_path)
+            await rot.run()
+    with pytest.raises(NeedsConfirmation) as e:
+        asyncio.run(go())
+    assert e.value.key_id == old_id(sim)
+    assert set(sim.account.keys) == before and not list(tmp_path.glob("keys-*.jsonl"))
+
+
+def test_project_scoped_key_asks_for_a_personal_key_then_rotates_with_it(sim, kr, tmp_path):
+    org = sim.inspect.primary_org_id
+    pid = sim.inspect.project_ids(org)[0]
+    scoped = sim.account.new_key("ci", 0.0, org_id=org, project_id=pid)
+    before = set(sim.account.keys)
+
+    async def go(manager):
+        async with factory(sim)(Secret(scoped.key)) as c:
+            rot = KeyRotation(c, old_key=Secret(scoped.key), sink=FileKeySink(tmp_path / "k"),
+                              client_factory=factory(sim), host=HOST, directory=tmp_path / "a",
+                              manager_key=manager, confirmed=True)
+            return await rot.run()
+    with pytest.raises(NeedsPersonalKey):
+        asyncio.run(go(None))
+    assert set(sim.account.keys) == before
+    res = asyncio.run(go(Secret(sim.api_key)))
+    assert res.outcome == "rotated", res.messages
+    new = sim.account.keys[res.new_key_id]
+    assert new.org_id == org and new.project_id == pid and scoped.revoked
+    assert works(sim, (tmp_path / "k").read_text().strip()) and works(sim, sim.api_key)
+
+
+def test_revoke_selected_refuses_the_key_in_use_and_journals(sim, kr, tmp_path):
+    other = sim.account.new_key("old-ci", 0.0)
+
+    async def go():
+        async with factory(sim)(Secret(sim.api_key)) as c:
+            listing = await list_keys(c, host=HOST)
+            with pytest.raises(KeyError_):
+                await revoke_selected(c, listing, [listing.in_use_id], host=HOST, directory=tmp_path)
+            return await revoke_selected(c, listing, [other.id], host=HOST, directory=tmp_path)
+    res = asyncio.run(go())
+    assert res.revoked == [other.id] and other.revoked and works(sim, sim.api_key)
+    log = read_action_journal(res.journal)
+    assert log.events("key_revoked")[0] == {**log.events("key_revoked")[0], "key_id": other.id,
+                                            "which": "selected"}
+
+
+@pytest.mark.parametrize("step", ["after_intent", "after_create_sent", "after_created", "after_store",
+                                  "after_stored", "after_switch", "after_proven", "after_revoked"])
+def test_crash_at_each_step_then_resume_leaves_exactly_one_working_key_held(sim, kr, tmp_path, monkeypatch, step):
+    old = sim.api_key
+    oid = old_id(sim)
+    kr.entries[("neon-tui", "NEON_API_KEY")] = old
+
+    class Crash(BaseException):
+        pass
+
+    import neon_tui.incident.keys as keys_mod
+
+    def hook(name):
+        if name == step:
+            raise Crash()
+    monkeypatch.setattr(keys_mod, "_test_hook", hook)
+    sink = KeyringKeySink(allow=ALLOW)
+    with pytest.raises(Crash):
+        rotate(sim, tmp_path, sink, key_source="keyring")
+    monkeypatch.setattr(keys_mod, "_test_hook", lambda name: None)
+    (path,) = (tmp_path / "actions").glob("keys-*.jsonl")
+    # resume without the old key in the environment: it comes from the keyring (or its backup)
+    res = resume(sim, tmp_path, sink, path, None)
+    held = kr.entries[("neon-tui", "NEON_API_KEY")]
+    live = live_keys(sim)
+    mine = [kid for kid, s in live.items() if s == held]
+    assert len(mine) == 1 and works(sim, held)
+    made = [k for k in sim.account.keys.values() if k.name.startswith("neon-tui-")]
+    assert all(k.revoked for k in made if k.key != held)
+    if res.outcome == "rotated":
+        assert sim.account.keys[oid].revoked and held != old
+    else:
+        assert res.outcome == "undone" and held == old and not sim.account.keys[oid].revoked
+    assert ("neon-tui", "NEON_API_KEY.previous") not in kr.entries
+    expect = "undone" if step in ("after_intent", "after_create_sent", "after_created", "after_store") else "rotated"
+    assert res.outcome == expect, res.messages
+    no_secret_in(path, [old, held])
