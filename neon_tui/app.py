@@ -86,6 +86,7 @@ class NeonApp(App):
         # passwords each exposed target held, for verifying after a rotation that they are dead.
         self.exposure = None
         self._account: str | None = None
+        self._key_kind: str | None = None  # personal | organization (GET /auth), for the run journal's header
         # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
         self.monotonic = monotonic or time.monotonic
         if self.demo:
@@ -173,7 +174,10 @@ class NeonApp(App):
         """The Neon account of the key (journaled with each run, so a run is never resumed by another)."""
         if self._account is None and self.client is not None:
             try:
-                self._account = (await self.client.get_auth()).account_id
+                from neon_tui.incident.actions import key_kind_of
+
+                auth = await self.client.get_auth()
+                self._account, self._key_kind = auth.account_id, key_kind_of(auth.auth_method)
             except NeonError:
                 return None
         return self._account
@@ -280,6 +284,7 @@ class NeonApp(App):
         old = self.exposure.old_passwords() if self.exposure is not None else {}
         self.session = RunSession(self.client, plan, sinks=sinks, by_hand=not sinks, resume=resume,
                                   journal_factory=self.journal_factory, account=self._account,
+                                  key_kind=self._key_kind,
                                   verify=True, route=route, verify_unavailable=unavailable,
                                   old_passwords={t.key: old[t.key] for t in plan.targets if t.key in old})
         self._open_session(self.session)
