@@ -44,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="find copies of Neon connection strings in .env files",
                           description=envscan_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     envscan_cli.add_arguments(scan)
+
+    from neon_tui import report_cli
+
+    report = sub.add_parser("report", help="the incident report from the journals (Markdown or JSON)",
+                            description=report_cli.REPORT_DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    report_cli.add_report_arguments(report)
+    status = sub.add_parser("status", help="the breach checklist, each step's live state",
+                            description=report_cli.STATUS_DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    report_cli.add_status_arguments(status)
     return p
 
 
@@ -65,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import envscan_cli
 
         return envscan_cli.main(ns)
+    if ns.command in ("report", "status"):
+        from neon_tui import report_cli
+
+        return report_cli.report_main(ns) if ns.command == "report" else report_cli.status_main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 
