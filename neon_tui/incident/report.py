@@ -61,7 +61,9 @@ def _t(value: Any) -> str:
 
 
 def _label(target: Any) -> str:
-    return "/".join(str(x) for x in target) if isinstance(target, (list, tuple)) else str(target)
+    if isinstance(target, (list, tuple)):
+        return "/".join(str(x) for x in target if x is not None) or "(the account)"
+    return str(target)
 
 
 @dataclass
@@ -240,7 +242,7 @@ def _exposed_targets(actions: list[ActionLog]) -> tuple[set[tuple], set[tuple], 
     rotated)."""
     exposed: set[tuple] = set()
     unchecked: set[tuple] = set()
-    summary: dict[str, Any] = {"scans": 0, "sources": [], "leaked_at": None, "last_scan": None}
+    summary: dict[str, Any] = {"scans": 0, "sources": [], "leaked_at": None, "last_scan": None, "labels": {}}
     for a in actions:
         if a.kind != "exposure":
             continue
@@ -251,6 +253,8 @@ def _exposed_targets(actions: list[ActionLog]) -> tuple[set[tuple], set[tuple], 
             if r.get("leaked_at"):
                 summary["leaked_at"] = _t(r["leaked_at"])
             exposed |= {tuple(x) for x in r.get("exposed") or [] if isinstance(x, list)}
+            if isinstance(r.get("exposed_labels"), dict):
+                summary["labels"].update({str(k): str(v) for k, v in r["exposed_labels"].items()})
             unchecked = {tuple(x) for x in r.get("unchecked") or [] if isinstance(x, list)}  # the newest scan's
     summary["sources"] = sorted(set(summary["sources"]))
     return exposed, unchecked, summary
@@ -302,7 +306,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     for key in sorted(scope_targets):
         row = latest.get(key)
         if row is None or row.rotated_at is None or row.old_login == "still-accepted":
-            still_open.append(_label(key) if row is None else row.label)
+            still_open.append(exposure["labels"].get(_label(key), _label(key)) if row is None else row.label)
         else:
             closed_at.append(row.verified_at if row.old_login == "rejected" and row.verified_at else row.rotated_at)
     window = {"start": start, "start_source": "leaked_at" if exposure["leaked_at"] else ("since" if since else None),
@@ -419,7 +423,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
         for sink, why in r.failed_sinks.items():
             open_actions.append(f"{r.label}: delivery to {sink} failed ({why})")
     for key in sorted(exposed - set(latest)):
-        open_actions.append(f"{_label(key)}: exposed and not rotated")
+        open_actions.append(f"{exposure['labels'].get(_label(key), _label(key))}: exposed and not rotated")
     if unchecked:
         open_actions.append(f"{len(unchecked)} target(s) could not be checked for exposure")
     for k in keys["still_live"]:
@@ -438,7 +442,8 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     timeline.sort(key=lambda e: (e["t"], e["source"], e["event"]))
     scope = {"since": iso(since) if since else None, "source": since_source or ("--since" if since else "journals"),
              "runs": [r.id for r in runs], "actions": [a.id for a in actions]}
-    exposure_out = {**exposure, "exposed": [_label(k) for k in sorted(exposed)],
+    names = exposure.pop("labels")
+    exposure_out = {**exposure, "exposed": [names.get(_label(k), _label(k)) for k in sorted(exposed)],
                     "unchecked": [_label(k) for k in sorted(unchecked)]}
     rows.sort(key=lambda r: (r.label, r.run))
     report = Report(scope, header, window, counts, timeline, rows, exposure_out, keys, ipallow, roles, evidence,
