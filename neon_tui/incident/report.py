@@ -292,6 +292,8 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     operators = sorted({(str(o.get("user")), str(o.get("hostname"))) for o in uniq("operator") if isinstance(o, dict)})
     key_ids = sorted({str(rec.get("key_id")) for a in actions if a.kind == "keys"
                       for rec in a.events("key_created", "key_switched", "key_proven")}
+                     | {str(rec.get("key_id")) for a in actions if a.kind == "keys"
+                        for rec in a.events("key_revoked") if rec.get("which") == "old"}
                      | {str(a.header["key_id"]) for a in actions if a.header.get("key_id") is not None})
     header = {"accounts": sorted(str(x) for x in uniq("account")),
               "key_kinds": sorted(str(x) for x in uniq("key_kind")),

@@ -10,7 +10,7 @@ from pathlib import Path
 HOST = "https://console.neon.tech/api/v2"
 ACCOUNT = "org-coral-tide-222222"
 OPERATOR = {"user": "oncall", "hostname": "laptop-7"}
-DAY = "2026-11-30T"
+DAY = "2026-11-02T"
 
 APP_MAIN = ["p-shop", "br-main", "app"]
 APP_DEV = ["p-shop", "br-dev", "app"]
@@ -92,17 +92,17 @@ def run_records(*, rotated_all: bool = False) -> list[dict]:
 def write_incident(root: Path, *, complete: bool = False) -> tuple[Path, Path]:
     """The fixture incident under root: (runs dir, actions dir). `complete` closes every step."""
     runs, acts = root / "runs", root / "actions"
-    _write(runs / "run-20261130T160500Z-aaaa1111.jsonl", run_records(rotated_all=complete))
-    _write(acts / "exposure-20261130T160200Z-e0e0e0e0.jsonl", [
+    _write(runs / "run-20261102T160500Z-aaaa1111.jsonl", run_records(rotated_all=complete))
+    _write(acts / "exposure-20261102T160200Z-e0e0e0e0.jsonl", [
         _action("exposure", "16:02:00"),
-        {"t": _t("16:02:09"), "event": "exposure_scanned", "source": "prod.env", "leaked_at": "2026-11-30T14:05:00Z",
+        {"t": _t("16:02:09"), "event": "exposure_scanned", "source": "prod.env", "leaked_at": "2026-11-02T14:05:00Z",
          "exposed": [APP_MAIN, APP_DEV, ETL], "unchecked": [] if complete else [["p-legacy", None, None]],
          "counts": {"exposed": 3, "unchecked": 0 if complete else 1, "clean": 9, "roles": 12, "projects": 3,
                     "organizations": 1, "requests": 41}, "complete": complete},
     ])
-    _write(acts / "keys-20261130T163000Z-k0k0k0k0.jsonl", [
+    _write(acts / "keys-20261102T163000Z-k0k0k0k0.jsonl", [
         _action("keys", "16:30:00"),
-        {"t": _t("16:30:02"), "event": "key_created", "key_id": 7002, "name": "neon-tui-2026-11-30",
+        {"t": _t("16:30:02"), "event": "key_created", "key_id": 7002, "name": "neon-tui-2026-11-02",
          "scope": "organization", "org_id": ACCOUNT, "project_id": None, "request_id": "req-kkk1"},
         {"t": _t("16:30:03"), "event": "key_stored", "key_id": 7002, "sink": "keyring"},
         {"t": _t("16:30:04"), "event": "key_switched", "key_id": 7002},
@@ -111,7 +111,7 @@ def write_incident(root: Path, *, complete: bool = False) -> tuple[Path, Path]:
         *([{"t": _t("16:40:02"), "event": "key_dead", "key_id": 7001, "status": 401}] if complete else []),
         {"t": _t("16:40:03"), "event": "done", "outcome": "rotated", "reason": None},
     ])
-    _write(acts / "ipallow-20261130T164500Z-i0i0i0i0.jsonl", [
+    _write(acts / "ipallow-20261102T164500Z-i0i0i0i0.jsonl", [
         _action("ipallow", "16:45:00"),
         {"t": _t("16:45:01"), "event": "ipallow_reviewed", "project_id": "p-shop", "findings": ["open to all"]},
         {"t": _t("16:46:00"), "event": "ipallow_changed", "project_id": "p-shop",
@@ -123,7 +123,7 @@ def write_incident(root: Path, *, complete: bool = False) -> tuple[Path, Path]:
         *([{"t": _t("16:47:30"), "event": "ipallow_reviewed", "project_id": "p-legacy", "findings": []}]
           if complete else []),
     ])
-    _write(acts / "roles-20261130T165000Z-r0r0r0r0.jsonl", [
+    _write(acts / "roles-20261102T165000Z-r0r0r0r0.jsonl", [
         _action("roles", "16:50:00"),
         {"t": _t("16:50:01"), "event": "audit_reviewed", "findings": {"flagged": 2}},
         {"t": _t("16:51:00"), "event": "role_dropped", "project_id": "p-analytics", "branch_id": "br-main",

@@ -42,7 +42,7 @@ def test_golden_markdown_and_json(tmp_path, complete):
 
 def test_the_open_incident_says_what_is_open(tmp_path):
     r = _report(tmp_path)
-    assert r.leak_window["start"] == "2026-11-30T14:05:00Z" and r.leak_window["open"]
+    assert r.leak_window["start"] == "2026-11-02T14:05:00Z" and r.leak_window["open"]
     assert r.leak_window["end"] is None and r.leak_window["still_exposed"] == ["analytics/main/etl"]
     c = r.counts
     assert (c["exposed_found"], c["rotated"], c["failed"], c["failed_sinks"], c["still_exposed"]) == (3, 2, 1, 1, 1)
@@ -54,14 +54,14 @@ def test_the_open_incident_says_what_is_open(tmp_path):
     assert dev.request_ids == ["req-aaa2"] and dev.operations == ["op-103"] and dev.failed_sinks
     assert r.evidence["request_ids"] == ["req-aaa1", "req-aaa2", "req-iii1", "req-kkk1", "req-kkk2", "req-rrr1"]
     times = [e["t"] for e in r.timeline]
-    assert times == sorted(times) and times[0] == "2026-11-30T16:02:09Z"
+    assert times == sorted(times) and times[0] == "2026-11-02T16:02:09Z"
 
 
 def test_the_complete_incident_closes_the_window_when_the_last_password_was_proven_dead(tmp_path):
     r = _report(tmp_path, complete=True)
     assert not r.leak_window["open"]
     # the ETL target was the last one verified (old password refused) at 16:05:28
-    assert r.leak_window["end"] == "2026-11-30T16:05:28Z"
+    assert r.leak_window["end"] == "2026-11-02T16:05:28Z"
     assert r.counts["still_exposed"] == 0 and r.counts["failed"] == 0
     assert not [a for a in r.open_actions if "etl" in a or "vercel" in a or "API key" in a]
     etl = next(t for t in r.targets if t.target == ETL)
@@ -72,11 +72,11 @@ def test_since_scopes_the_journals(tmp_path):
     runs, acts = write_incident(tmp_path)
     from neon_tui.incident.exposure_log import parse_when
 
-    inputs = load(None, since=parse_when("2026-11-30T16:29Z"), runs_dir=runs, acts_dir=acts)
+    inputs = load(None, since=parse_when("2026-11-02T16:29Z"), runs_dir=runs, acts_dir=acts)
     assert [a.kind for a in inputs.actions] == ["keys", "ipallow", "roles"] and inputs.runs == []
     assert inputs.since_source == "--since"
-    named = load(["run-20261130T160500Z-aaaa1111"], runs_dir=runs, acts_dir=acts)
-    assert [r.id for r in named.runs] == ["run-20261130T160500Z-aaaa1111"] and named.actions == []
+    named = load(["run-20261102T160500Z-aaaa1111"], runs_dir=runs, acts_dir=acts)
+    assert [r.id for r in named.runs] == ["run-20261102T160500Z-aaaa1111"] and named.actions == []
 
 
 def test_the_guard_refuses_secrets_keys_and_passwords_in_uris():
@@ -93,9 +93,9 @@ def test_the_guard_refuses_secrets_keys_and_passwords_in_uris():
 
 def test_a_secret_in_a_journal_never_reaches_the_report(tmp_path):
     runs, acts = write_incident(tmp_path)
-    path = acts / "roles-20261130T165000Z-r0r0r0r0.jsonl"
+    path = acts / "roles-20261102T165000Z-r0r0r0r0.jsonl"
     with open(path, "a") as fh:  # written by hand: the journal's own guard would have refused it
-        fh.write(json.dumps({"t": "2026-11-30T16:53:00Z", "event": "role_kept", "project_id": "p",
+        fh.write(json.dumps({"t": "2026-11-02T16:53:00Z", "event": "role_kept", "project_id": "p",
                              "branch_id": "b", "role": "x", "reason": "napi_deadbeefdeadbeef"}) + "\n")
     inputs = load(None, runs_dir=runs, acts_dir=acts)
     with pytest.raises(ReportError):
@@ -143,7 +143,7 @@ async def test_no_secret_in_journals_or_report_after_a_real_rotation(tmp_path, m
         report = await scan(client, leak, inventory=inv)
         assert report.exposed
         auth = await client.get_auth()
-        journal_exposure(report, source="demo sample", leaked_at=parse_when("2026-11-30T14:05Z"),
+        journal_exposure(report, source="demo sample", leaked_at=parse_when("2026-11-02T14:05Z"),
                          host=client.base_url, account=auth.account_id, key_kind="personal")
         exposed = next(e for e in report.exposed if sim.inspect.project_by_name(e.project_name).rw_endpoint(e.key[1]))
         org = exposed.org_id or org_of(sim, exposed.project_name)
