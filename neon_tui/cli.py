@@ -14,6 +14,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"neon-tui {__version__}")
     p.add_argument("--demo", action="store_true", help="run against an in-process simulated Neon account")
     p.add_argument("--read-only", action="store_true", help="browse and plan, never write")
+    p.add_argument("--checklist", action="store_true",
+                   help="open on the incident checklist (the demo always does)")
     sub = p.add_subparsers(dest="command")
 
     sim = sub.add_parser("simulator", help="the simulated Neon API")
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(print_tree(demo=ns.demo))
     from neon_tui.app import make_app
 
-    app = make_app(demo=ns.demo, read_only=ns.read_only)
+    app = make_app(demo=ns.demo, read_only=ns.read_only, checklist=ns.checklist)
     try:
         app.run()
     finally:
