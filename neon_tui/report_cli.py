@@ -163,9 +163,9 @@ def status_main(ns: argparse.Namespace) -> int:
                                      "exit": code}, ensure_ascii=False) + "\n")
     else:
         for n, s in enumerate(steps, 1):
-            sys.stdout.write(f"{GLYPHS[s.state]} {n}. {s.title}\n     {s.state}: {s.figure}\n")
+            sys.stdout.write(f"{GLYPHS[s.state]} {n}. {s.short:<32} {s.state:<12} {s.figure}\n")
             for d in s.details[:5]:
-                sys.stdout.write(f"       {d}\n")
+                sys.stdout.write(f"{'':52}{d}\n")
         sys.stdout.flush()
         if why:
             _err("status", f"not checked against the account: {why}")

@@ -16,6 +16,9 @@ from neon_tui.incident.report import Report, build_report
 
 TODO, IN_PROGRESS, DONE, ATTENTION = "todo", "in progress", "done", "attention"
 GLYPHS = {TODO: "○", IN_PROGRESS: "◐", DONE: "●", ATTENTION: "!"}
+SHORT = {"exposed": "Exposed roles found", "rotate": "Passwords rotated and verified",
+         "deliver": "Stored copies replaced", "keys": "API keys rotated, old ones dead",
+         "ipallow": "IP allow reviewed", "audit": "Unknown roles handled", "report": "Report written"}
 
 
 @dataclass
@@ -27,8 +30,12 @@ class Step:
     view: str
     details: list[str] = field(default_factory=list)
 
+    @property
+    def short(self) -> str:
+        return SHORT.get(self.id, self.title)
+
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "state": self.state, "figure": self.figure, "view": self.view,
+        return {"id": self.id, "step": self.short, "title": self.title, "state": self.state, "figure": self.figure, "view": self.view,
                 "details": list(self.details)}
 
 
@@ -72,7 +79,8 @@ def _rotated(r: Report) -> Step:
         state = IN_PROGRESS  # rotated, not all proven dead (verification off or still running)
     else:
         state = IN_PROGRESS if (rotated or c["targets"]) else TODO
-    details = [f"{row.label}: {row.state}" for row in r.targets if row.state not in ("delivered",)]
+    details = [f"{row.label}: {row.state}" + (f" ({row.reason})" if row.reason else "")
+               for row in r.targets if row.target and row.state != "delivered"]
     return Step("rotate", title, state, figure, "run", details)
 
 

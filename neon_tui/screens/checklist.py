@@ -78,7 +78,7 @@ class ChecklistScreen(NeonScreen):
         row = table.cursor_row
         table.clear()
         for n, s in enumerate(self.steps, 1):
-            table.add_row(GLYPHS[s.state], f"{n}. {s.title}", s.state, s.figure, key=s.id)
+            table.add_row(GLYPHS[s.state], f"{n}. {s.short}", s.state, s.figure, key=s.id)
         if self.steps:
             table.move_cursor(row=min(max(row, 0), len(self.steps) - 1))
         self._show_detail()
