@@ -100,3 +100,37 @@ async def test_w_writes_the_report_and_the_step_turns_done(tmp_path, monkeypatch
         await pilot.press("escape")
         await settle(app, pilot)
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_the_leak_loader_journals_the_scan_with_when_it_leaked(tmp_path, monkeypatch):
+    import json
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("NEON_TUI_STATE_DIR", str(state))
+    sim = make_sim()
+    pid = sim.inspect.project_by_name("acme-prod").id
+    bid = sim.inspect.branch_by_name(pid, "staging").id
+    sim.inspect.role(pid, bid, "app").password = "Le@ked-42"
+    leak = tmp_path / "leak.env"
+    leak.write_text("DATABASE_URL=postgresql://app:Le%40ked-42@ep-x-1.aws.neon.tech/neondb\n")
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("L")
+        await settle(app, pilot)
+        app.screen.query_one("#leak-path").value = str(leak)
+        app.screen.query_one("#leak-at").value = "yesterday-ish"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, LeakModal)  # an unreadable time is said; nothing scanned
+        assert not (state / "actions").exists()
+        app.screen.query_one("#leak-at").value = "2026-11-30 14:05"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MainScreen)
+    (path,) = (state / "actions").glob("exposure-*.jsonl")
+    text = path.read_text()
+    assert "Le@ked-42" not in text and "Le%40ked-42" not in text
+    scanned = json.loads(text.splitlines()[1])
+    assert scanned["source"] == "leak.env" and scanned["leaked_at"] == "2026-11-30T14:05:00Z"
+    assert [pid, bid, "app"] in scanned["exposed"]
