@@ -39,6 +39,7 @@ class NeonApp(App):
         Binding("question_mark", "help", "Help", id="help"),
         Binding("at", "command_log", "API log", id="command-log"),
         Binding("K", "open_keys", "API keys", show=False, id="keys"),
+        Binding("C", "open_checklist", "Checklist", show=False, id="checklist"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command-palette"),
     ]
 
@@ -68,6 +69,7 @@ class NeonApp(App):
         env: dict[str, str] | None = None,
         journal_factory: Callable[[], Journal] | None = None,
         monotonic: Callable[[], float] | None = None,
+        open_checklist: bool = False,
     ) -> None:
         super().__init__()
         self.client = client
@@ -90,6 +92,8 @@ class NeonApp(App):
         # The key in use and where it came from (env | keyring | given), for the API keys view's hand-off.
         self.api_key: Secret | None = None
         self.key_source = "given"
+        self._key_kind: str | None = None  # personal | organization (GET /auth), for the run journal's header
+        self.open_checklist = open_checklist  # start on the incident checklist (neon-tui --checklist, the demo)
         # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
         self.monotonic = monotonic or time.monotonic
         if self.demo:
@@ -175,6 +179,8 @@ class NeonApp(App):
         from neon_tui.screens.main import MainScreen
 
         self.push_screen(MainScreen(self.inventory))
+        if self.open_checklist:
+            self.action_open_checklist()
         if self.offer_resume and not self.read_only:
             self._check_resume()
 
@@ -182,7 +188,10 @@ class NeonApp(App):
         """The Neon account of the key (journaled with each run, so a run is never resumed by another)."""
         if self._account is None and self.client is not None:
             try:
-                self._account = (await self.client.get_auth()).account_id
+                from neon_tui.incident.actions import key_kind_of
+
+                auth = await self.client.get_auth()
+                self._account, self._key_kind = auth.account_id, key_kind_of(auth.auth_method)
             except NeonError:
                 return None
         return self._account
@@ -289,6 +298,7 @@ class NeonApp(App):
         old = self.exposure.old_passwords() if self.exposure is not None else {}
         self.session = RunSession(self.client, plan, sinks=sinks, by_hand=not sinks, resume=resume,
                                   journal_factory=self.journal_factory, account=self._account,
+                                  key_kind=self._key_kind,
                                   verify=True, route=route, verify_unavailable=unavailable,
                                   old_passwords={t.key: old[t.key] for t in plan.targets if t.key in old})
         self._open_session(self.session)
@@ -361,6 +371,11 @@ class NeonApp(App):
         main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         if main is not None:
             main.after_run(done, touched)
+        from neon_tui.screens.checklist import ChecklistScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ChecklistScreen):
+                screen.refresh_steps()  # a run ended: its journal changed the steps
 
     def action_open_run(self) -> None:
         """Back to the run (until every password is delivered)."""
@@ -470,6 +485,18 @@ class NeonApp(App):
                       key=lambda r: (not r[2], r[2], r[0]))
         self.push_screen(HelpModal(rows, str(self.settings.path or "")))
 
+    def action_open_checklist(self) -> None:
+        """C: the incident checklist (Neon's breach FAQ), each step's live state; enter opens a step."""
+        from neon_tui.screens.checklist import ChecklistScreen
+
+        existing = next((s for s in self.screen_stack if isinstance(s, ChecklistScreen)), None)
+        if existing is not None:
+            while self.screen is not existing:
+                self.pop_screen()
+            existing.refresh_steps()
+            return
+        self.push_screen(ChecklistScreen())
+
     def action_command_log(self) -> None:
         from neon_tui.screens.command_log import CommandLogScreen
 
@@ -488,6 +515,8 @@ class NeonApp(App):
         yield SystemCommand("Help: keys", "Every key on this screen and its id", self.action_help)
         yield SystemCommand("API log", "The API calls made this session", self.action_command_log)
         yield SystemCommand("API keys", "List, revoke and rotate Neon API keys (K)", self.action_open_keys)
+        yield SystemCommand("Checklist", "The incident checklist: each step's live state; enter opens it (C)",
+                            self.action_open_checklist)
         from neon_tui.screens.main import MainScreen
         from neon_tui.screens.run import RunScreen
 
@@ -545,7 +574,8 @@ class NeonApp(App):
         return await asyncio.to_thread(fn, *args)
 
 
-def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None) -> NeonApp:
+def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None,
+             checklist: bool = False) -> NeonApp:
     """Build the app for the command line: the demo simulator in-process, or the real API."""
     from neon_tui.config import load_settings
 
@@ -555,9 +585,11 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
 
         sim = Simulator(SimConfig(op_seconds=2.0))
         client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport())
+        # The demo is an incident drill: it opens on the checklist it follows.
         app = NeonApp(client=client, settings=settings, settings_problem=problem, demo=True, read_only=read_only,
                       env=env, client_factory=lambda key: NeonClient(key, host="https://neon-sim.invalid/api/v2",
-                                                                     transport=sim.transport()))
+                                                                     transport=sim.transport()),
+                      open_checklist=True)
         app.simulator = sim  # type: ignore[attr-defined]
         from neon_tui.simulator.postgres import start_or_explain
 
@@ -568,4 +600,4 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
     env = os.environ if env is None else env
     host = env.get("NEON_API_HOST")
     return NeonApp(client_factory=lambda key: NeonClient(key, host=host), settings=settings,
-                   settings_problem=problem, read_only=read_only, env=env)
+                   settings_problem=problem, read_only=read_only, env=env, open_checklist=checklist)

@@ -14,6 +14,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"neon-tui {__version__}")
     p.add_argument("--demo", action="store_true", help="run against an in-process simulated Neon account")
     p.add_argument("--read-only", action="store_true", help="browse and plan, never write")
+    p.add_argument("--checklist", action="store_true",
+                   help="open on the incident checklist (the demo always does)")
     sub = p.add_subparsers(dest="command")
 
     sim = sub.add_parser("simulator", help="the simulated Neon API")
@@ -50,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="list, create, revoke and rotate Neon API keys",
                           description=keys_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     keys_cli.add_arguments(keys)
+    from neon_tui import report_cli
+
+    report = sub.add_parser("report", help="the incident report from the journals (Markdown or JSON)",
+                            description=report_cli.REPORT_DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    report_cli.add_report_arguments(report)
+    status = sub.add_parser("status", help="the breach checklist, each step's live state",
+                            description=report_cli.STATUS_DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    report_cli.add_status_arguments(status)
     return p
 
 
@@ -75,13 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import keys_cli
 
         return keys_cli.main(ns)
+    if ns.command in ("report", "status"):
+        from neon_tui import report_cli
+
+        return report_cli.report_main(ns) if ns.command == "report" else report_cli.status_main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 
         return asyncio.run(print_tree(demo=ns.demo))
     from neon_tui.app import make_app
 
-    app = make_app(demo=ns.demo, read_only=ns.read_only)
+    app = make_app(demo=ns.demo, read_only=ns.read_only, checklist=ns.checklist)
     try:
         app.run()
     finally:

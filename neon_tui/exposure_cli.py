@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-logins", action="store_true",
                    help="for projects that do not store passwords: try a login per role and leaked password")
     p.add_argument("--org", help="scan only this organization (id, name or handle)")
+    p.add_argument("--leaked-at", metavar="TIME",
+                   help="when the leak happened (ISO 8601, e.g. 2026-11-30T14:05Z; default unknown): the start of "
+                        "the incident's leak window in `neon-tui report` and `neon-tui status`")
     p.add_argument("--demo", action="store_true", help="use an in-process simulated account")
 
 
@@ -73,6 +76,15 @@ def load_leaked(leaked: str, err) -> "object | None":
 
 
 def main(ns: argparse.Namespace) -> int:
+    from neon_tui.incident.exposure_log import TimeError, parse_when
+
+    ns.leaked_when = None
+    if getattr(ns, "leaked_at", None):
+        try:
+            ns.leaked_when = parse_when(ns.leaked_at, "--leaked-at")
+        except TimeError as e:
+            _err(str(e))
+            return EXIT_USAGE
     leak = load_leaked(ns.leaked, _err)
     if leak is None:
         return EXIT_USAGE
@@ -120,6 +132,7 @@ async def _main(ns: argparse.Namespace, leak) -> int:
                 progress.done()
             _err(str(e))
             return EXIT_USAGE
+        await _journal(ns, client, report, ns.leaked)
     if progress:
         progress.done()
     if ns.json:
@@ -127,6 +140,25 @@ async def _main(ns: argparse.Namespace, leak) -> int:
     else:
         write_selectors(report)
     return exit_code(report)
+
+
+async def _journal(ns: argparse.Namespace, client, report, source: str) -> None:
+    """The scan's action journal, for `neon-tui report` and `neon-tui status` (a failure is said, not fatal)."""
+    from neon_tui.incident.actions import key_kind_of
+    from neon_tui.incident.exposure_log import journal_exposure
+    from neon_tui.neon.errors import NeonError
+    from neon_tui.rotation.journal import JournalError
+
+    try:
+        auth = await client.get_auth()
+        account, kind = auth.account_id, key_kind_of(auth.auth_method)
+    except NeonError:
+        account = kind = None
+    try:
+        journal_exposure(report, source=source, leaked_at=ns.leaked_when, host=client.base_url,
+                         account=account, key_kind=kind)
+    except JournalError as e:
+        _err(f"the scan was not journaled ({e}); `neon-tui report` will not know of it")
 
 
 class _Progress:

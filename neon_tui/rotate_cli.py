@@ -293,7 +293,11 @@ async def _main(ns: argparse.Namespace) -> int:
     async with client:
         inventory = Inventory(client)
         try:
-            account = (await client.get_auth()).account_id
+            auth = await client.get_auth()
+            account = auth.account_id
+            from neon_tui.incident.actions import key_kind_of
+
+            key_kind = key_kind_of(auth.auth_method)
             resume_state = _find_journal(ns.resume, client.base_url, account) if ns.resume else None
             if resume_state is not None:
                 out.resume_summary(resume_state)
@@ -349,7 +353,7 @@ async def _main(ns: argparse.Namespace) -> int:
         if ns.json:
             sinks = [JsonLinesSink(out.describe) if isinstance(s, StdoutSink) else s for s in sinks]
         session = RunSession(client, plan, sinks=sinks, resume=resume_state, account=account,
-                             selectors=list(ns.selectors), verify=ns.verify, route=route,
+                             key_kind=key_kind, selectors=list(ns.selectors), verify=ns.verify, route=route,
                              verify_unavailable=unavailable,
                              leaked=_login_worthy(ns.leak))
         out.session = session

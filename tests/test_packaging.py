@@ -21,7 +21,7 @@ def test_core_never_imports_textual_or_rich():
         "sys.modules['httpx._main'] = None\n"
         "import neon_tui.neon, neon_tui.neon.client, neon_tui.simulator, neon_tui.simulator.serve\n"
         "import importlib, pkgutil\n"
-        "for pkg in ('neon_tui.neon', 'neon_tui.simulator', 'neon_tui.rotation'):\n"
+        "for pkg in ('neon_tui.neon', 'neon_tui.simulator', 'neon_tui.rotation', 'neon_tui.incident'):\n"
         "    try:\n"
         "        mod = importlib.import_module(pkg)\n"
         "    except ModuleNotFoundError:\n"
@@ -40,7 +40,7 @@ def test_core_sources_do_not_import_ui():
     import ast
 
     bad = []
-    for pkg in ("neon", "rotation", "simulator"):
+    for pkg in ("neon", "rotation", "simulator", "incident"):
         for path in (ROOT / "neon_tui" / pkg).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 names = []

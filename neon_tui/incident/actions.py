@@ -59,6 +59,12 @@ def operator() -> dict[str, str]:
     return {"user": user, "hostname": socket.gethostname()}
 
 
+def key_kind_of(auth_method: str | None) -> str | None:
+    """GET /auth's auth_method as the key kind the journals carry: personal, organization or project."""
+    return {"api_key_user": "personal", "api_key_org": "organization",
+            "api_key_project": "project"}.get(auth_method or "", auth_method or None)
+
+
 def create_action_journal(kind: str, *, host: str | None, account: str | None, key_kind: str | None = None,
                           directory: Path | None = None, **fields: Any) -> Journal:
     """Open a new action journal and write its header; raises JournalWriteError if the disk refuses."""

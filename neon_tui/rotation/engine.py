@@ -570,7 +570,8 @@ class RotationEngine:
             # From here the password is in hand: it is handed over whatever happens next.
             result = build_result(t, res.role.password, confirmed=False)
             self.in_hand[t.key] = result
-            await self._set(t, APPLYING, operations=res.operations, role_updated_at=_iso(res.role.updated_at))
+            await self._set(t, APPLYING, operations=res.operations, role_updated_at=_iso(res.role.updated_at),
+                            request_id=_reset_request_id(self.client, t))
             try:
                 final = await self._wait_ops(t, [o.id for o in res.operations])
             except _OpError:
@@ -823,6 +824,17 @@ def build_result(t: Target, password: Secret, *, confirmed: bool = True) -> Rota
             pooled = connection_uri(t.role_name, password, ep.pooler_host, db.name)
             conns.append(Connection(db.name, direct, pooled, ep.host))
     return RotationResult(t, password, tuple(conns), confirmed)
+
+
+def _reset_request_id(client, t: Target) -> str | None:
+    """The request id of the reset that just answered (from the client's request history; evidence for the
+    incident report). The path names one role on one branch and the answer has just arrived, so the newest
+    successful POST to it is this reset."""
+    path = NeonClient._role_path(t.project_id, t.branch_id, t.role_name, "/reset_password")
+    for rec in reversed(getattr(client, "history", ())):
+        if rec.method == "POST" and rec.path == path and rec.status is not None and rec.status < 400:
+            return rec.request_id
+    return None
 
 
 def _iso(dt) -> str | None:

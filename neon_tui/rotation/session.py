@@ -93,6 +93,7 @@ class RunSession:
         resume: JournalState | None = None,
         journal_factory: Callable[[], Journal] | None = None,
         account: str | None = None,
+        key_kind: str | None = None,
         selectors: Sequence[str] = (),
         delivery_attempts: int = 3,
         delivery_backoff: float = 0.5,
@@ -112,6 +113,7 @@ class RunSession:
         self.resume_state = resume
         self.journal_factory = journal_factory or Journal.create
         self.account = account
+        self.key_kind = key_kind  # personal | organization | project (from GET /auth), for the incident report
         self.selectors = list(selectors)
         self.delivery_attempts = max(1, delivery_attempts)
         self.delivery_backoff = delivery_backoff
@@ -244,7 +246,10 @@ class RunSession:
             else:
                 self.journal = await asyncio.to_thread(self.journal_factory)
             self.engine.journal = self.journal
-            header = {"account": self.account, "sinks": self.required}
+            from neon_tui.incident.actions import operator
+
+            header = {"account": self.account, "key_kind": self.key_kind, "operator": operator(),
+                      "sinks": self.required}
             await self.engine.prepare(self.plan, resume=self.resume_state, selectors=self.selectors, header=header)
             for t in self.plan.targets:  # verdicts an earlier process journaled for the current password
                 verified = self.engine.record(t.key).verified

@@ -376,7 +376,7 @@ class MainScreen(NeonScreen):
                                        probe=getattr(self.app, "demo_postgres", None) is not None), got)
 
     @work(exclusive=True, group="exposure", exit_on_error=False, description="Scanning for exposed roles")
-    async def scan_leak(self, kind: str, value, probe: bool) -> None:
+    async def scan_leak(self, kind: str, value, probe: bool, leaked_at=None) -> None:
         from neon_tui.rotation.exposure import scan
         from neon_tui.rotation.leak import LeakError, parse_leak, read_leak
 
@@ -393,6 +393,7 @@ class MainScreen(NeonScreen):
             self.notify(str(e), title="Load leak", severity="error", markup=False)
             return
         finally:
+            value_name = value if kind == "path" else kind
             value = None
 
         def progress(p) -> None:
@@ -412,6 +413,8 @@ class MainScreen(NeonScreen):
         finally:
             self.exposure_progress = None
         self.app.exposure = report
+        await self._journal_exposure(report, {"paste": "paste", "sample": "demo sample"}.get(kind, str(value_name)),
+                                     leaked_at)
         tree = self.tree
         replaced = len(tree.marks)
         tree.exposed = {e.key: e for e in report.exposed}
@@ -430,6 +433,20 @@ class MainScreen(NeonScreen):
             text += "\nr reviews the rotation."
         self.notify(text, title="Exposure", severity="warning" if report.exposed or report.unchecked else "information",
                     markup=False, timeout=15)
+
+    async def _journal_exposure(self, report, source: str, leaked_at=None) -> None:
+        """The scan's action journal (for the checklist and the report); a failure is said, never fatal."""
+        from neon_tui.incident.exposure_log import journal_exposure
+        from neon_tui.rotation.journal import JournalError
+
+        app = self.app
+        account = await app.account_id() if hasattr(app, "account_id") else None
+        try:
+            await asyncio.to_thread(journal_exposure, report, source=source, leaked_at=leaked_at,
+                                    host=app.client.base_url, account=account,
+                                    key_kind=getattr(app, "_key_kind", None))
+        except JournalError as e:
+            self.notify(f"The scan was not journaled: {e}", title="Exposure", severity="warning", markup=False)
 
     # ------------------------------------------------------------- review
 

@@ -296,9 +296,10 @@ class DeliveryModal(ModalScreen[tuple[str, str, str] | None]):
         self.dismiss(None)
 
 
-class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
-    """Load what leaked: a file path, or one pasted value (masked). Returns ("path", str, probe) or
-    ("paste", Secret, probe); the pasted value never stays in the widget."""
+class LeakModal(ModalScreen["tuple[str, object, bool, object] | None"]):
+    """Load what leaked: a file path, or one pasted value (masked), and when it leaked if known. Returns
+    ("path", str, probe, leaked_at) or ("paste", Secret, probe, leaked_at) (leaked_at: a UTC datetime or None);
+    the pasted value never stays in the widget."""
 
     BINDINGS = [Binding("escape", "cancel", "Back", id="cancel")]
 
@@ -314,6 +315,8 @@ class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
                          "branch is checked; the exposed ones replace the current marks.", classes="dialog-body")
             yield Input(placeholder="path to the leaked file", id="leak-path")
             yield Input(password=True, placeholder="…or paste a leaked URI or password", id="leak-paste")
+            yield Input(placeholder="when it leaked, if known (ISO 8601, e.g. 2026-11-30T14:05Z; UTC if no zone)",
+                        id="leak-at")
             yield Checkbox("Probe logins where passwords are not stored", self._probe, id="leak-probe")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Scan", id="ok", variant="primary")
@@ -329,20 +332,38 @@ class LeakModal(ModalScreen["tuple[str, object, bool] | None"]):
             self._submit()
         elif event.button.id == "sample":
             self.query_one("#leak-paste", Input).value = ""
-            self.dismiss(("sample", None, self.query_one("#leak-probe", Checkbox).value))
+            leaked_at = self._leaked_at()
+            if leaked_at is not False:
+                self.dismiss(("sample", None, self.query_one("#leak-probe", Checkbox).value, leaked_at))
         else:
             self.dismiss(None)
 
+    def _leaked_at(self):
+        """The leak's time (aware UTC datetime), None when not given, False (and a notice) when unreadable."""
+        from neon_tui.incident.exposure_log import TimeError, parse_when
+
+        text = self.query_one("#leak-at", Input).value.strip()
+        if not text:
+            return None
+        try:
+            return parse_when(text, "When it leaked")
+        except TimeError as e:
+            self.notify(str(e), severity="warning", markup=False)
+            return False
+
     def _submit(self) -> None:
+        leaked_at = self._leaked_at()
+        if leaked_at is False:
+            return
         path = self.query_one("#leak-path", Input).value.strip()
         paste_field = self.query_one("#leak-paste", Input)
         pasted = paste_field.value.strip()
         paste_field.value = ""
         probe = self.query_one("#leak-probe", Checkbox).value
         if pasted:
-            self.dismiss(("paste", Secret(pasted), probe))
+            self.dismiss(("paste", Secret(pasted), probe, leaked_at))
         elif path:
-            self.dismiss(("path", path, probe))
+            self.dismiss(("path", path, probe, leaked_at))
         else:
             self.notify("Give a file path or paste a leaked value (or esc).", severity="warning")
 

@@ -1,0 +1,152 @@
+"""The live checklist: each step's state and figure from journals, what the account says, and `neon-tui status`
+/ `neon-tui report` exit codes (real subprocesses on a state directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from incident_fixtures import ACCOUNT, HOST, write_incident
+
+from neon_tui.incident.actions import create_action_journal
+from neon_tui.incident.checklist import ATTENTION, DONE, IN_PROGRESS, TODO, checklist, confirm
+from neon_tui.incident.journals import load
+
+IDS = ["exposed", "rotate", "deliver", "keys", "ipallow", "audit", "report"]
+
+
+def _steps(root: Path, **kw):
+    runs, acts = write_incident(root, **kw)
+    inputs = load(None, runs_dir=runs, acts_dir=acts)
+    return {s.id: s for s in checklist(inputs.runs, inputs.actions)}, acts
+
+
+def test_nothing_journaled_is_all_todo(tmp_path):
+    steps = checklist([], [])
+    assert [s.id for s in steps] == IDS
+    assert [s.view for s in steps] == ["leak", "run", "deliver", "keys", "ipallow", "audit", "report"]
+    assert {s.state for s in steps} == {TODO}
+
+
+def test_the_open_incident_step_by_step(tmp_path):
+    s, _ = _steps(tmp_path)
+    assert (s["exposed"].state, s["exposed"].figure) == (ATTENTION, "3 exposed found 16:02 · 1 unchecked")
+    assert s["rotate"].state == ATTENTION
+    assert s["rotate"].figure == "rotated 2/3 · verified 2/3 old dead · 1 failed, 0 unknown"
+    assert (s["deliver"].state, s["deliver"].figure) == (ATTENTION, "stored copies: 2 sink(s), 1 failed")
+    assert s["keys"].state == IN_PROGRESS
+    assert s["keys"].figure == "API key rotated 16:30, old key 7001 revoked, not confirmed dead"
+    assert (s["ipallow"].state, s["ipallow"].figure) == (
+        IN_PROGRESS, "IP allow: 2 of 3 project(s) reviewed, 0 with findings open")
+    assert (s["audit"].state, s["audit"].figure) == (DONE, "roles: 2 flagged, 1 dropped, 1 kept")
+    assert s["report"].state == TODO
+
+
+def test_the_complete_incident_is_done_once_the_report_is_written(tmp_path):
+    s, acts = _steps(tmp_path, complete=True)
+    assert [s[i].state for i in IDS] == [DONE] * 6 + [TODO]
+    assert s["keys"].figure == "API key rotated 16:30, old key 401"
+    assert s["rotate"].figure == "rotated 3/3 · verified 3/3 old dead"
+    j = create_action_journal("report", host=HOST, account=ACCOUNT, directory=acts)
+    j.write("report_written", path="/tmp/r.md", format="markdown", runs=[], actions=[])
+    j.close()
+    inputs = load(None, runs_dir=tmp_path / "runs", acts_dir=acts)
+    steps = checklist(inputs.runs, inputs.actions)
+    assert all(x.state == DONE for x in steps) and steps[-1].figure.startswith("report written ")
+
+
+def test_attention_states_from_action_journals(tmp_path):
+    keys = create_action_journal("keys", host=HOST, account=ACCOUNT, directory=tmp_path)
+    keys.write("key_created", key_id=9, name="n", scope="personal", org_id=None, project_id=None, request_id="r")
+    keys.write("key_revoke_failed", key_id=8, which="old", reason="HTTP 500")
+    keys.close()
+    ip = create_action_journal("ipallow", host=HOST, account=ACCOUNT, directory=tmp_path)
+    ip.write("ipallow_reviewed", project_id="p1", findings=["open to all"])
+    ip.close()
+    roles = create_action_journal("roles", host=HOST, account=ACCOUNT, directory=tmp_path)
+    roles.write("audit_reviewed", findings={"flagged": 3})
+    roles.write("role_kept", project_id="p", branch_id="b", role="r", reason="ours")
+    roles.close()
+    inputs = load(None, runs_dir=tmp_path / "none", acts_dir=tmp_path)
+    s = {x.id: x for x in checklist(inputs.runs, inputs.actions)}
+    assert s["keys"].state == ATTENTION and "1 revoke(s) failed" in s["keys"].figure
+    assert s["ipallow"].state == ATTENTION and s["ipallow"].figure == \
+        "IP allow: 1 of 1 project(s) reviewed, 1 with findings open"
+    assert s["audit"].state == IN_PROGRESS and s["audit"].figure == "roles: 3 flagged, 0 dropped, 1 kept"
+    roles = create_action_journal("roles", host=HOST, account=ACCOUNT, directory=tmp_path)
+    roles.write("role_drop_failed", project_id="p", branch_id="b", role="x", reason="in use")
+    roles.close()
+    inputs = load(None, runs_dir=tmp_path / "none", acts_dir=tmp_path)
+    assert {x.id: x for x in checklist(inputs.runs, inputs.actions)}["audit"].state == ATTENTION
+
+
+def test_account_facts_override_the_journals(tmp_path):
+    s, _ = _steps(tmp_path, complete=True)
+    runs, acts = tmp_path / "runs", tmp_path / "actions"
+    inputs = load(None, runs_dir=runs, acts_dir=acts)
+    steps = {x.id: x for x in checklist(inputs.runs, inputs.actions,
+                                        {"revoked_still_listed": ["7001"], "not_changed_since_leak": ["shop/dev/app"]})}
+    assert steps["keys"].state == ATTENTION and "still lists revoked key(s) 7001" in steps["keys"].figure
+    assert steps["rotate"].state == ATTENTION and "1 role(s) unchanged since the leak" in steps["rotate"].figure
+
+
+async def test_confirm_asks_the_account(tmp_path):
+    """Against the simulator: a key revoked there is gone from the list; a key journaled as revoked but
+    still live is reported."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "rotation"))
+    from rotation_helpers import sim_client
+
+    async with sim_client() as (sim, client):
+        gone = await client.create_api_key("gone")
+        await client.revoke_api_key(gone.id)
+        live = await client.create_api_key("live")
+        keys = create_action_journal("keys", host=HOST, account=ACCOUNT, directory=tmp_path)
+        keys.write("key_revoked", key_id=gone.id, which="old", request_id=None)
+        keys.write("key_revoked", key_id=live.id, which="old", request_id=None)
+        keys.close()
+        inputs = load(None, runs_dir=tmp_path / "none", acts_dir=tmp_path)
+        facts = await confirm(client, inputs.runs, inputs.actions)
+    assert facts["revoked_still_listed"] == [str(live.id)]
+    assert facts["requests"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _cli(state: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NEON_TUI_STATE_DIR": str(state), "PYTHONPATH": str(Path(__file__).parents[2])}
+    env.pop("NEON_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", "neon_tui.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_status_and_report_exit_codes(tmp_path):
+    state = tmp_path / "state"
+    write_incident(state)
+    p = _cli(state, "status", "--json")
+    assert p.returncode == 3, p.stderr
+    out = json.loads(p.stdout)
+    assert [s["id"] for s in out["steps"]] == IDS and out["exit"] == 3
+    assert out["scope"].startswith("leaked_at of exposure-")
+
+    done = tmp_path / "done"
+    write_incident(done, complete=True)
+    assert _cli(done, "status").returncode == 3  # the report is not written yet
+    r = _cli(done, "report", "--out", str(tmp_path / "r.md"))
+    assert r.returncode == 0, r.stderr
+    assert oct((tmp_path / "r.md").stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "r.md").read_text().startswith("# Incident report")
+    p = _cli(done, "status")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "report written" in p.stdout
+
+    assert _cli(done, "report", "--since", "yesterday").returncode == 2
+    bad = _cli(done, "report", "run-nope")
+    assert bad.returncode == 1 and "no such run or action journal" in bad.stderr
+    (done / "runs" / "run-20261102T000000Z-broken00.jsonl").write_text('{"event":"run","targets":[]}\ngarbage\n{}\n')
+    assert _cli(done, "status").returncode == 1
+    j = _cli(done, "report", "--json")
+    assert j.returncode == 0 and json.loads(j.stdout)["problems"]
