@@ -1,4 +1,4 @@
-"""Command line: the TUI (default), `neon-tui rotate`, `neon-tui exposure`, `neon-tui scan` and `neon-tui simulator serve`."""
+"""Command line: the TUI (default), `neon-tui rotate`, `neon-tui exposure`, `neon-tui scan`, `neon-tui ipallow` and `neon-tui simulator serve`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="find copies of Neon connection strings in .env files",
                           description=envscan_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     envscan_cli.add_arguments(scan)
+
+    from neon_tui import ipallow_cli
+
+    ipallow = sub.add_parser("ipallow", help="review and change each project's IP Allow list",
+                             description=ipallow_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ipallow_cli.add_arguments(ipallow)
     return p
 
 
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import envscan_cli
 
         return envscan_cli.main(ns)
+    if ns.command == "ipallow":
+        from neon_tui import ipallow_cli
+
+        return ipallow_cli.main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 
