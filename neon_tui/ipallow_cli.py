@@ -207,17 +207,22 @@ async def _find_project(client, wanted: str, org: str | None):
     return hits[0]
 
 
+def _ask(prompt: str) -> str:
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    answer = input()
+    if not sys.stdin.isatty():
+        sys.stderr.write("\n")  # piped answers are not echoed
+    return answer.strip()
+
+
 def _confirm(change) -> bool:
     """y/N; when the user's own address would be excluded, the project's name must be typed."""
     try:
         if change.excludes_me:
-            sys.stderr.write(f"Your own address would be excluded. Type the project name ({change.name}) "
-                             "to apply anyway: ")
-            sys.stderr.flush()
-            return input().strip() == change.name
-        sys.stderr.write("Apply this change? [y/N] ")
-        sys.stderr.flush()
-        return input().strip().lower() in ("y", "yes")
+            return _ask(f"Your own address would be excluded. Type the project name ({change.name}) "
+                        "to apply anyway: ") == change.name
+        return _ask("Apply this change? [y/N] ").lower() in ("y", "yes")
     except EOFError:
         return False
 
