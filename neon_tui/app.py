@@ -38,6 +38,7 @@ class NeonApp(App):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("at", "command_log", "API log", id="command-log"),
+        Binding("I", "open_ipallow", "IP allow", show=False, id="ipallow"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command-palette"),
     ]
 
@@ -467,10 +468,17 @@ class NeonApp(App):
         if self.screen.__class__.__name__ != "CommandLogScreen":
             self.push_screen(CommandLogScreen())
 
+    def action_open_ipallow(self) -> None:
+        from neon_tui.screens.ipallow import IpAllowScreen
+
+        if self.client is not None and not isinstance(self.screen, IpAllowScreen):
+            self.push_screen(IpAllowScreen())
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Every key on this screen and its id", self.action_help)
         yield SystemCommand("API log", "The API calls made this session", self.action_command_log)
+        yield SystemCommand("IP allow", "Review and edit each project's IP Allow list (I)", self.action_open_ipallow)
         from neon_tui.screens.main import MainScreen
         from neon_tui.screens.run import RunScreen
 
