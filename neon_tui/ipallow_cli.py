@@ -187,24 +187,20 @@ async def _list(ns: argparse.Namespace, client) -> int:
 
 
 async def _find_project(client, wanted: str, org: str | None):
-    from neon_tui.neon.errors import NotFoundError
+    """(project, plans by org id): by id first (one request), else by exact name among the listed projects."""
+    from neon_tui.neon.errors import BadRequestError, NotFoundError
 
     try:
-        return await client.get_project(wanted)
-    except NotFoundError:
-        pass
-    except Exception as e:  # a name is not a valid id: 400 from Neon; fall back to the listing
-        from neon_tui.neon.errors import BadRequestError
-
-        if not isinstance(e, BadRequestError):
-            raise
-    projects, _ = await _projects(client, org)
+        return await client.get_project(wanted), None
+    except (NotFoundError, BadRequestError):
+        pass  # not an id (a name, or an id this key cannot see): look it up by name
+    projects, plans = await _projects(client, org)
     hits = [p for p in projects if p.name == wanted]
     if not hits:
         raise UsageError(f"no project {wanted!r} (an id or a name)")
     if len(hits) > 1:
         raise UsageError(f"{len(hits)} projects are named {wanted!r}: use the id ({', '.join(p.id for p in hits)})")
-    return hits[0]
+    return hits[0], plans
 
 
 def _ask(prompt: str) -> str:
@@ -238,12 +234,15 @@ async def _change(ns: argparse.Namespace, client) -> int:
     )
 
     sent = client.requests_sent
-    project = await _find_project(client, ns.project, ns.org)
-    plan = None
-    try:
-        plan = next((o.plan for o in await client.list_organizations() if o.id == project.org_id), None)
-    except Exception:
-        plan = None  # unknown: Neon will say
+    from neon_tui.neon.errors import NeonError
+
+    project, plans = await _find_project(client, ns.project, ns.org)
+    if plans is None:
+        try:
+            plans = {o.id: o.plan for o in await client.list_organizations()}
+        except NeonError:
+            plans = {}  # the plan stays unknown; Neon will say if it refuses
+    plan = plans.get(project.org_id or "")
     before = AllowList.of(project)
     entries = parse_entries(ns.ips)
     if ns.action == "set":

@@ -15,7 +15,6 @@ import asyncio
 import ipaddress
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -647,7 +646,3 @@ def latest_exposure(directory: Path | None = None) -> ExposureSet | None:
         exposed = frozenset(tuple(str(x) for x in e) for e in items if isinstance(e, list) and len(e) == 3)
         return ExposureSet(exposed, log.id, rec.get("t"))  # type: ignore[arg-type]
     return None
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -272,3 +272,14 @@ def test_entry_notes_private_everything_and_host_bits():
         ("0.0.0.0/0 covers every address: the list restricts nothing", True),
         ("203.0.113.5/24 has host bits set; Neon reads it as 203.0.113.0/24", False),
     ]
+
+
+def test_the_core_module_never_imports_textual():
+    import subprocess
+
+    code = ("import sys; sys.modules['httpx._main'] = None\n"
+            "import neon_tui.incident.ipallow, neon_tui.incident.actions\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == ""
