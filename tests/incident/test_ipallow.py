@@ -283,3 +283,21 @@ def test_the_core_module_never_imports_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == ""
+
+
+async def test_a_lost_answer_is_read_back_then_sent_again(sim, clock):
+    prod = sim.inspect.project_by_name("acme-ml-features")
+    async with client_for(sim, clock) as c:
+        def heal(rec):
+            if rec.method == "PATCH":
+                sim.set_faults(0)  # only the first PATCH loses its connection (before Neon applied it)
+
+        c.on_request = heal
+        change = plan_change(AllowList((), False), AllowList(("127.0.0.1",), False), MyAddress("127.0.0.1", "t"),
+                             project_id=prod.id, name=prod.name, plan="scale")
+        states: list[str] = []
+        sim.set_faults(1.0, ["reset"])
+        done = await apply(c, change, sleep=c.test_sleep, on_state=states.append)
+    assert "answer lost: reading the project back" in states
+    assert [r.status for r in c.history if r.method == "PATCH"] == [None, 200]
+    assert prod.allowed_ips == ["127.0.0.1"] and len(done.operations) == len(prod.endpoints)
