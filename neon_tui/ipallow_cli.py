@@ -117,7 +117,7 @@ async def _main(ns: argparse.Namespace) -> int:
                 return await _list(ns, client)
             return await _change(ns, client)
         except (NeonError, LookupError) as e:
-            _err(str(e).strip("'\""))
+            _err(str(e))
             return EXIT_USAGE
         except UsageError as e:
             _err(str(e))

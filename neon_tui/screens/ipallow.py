@@ -63,7 +63,7 @@ class IpAllowEditModal(ModalScreen[tuple[str, bool] | None]):
                         id="ipa-ips")
             with Horizontal(classes="ipa-switch-row"):
                 yield Switch(value=self.r.current.protected_branches_only, id="ipa-protected")
-                yield Label("protected branches only (other branches accept every address)")
+                yield Label("protected branches only")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Review (enter)", id="review", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
