@@ -175,8 +175,8 @@ def entry_notes(entries: Iterable[str]) -> list[tuple[str, bool]]:
             notes.append((f"{text} is a loopback address: it matches only connections from this machine "
                           "through a local proxy, never clients on the internet", False))
         elif _internal(lo) and _internal(hi):
-            notes.append((f"{text} is a private range: Neon sees clients' public addresses, so it never "
-                          "matches", False))
+            what = "a private address" if lo == hi else "a private range"
+            notes.append((f"{text} is {what}: Neon sees clients' public addresses, so it never matches", False))
     return notes
 
 
@@ -184,7 +184,9 @@ def entry_notes(entries: Iterable[str]) -> list[tuple[str, bool]]:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str        # open | protected_only_gap | protected_only_none | bad_entry | covers_all | odd_entry
+    # flagged: open | protected_only_gap | protected_only_none | bad_entry | covers_all;
+    # notes (flag False): odd_entry | protected_only
+    kind: str
     message: str
     flag: bool = True
 

@@ -301,3 +301,10 @@ async def test_a_lost_answer_is_read_back_then_sent_again(sim, clock):
     assert "answer lost: reading the project back" in states
     assert [r.status for r in c.history if r.method == "PATCH"] == [None, 200]
     assert prod.allowed_ips == ["127.0.0.1"] and len(done.operations) == len(prod.endpoints)
+
+
+def test_a_single_private_address_is_named_as_such():
+    from neon_tui.incident.ipallow import entry_notes
+
+    assert entry_notes(["192.168.1.10"]) == [
+        ("192.168.1.10 is a private address: Neon sees clients' public addresses, so it never matches", False)]
