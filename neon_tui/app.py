@@ -40,6 +40,7 @@ class NeonApp(App):
         Binding("at", "command_log", "API log", id="command-log"),
         Binding("K", "open_keys", "API keys", show=False, id="keys"),
         Binding("C", "open_checklist", "Checklist", show=False, id="checklist"),
+        Binding("I", "open_ipallow", "IP allow", show=False, id="ipallow"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command-palette"),
     ]
 
@@ -509,6 +510,11 @@ class NeonApp(App):
         if self.client is None or isinstance(self.screen, KeysScreen):
             return
         self.push_screen(KeysScreen())
+    def action_open_ipallow(self) -> None:
+        from neon_tui.screens.ipallow import IpAllowScreen
+
+        if self.client is not None and not isinstance(self.screen, IpAllowScreen):
+            self.push_screen(IpAllowScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -517,6 +523,7 @@ class NeonApp(App):
         yield SystemCommand("API keys", "List, revoke and rotate Neon API keys (K)", self.action_open_keys)
         yield SystemCommand("Checklist", "The incident checklist: each step's live state; enter opens it (C)",
                             self.action_open_checklist)
+        yield SystemCommand("IP allow", "Review and edit each project's IP Allow list (I)", self.action_open_ipallow)
         from neon_tui.screens.main import MainScreen
         from neon_tui.screens.run import RunScreen
 

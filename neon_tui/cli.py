@@ -1,4 +1,4 @@
-"""Command line: the TUI (default), `neon-tui rotate`, `neon-tui exposure`, `neon-tui scan` and `neon-tui simulator serve`."""
+"""Command line: the TUI (default), `neon-tui rotate`, `neon-tui exposure`, `neon-tui scan`, `neon-tui ipallow` and `neon-tui simulator serve`."""
 
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
                             description=report_cli.STATUS_DESCRIPTION,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     report_cli.add_status_arguments(status)
+    from neon_tui import ipallow_cli
+
+    ipallow = sub.add_parser("ipallow", help="review and change each project's IP Allow list",
+                             description=ipallow_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ipallow_cli.add_arguments(ipallow)
     return p
 
 
@@ -91,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import report_cli
 
         return report_cli.report_main(ns) if ns.command == "report" else report_cli.status_main(ns)
+    if ns.command == "ipallow":
+        from neon_tui import ipallow_cli
+
+        return ipallow_cli.main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 

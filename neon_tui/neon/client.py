@@ -509,8 +509,15 @@ class NeonClient:
         data = await self._get("/projects/{project_id}", f"/projects/{seg(project_id)}")
         return Project.from_api(self._obj(data, "project", "project"))
 
-    async def set_allowed_ips(self, project_id: str, ips: list[str]) -> tuple[Project, list[Operation]]:
-        body = {"project": {"settings": {"allowed_ips": {"ips": list(ips)}}}}
+    async def set_allowed_ips(self, project_id: str, ips: list[str], protected_branches_only: bool | None = None,
+                              ) -> tuple[Project, list[Operation]]:
+        """Replace the project's IP allowlist. Both fields are always sent (the issue's rule: a PATCH with
+        `ips` alone would leave `protected_branches_only` to Neon's default); None keeps the current value,
+        read first. The returned operations must finish before the list is in force everywhere."""
+        if protected_branches_only is None:
+            protected_branches_only = (await self.get_project(project_id)).protected_branches_only
+        body = {"project": {"settings": {"allowed_ips": {"ips": list(ips),
+                                                         "protected_branches_only": bool(protected_branches_only)}}}}
         data = await self.request("PATCH", "/projects/{project_id}", f"/projects/{seg(project_id)}", body=body)
         ops = self._list(data, "operations", Operation, "update project") if "operations" in (data or {}) else []
         return Project.from_api(self._obj(data, "project", "update project")), ops

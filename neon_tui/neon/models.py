@@ -112,6 +112,7 @@ class Project:
     org_id: str | None = None
     proxy_host: str = ""
     allowed_ips: tuple[str, ...] = ()
+    protected_branches_only: bool = False
 
     @classmethod
     def from_api(cls, d: Any) -> Project:
@@ -126,6 +127,8 @@ class Project:
             created_at=parse_time(_field(d, "created_at", str, w)), updated_at=parse_time(_field(d, "updated_at", str, w)),
             org_id=_field(d, "org_id", str, w, required=False), proxy_host=_field(d, "proxy_host", str, w, required=False, default=""),
             allowed_ips=tuple(ips) if isinstance(ips, list) else (),
+            protected_branches_only=(allowed.get("protected_branches_only") is True
+                                     if isinstance(allowed, dict) else False),
         )
 
 

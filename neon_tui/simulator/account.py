@@ -31,6 +31,9 @@ DEMO_ORGS = [
                 ],
                 # Roles created after branching exist on that branch only.
                 "later_roles": {"main": ["svc_billing"], "dev/alice": ["alice_debug"]},
+                # IP Allow on the protected branch only (an office range; 127.0.0.1 keeps demo logins
+                # through the loopback router working): unprotected branches stay open to everyone.
+                "allowed_ips": (["203.0.113.0/24", "127.0.0.1"], True),
             },
             {
                 "name": "acme-analytics", "region": "aws-eu-central-1", "pg": 16, "store": True, "age": 260,
@@ -42,6 +45,7 @@ DEMO_ORGS = [
                     ("backfill-2025", "main", False, ()),
                 ],
                 "later_roles": {},
+                "allowed_ips": (["198.51.100.0/24", "192.0.2.10-192.0.2.20", "127.0.0.1"], False),
             },
             {
                 "name": "acme-legacy-billing", "region": "aws-us-east-2", "pg": 15, "store": False, "age": 700,
@@ -187,6 +191,9 @@ def _build_project(acct: Account, org: Org, spec: dict, t0: float) -> None:
             for op in ops:
                 op.end_t = op.start_t = t  # historical: already finished
     project.updated_t = t
+    if "allowed_ips" in spec:
+        ips, protected_only = spec["allowed_ips"]
+        project.allowed_ips, project.protected_branches_only = list(ips), protected_only
 
 
 def _build_sized(acct: Account, cfg: SimConfig, t0: float) -> None:

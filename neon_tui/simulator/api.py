@@ -18,6 +18,32 @@ from .views import Views, stamp_us
 LOCK_MESSAGE = "project already has running operations, scheduling of new ones is prohibited"
 ORG_ID_REQUIRED = "org_id is required, you can find it on your organization settings page"
 ID_PATTERN = re.compile(r"^[a-z0-9-]{1,60}$")
+# IP Allow needs a paid plan: the docs name Scale (earlier Business/Enterprise). Neon's exact refusal text is
+# not published; this one is modelled on its other plan refusals (403, a plain message, empty code).
+IP_ALLOW_PLANS = frozenset({"scale", "business", "enterprise"})
+IP_ALLOW_PLAN_MESSAGE = ("IP Allow is not available on the {plan} plan; upgrade to the Scale plan "
+                         "to restrict access by IP address")
+
+
+def ip_entry_error(entry: str) -> str | None:
+    """Why Neon refuses one IP Allow entry (an address, a CIDR range or an a-b range), or None."""
+    import ipaddress
+
+    text = entry.strip()
+    if not text:
+        return "is empty"
+    try:
+        if "/" in text:
+            ipaddress.ip_network(text, strict=False)
+        elif "-" in text:
+            lo, hi = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
+            if lo.version != hi.version or lo > hi:
+                return "is not a valid IP range (start must not exceed end, same IP version)"
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        return "is not a valid IP address, CIDR range or IP range"
+    return None
 
 
 @dataclass
@@ -338,17 +364,40 @@ class Api:
         if not isinstance(settings, dict):
             raise SimError(400, "invalid request: project.settings: must be an object")
         allowed = settings.get("allowed_ips")
+        new_allow: tuple[list[str], bool] | None = None
         if allowed is not None:
-            ips = allowed.get("ips", []) if isinstance(allowed, dict) else None
-            if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
-                raise SimError(400, "invalid request: project.settings.allowed_ips.ips: must be a list of strings")
-            project.allowed_ips = list(ips)
-            if "protected_branches_only" in allowed:
-                project.protected_branches_only = bool(allowed["protected_branches_only"])
+            new_allow = self._allowed_ips(project, allowed)
         if name is not None:
             project.name = name
+        ops = []
+        if new_allow is not None and new_allow != (project.allowed_ips, project.protected_branches_only):
+            project.allowed_ips, project.protected_branches_only = new_allow
+            ops = self.acct.allowed_ips_ops(project, ctx.now, fail=ctx.fail_ops)
         project.updated_t = ctx.now
-        return Reply(200, {"project": self.v.project(project, ctx.now), "operations": []})
+        return Reply(200, {"project": self.v.project(project, ctx.now),
+                           "operations": [self.v.operation(op, ctx.now) for op in ops]})
+
+    def _allowed_ips(self, project: Project, allowed: Any) -> tuple[list[str], bool]:
+        """Validate `settings.allowed_ips` as Neon does; the new (ips, protected_branches_only)."""
+        where = "project.settings.allowed_ips"
+        if not isinstance(allowed, dict):
+            raise SimError(400, f"invalid request: {where}: must be an object")
+        ips = allowed.get("ips", [])
+        if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
+            raise SimError(400, f"invalid request: {where}.ips: must be a list of strings")
+        for n, entry in enumerate(ips):
+            why = ip_entry_error(entry)
+            if why:
+                raise SimError(400, f"invalid request: {where}.ips[{n}]: {json.dumps(entry)} {why}")
+        only = allowed.get("protected_branches_only", project.protected_branches_only)
+        if not isinstance(only, bool):
+            raise SimError(400, f"invalid request: {where}.protected_branches_only: must be a boolean")
+        org = self.acct.org(project.org_id)
+        plan = org.plan if org is not None else ""
+        if (ips or only) and plan not in IP_ALLOW_PLANS:
+            # Neon documents IP Allow as a Scale (and Business/Enterprise) feature; clearing it is allowed.
+            raise SimError(403, IP_ALLOW_PLAN_MESSAGE.format(plan=plan or "current"))
+        return [i.strip() for i in ips], only
 
     # --- branches --------------------------------------------------------------------------------
     def list_branches(self, ctx: Ctx) -> Reply:

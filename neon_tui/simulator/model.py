@@ -274,6 +274,15 @@ class Account:
                                    branch.id, endpoint.id))
         return ops
 
+    def allowed_ips_ops(self, project: Project, now: float, *, fail: bool = False) -> list[Operation]:
+        """A new IP allowlist is pushed to every compute: one apply_config per endpoint."""
+        end = now + 0.5 * self.op_seconds
+        return [self.add_op(project, "apply_config", now, now, end, e.branch_id, e.id,
+                            outcome="failed" if fail else "finished",
+                            error="compute failed to apply new configuration: timed out waiting for compute_ctl"
+                            if fail else None)
+                for e in project.endpoints.values()]
+
     # --- mutations -------------------------------------------------------------------------------
     def reset_password(self, project: Project, branch: Branch, role: Role, now: float,
                        *, fail: bool = False) -> tuple[Role, str, list[Operation]]:

@@ -116,7 +116,11 @@ async def test_mutations_and_errors_conform(sim, client, validator, clock):
     staging = insp.branch_by_name(pid, "staging").id
 
     r = await client.patch(f"/projects/{pid}", json={"project": {"settings": {"allowed_ips": {"ips": ["10.0.0.1"]}}}})
-    assert r.json()["project"]["settings"]["allowed_ips"]["ips"] == ["10.0.0.1"] and r.json()["operations"] == []
+    assert r.json()["project"]["settings"]["allowed_ips"]["ips"] == ["10.0.0.1"]
+    # A new allowlist is pushed to every compute: one apply_config per endpoint, and the project is busy.
+    assert {op["action"] for op in r.json()["operations"]} == {"apply_config"}
+    assert len(r.json()["operations"]) == len(insp.project_by_name("acme-prod").endpoints)
+    clock.advance(5)
     assert (await client.patch(f"/projects/{pid}", json={"nope": 1})).status_code == 400
 
     r = await client.post(f"/projects/{pid}/branches",

@@ -204,13 +204,30 @@ def test_router_answers_with_neon_texts(pg_sim):
     assert UNKNOWN_ENDPOINT in ps.login_error(unknown)
     assert MISSING_ENDPOINT in ps.login_error(uri.replace(host, "127.0.0.1"))
     assert MISSING_ENDPOINT in ps.login_error(uri.split("?")[0].replace(host, "localhost") + "?sslmode=disable")
-    r = ps.api.patch(f"/projects/{project.id}", json={"project": {"settings": {"allowed_ips": {"ips": ["203.0.113.7"]}}}})
-    assert r.status_code == 200
+    # IP Allow needs the Scale plan (blog is on free), so the refusal is shown on a Scale project.
+    r = _patch_ips(ps, project, ["203.0.113.7"])
+    assert r.status_code == 403 and "Scale plan" in r.json()["message"]
+    scale = _project(ps, "acme-ml-features")
+    uri = _uri(ps, scale, _branch(ps, scale, "production"), "neondb_owner")
+    before = list(scale.allowed_ips)
+    assert ps.login_error(uri) is None
+    assert _patch_ips(ps, scale, ["203.0.113.7"]).status_code == 200
     try:
         assert ip_not_allowed("127.0.0.1") in ps.login_error(uri)
     finally:
-        ps.api.patch(f"/projects/{project.id}", json={"project": {"settings": {"allowed_ips": {"ips": []}}}})
+        assert _patch_ips(ps, scale, before).status_code == 200
     assert ps.login_error(uri) is None
+
+
+def _patch_ips(ps, project, ips):
+    """PATCH the allowlist, waiting out 423 while an earlier change's operations run."""
+    body = {"project": {"settings": {"allowed_ips": {"ips": ips, "protected_branches_only": False}}}}
+    for _ in range(100):
+        r = ps.api.patch(f"/projects/{project.id}", json=body)
+        if r.status_code != 423:
+            return r
+        time.sleep(0.05)
+    return r
 
 
 def test_zz_no_plaintext_password_reaches_a_server_log(pg_sim):
