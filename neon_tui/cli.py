@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="find copies of Neon connection strings in .env files",
                           description=envscan_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     envscan_cli.add_arguments(scan)
+
+    from neon_tui import audit_cli
+
+    audit = sub.add_parser("audit", help="roles, branches, members and project access changed since the leak",
+                           description=audit_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit_cli.add_arguments(audit)
     return p
 
 
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import envscan_cli
 
         return envscan_cli.main(ns)
+    if ns.command == "audit":
+        from neon_tui import audit_cli
+
+        return audit_cli.main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 
