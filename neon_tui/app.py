@@ -38,6 +38,7 @@ class NeonApp(App):
         Binding("q", "quit", "Quit", id="quit"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("at", "command_log", "API log", id="command-log"),
+        Binding("A", "open_audit", "Audit", show=False, id="audit"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command-palette"),
     ]
 
@@ -467,10 +468,29 @@ class NeonApp(App):
         if self.screen.__class__.__name__ != "CommandLogScreen":
             self.push_screen(CommandLogScreen())
 
+    def action_open_audit(self) -> None:
+        """A: roles, branches, members and project access changed since the leak; drop or keep roles."""
+        from neon_tui.screens.audit import AuditScreen
+
+        if self.client is None or isinstance(self.screen, AuditScreen):
+            return
+        sim = getattr(self, "simulator", None)
+        if sim is not None:
+            from neon_tui.simulator.leak import demo_leaked_at
+
+            since, why = demo_leaked_at(sim), "the demo's leak time"
+        else:
+            from neon_tui.incident.audit import default_since
+
+            since, why = default_since()
+        self.push_screen(AuditScreen(since, why))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Every key on this screen and its id", self.action_help)
         yield SystemCommand("API log", "The API calls made this session", self.action_command_log)
+        yield SystemCommand("Audit", "Roles, branches, members and project access changed since the leak (A)",
+                            self.action_open_audit)
         from neon_tui.screens.main import MainScreen
         from neon_tui.screens.run import RunScreen
 
