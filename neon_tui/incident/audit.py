@@ -37,15 +37,15 @@ from neon_tui.rotation.inventory import BranchInfo, Inventory, ProjectInfo
 SEVERITIES = ("high", "medium", "low", "info")
 # Severities that make `neon-tui audit` exit 3; low and info are listed for review only.
 ACTIONABLE = frozenset({"high", "medium"})
-KINDS = {
+KINDS = {  # in the order they are shown: the strongest signals first, the long review lists last
     "role_created": "Roles created since the leak",
     "role_changed": "Roles changed since the leak",
-    "role_not_on_parent": "Roles on a child branch that its parent does not have",
-    "role_owns_nothing": "Login roles that own no database",
     "branch_created": "Branches created since the leak",
     "member": "Organization members",
     "permission": "Project access",
     "pg_privilege": "PostgreSQL privileges",
+    "role_not_on_parent": "Roles on a child branch that its parent does not have",
+    "role_owns_nothing": "Login roles that own no database",
 }
 ROLE_KINDS = frozenset({"role_created", "role_changed", "role_not_on_parent", "role_owns_nothing", "pg_privilege"})
 COPY_SLACK = timedelta(seconds=120)  # roles copied onto a new branch carry (about) the branch's created_at

@@ -144,6 +144,8 @@ class AuditScreen(NeonScreen):
             f"{report.requests} API requests.")
         groups = report.by_kind()
         for kind, title in KINDS.items():
+            if kind == "role_not_on_parent":
+                self._not_checked(table, report)  # above the long review lists, where it is seen
             found = groups.get(kind, [])
             if not found:
                 continue
@@ -154,14 +156,17 @@ class AuditScreen(NeonScreen):
                 mark = " (dropped)" if key in self.dropped else " (kept)" if key in self.kept else ""
                 table.add_row(Text(f.severity, style=SEVERITY_STYLE[f.severity]), f.label + mark, f.reason)
                 self.rows.append(f)
-        if report.not_checked:
-            table.add_row(Text(f"Not checked ({len(report.not_checked)})", style="bold"), "", "")
-            self.rows.append(None)
-            for n in report.not_checked:
-                table.add_row(Text("not checked", style="dim"), n.scope, n.reason)
-                self.rows.append(None)
         if self.rows:
             table.move_cursor(row=min(max(row, 0), len(self.rows) - 1))
+
+    def _not_checked(self, table: DataTable, report: AuditReport) -> None:
+        if not report.not_checked:
+            return
+        table.add_row(Text(f"Not checked ({len(report.not_checked)})", style="bold"), "", "")
+        self.rows.append(None)
+        for n in report.not_checked:
+            table.add_row(Text("not checked", style="dim"), n.scope, n.reason)
+            self.rows.append(None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         f = self.selected()
