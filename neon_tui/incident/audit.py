@@ -237,7 +237,7 @@ class PgRole:
 PgQuery = Callable[[Any, Any], "asyncio.Future[list[PgRole]]"]
 
 
-async def query_pg_roles(uri, route=None, timeout: float = 10.0) -> list[PgRole]:
+async def query_pg_roles(uri, route=None, timeout: float = 30.0) -> list[PgRole]:
     """Log in with a connection string (a Secret) and read pg_roles / pg_auth_members."""
     import psycopg
 
@@ -270,6 +270,13 @@ class PgAccess:
     route: Any = None
     unavailable: str | None = None
     query: Callable[..., Any] = query_pg_roles
+    concurrency: int = 4  # logins at once: each wakes a compute, and computes start one by one
+    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, self.concurrency))
+        return self._slots
 
 
 # ------------------------------------------------------------------------------------------ the audit
@@ -455,7 +462,8 @@ class _Audit:
             self.skip("pg_privilege", label, f"PostgreSQL not checked: {_short(e)}")
             return
         try:
-            rows = await self.pg.query(uri, self.pg.route)
+            async with self.pg.slots():
+                rows = await self.pg.query(uri, self.pg.route)
         except (ConnectionError, OSError) as e:
             self.skip("pg_privilege", label, f"PostgreSQL not checked: login as {db.owner_name} failed ({e})")
             return
