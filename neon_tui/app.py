@@ -41,6 +41,7 @@ class NeonApp(App):
         Binding("K", "open_keys", "API keys", show=False, id="keys"),
         Binding("C", "open_checklist", "Checklist", show=False, id="checklist"),
         Binding("I", "open_ipallow", "IP allow", show=False, id="ipallow"),
+        Binding("A", "open_audit", "Audit", show=False, id="audit"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command-palette"),
     ]
 
@@ -510,11 +511,29 @@ class NeonApp(App):
         if self.client is None or isinstance(self.screen, KeysScreen):
             return
         self.push_screen(KeysScreen())
+
     def action_open_ipallow(self) -> None:
         from neon_tui.screens.ipallow import IpAllowScreen
 
         if self.client is not None and not isinstance(self.screen, IpAllowScreen):
             self.push_screen(IpAllowScreen())
+
+    def action_open_audit(self) -> None:
+        """A: roles, branches, members and project access changed since the leak; drop or keep roles."""
+        from neon_tui.screens.audit import AuditScreen
+
+        if self.client is None or isinstance(self.screen, AuditScreen):
+            return
+        sim = getattr(self, "simulator", None)
+        if sim is not None:
+            from neon_tui.simulator.leak import demo_leaked_at
+
+            since, why = demo_leaked_at(sim), "the demo's leak time"
+        else:
+            from neon_tui.incident.audit import default_since
+
+            since, why = default_since()
+        self.push_screen(AuditScreen(since, why))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -524,6 +543,8 @@ class NeonApp(App):
         yield SystemCommand("Checklist", "The incident checklist: each step's live state; enter opens it (C)",
                             self.action_open_checklist)
         yield SystemCommand("IP allow", "Review and edit each project's IP Allow list (I)", self.action_open_ipallow)
+        yield SystemCommand("Audit", "Roles, branches, members and project access changed since the leak (A)",
+                            self.action_open_audit)
         from neon_tui.screens.main import MainScreen
         from neon_tui.screens.run import RunScreen
 

@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     ipallow = sub.add_parser("ipallow", help="review and change each project's IP Allow list",
                              description=ipallow_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     ipallow_cli.add_arguments(ipallow)
+    from neon_tui import audit_cli
+
+    audit = sub.add_parser("audit", help="roles, branches, members and project access changed since the leak",
+                           description=audit_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit_cli.add_arguments(audit)
     return p
 
 
@@ -100,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         from neon_tui import ipallow_cli
 
         return ipallow_cli.main(ns)
+    if ns.command == "audit":
+        from neon_tui import audit_cli
+
+        return audit_cli.main(ns)
     if ns.command == "tree":
         from neon_tui.tree_print import print_tree
 

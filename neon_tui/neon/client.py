@@ -43,8 +43,10 @@ from neon_tui.neon.models import (
     Database,
     Endpoint,
     Operation,
+    OrgMember,
     Organization,
     Project,
+    ProjectPermission,
     Role,
     RoleOperations,
 )
@@ -464,7 +466,30 @@ class NeonClient:
     async def get_organization(self, org_id: str) -> Organization:
         return Organization.from_api(await self._get("/organizations/{org_id}", f"/organizations/{seg(org_id)}"))
 
+    async def list_org_members(self, org_id: str, *, page_size: int = 500) -> list[OrgMember]:
+        """Every member of an organization, following `pagination.next` (spec getOrganizationMembers)."""
+        route = "/organizations/{org_id}/members"
+        path = f"/organizations/{seg(org_id)}/members"
+        out: list[OrgMember] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            data = await self._get(route, path, limit=page_size, cursor=cursor)
+            page = self._list(data, "members", OrgMember, "organization members")
+            out.extend(page)
+            pagination = data.get("pagination") if isinstance(data, dict) else None
+            cursor = pagination.get("next") if isinstance(pagination, dict) else None
+            if not page or not cursor:
+                return out
+            if cursor in seen:
+                raise UnexpectedResponseError("organization members: the pagination cursor repeats")
+            seen.add(cursor)
+
     # ---------------------------------------------------------------- projects
+
+    async def list_project_permissions(self, project_id: str) -> list[ProjectPermission]:
+        data = await self._get("/projects/{project_id}/permissions", f"/projects/{seg(project_id)}/permissions")
+        return self._list(data, "project_permissions", ProjectPermission, "project permissions")
 
     async def project_page(
         self, org_id: str | None = None, *, search: str | None = None, cursor: str | None = None,

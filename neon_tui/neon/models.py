@@ -143,10 +143,12 @@ class Branch:
     created_at: datetime | None
     updated_at: datetime | None
     parent_id: str | None = None
+    created_by: str | None = None  # created_by.name: who made the branch (user, org, integration or API key)
 
     @classmethod
     def from_api(cls, d: Any) -> Branch:
         w = "branch"
+        by = d.get("created_by") if isinstance(d, dict) else None
         return cls(
             id=_field(d, "id", str, w), project_id=_field(d, "project_id", str, w), name=_field(d, "name", str, w),
             default=_field(d, "default", bool, w, required=False, default=False),
@@ -154,7 +156,44 @@ class Branch:
             current_state=_field(d, "current_state", str, w, required=False, default=""),
             created_at=parse_time(_field(d, "created_at", str, w)), updated_at=parse_time(_field(d, "updated_at", str, w)),
             parent_id=_field(d, "parent_id", str, w, required=False),
+            created_by=_field(by, "name", str, "branch.created_by", required=False) if isinstance(by, dict) else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OrgMember:
+    """One organization member (spec MemberWithUser): member{id,user_id,org_id,role,joined_at?}, user{email}."""
+    id: str
+    user_id: str
+    org_id: str
+    role: str
+    email: str
+    joined_at: datetime | None
+
+    @classmethod
+    def from_api(cls, d: Any) -> OrgMember:
+        m = _field(d, "member", dict, "organization member")
+        u = _field(d, "user", dict, "organization member")
+        w = "member"
+        return cls(_field(m, "id", str, w), _field(m, "user_id", str, w), _field(m, "org_id", str, w),
+                   _field(m, "role", str, w), _field(u, "email", str, "member.user"),
+                   parse_time(_field(m, "joined_at", str, w, required=False)))
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectPermission:
+    """Project access granted to an email (spec ProjectPermission)."""
+    id: str
+    granted_to_email: str
+    granted_at: datetime | None
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def from_api(cls, d: Any) -> ProjectPermission:
+        w = "project permission"
+        return cls(_field(d, "id", str, w), _field(d, "granted_to_email", str, w),
+                   parse_time(_field(d, "granted_at", str, w)),
+                   parse_time(_field(d, "revoked_at", str, w, required=False)))
 
 
 @dataclass(frozen=True, slots=True)

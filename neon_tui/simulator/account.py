@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from .config import SimConfig
-from .model import DAY, REGIONS, Account, Branch, Database, Org, Project, Role
+from .model import DAY, REGIONS, Account, Branch, Database, Member, Org, Permission, Project, Role
 
 OWNER = "neondb_owner"
 EXTRA_ROLE_NAMES = ("app", "readonly", "migrator", "analytics", "etl", "reporting", "api",
@@ -139,7 +139,50 @@ def build_account(cfg: SimConfig, epoch: dt.datetime, t0: float) -> Account:
                 _build_project(acct, org, pspec, t0)
     acct.new_key("neon-tui", t0 - 3 * DAY, secret=cfg.api_key)
     acct.new_key("ci-deploy", t0 - 200 * DAY)
+    # Added last so every id and password drawn above stays what it was before members existed.
+    for org in acct.orgs:
+        org.members.append(Member(ids.uuid(), acct.user.id, org.id, acct.user.email, "admin", org.created_t))
+    if not explicit:
+        _plant_drill(acct, t0)
     return acct
+
+
+HOUR = 3600.0
+# The demo's leak happened DEMO_LEAK_HOURS before the simulator started (see simulator/leak.py). What an
+# attacker did since, for the audit drill to find: an admin who joined, project access granted to them, a
+# branch they created off acme-ml-features' production and a login role on it.
+DEMO_LEAK_HOURS = 48.0
+DEMO_INTRUDER = "jordan.hale.ops@proton.me"
+DEMO_MEMBERS = {  # org handle -> (email, role, age in days)
+    "acme-robotics": [("ops@acme-robotics.dev", "admin", 500), ("priya.n@acme-robotics.dev", "member", 300),
+                      (DEMO_INTRUDER, "admin", 20 / 24)],
+}
+DEMO_PERMISSIONS = {  # project name -> (email, age in days)
+    "acme-prod": [("contractor@northwind-consulting.example", 120)],
+    "acme-ml-features": [(DEMO_INTRUDER, 19 / 24)],
+}
+DEMO_PLANTED_BRANCH = ("acme-ml-features", "production", "export-tmp", "Jordan Hale", 18 * HOUR)
+DEMO_PLANTED_ROLE = ("export-tmp", "sync_svc", 17 * HOUR)
+
+
+def _plant_drill(acct: Account, t0: float) -> None:
+    ids = acct.ids
+    for org in acct.orgs:
+        handle = org.handle.removesuffix(f"-{org.id}")
+        for email, role, days in DEMO_MEMBERS.get(handle, []):
+            org.members.append(Member(ids.uuid(), ids.uuid(), org.id, email, role, t0 - days * DAY))
+    by_name = {p.name: p for p in acct.projects.values()}
+    for name, grants in DEMO_PERMISSIONS.items():
+        for email, days in grants:
+            by_name[name].permissions.append(Permission(ids.uuid(), email, t0 - days * DAY))
+    pname, parent_name, branch_name, creator, age = DEMO_PLANTED_BRANCH
+    project = by_name[pname]
+    parent = next(b for b in project.branches.values() if b.name == parent_name)
+    branch, _, _ = acct.create_branch(project, parent, branch_name, t0 - age, history=True)
+    branch.created_by = creator
+    on, role_name, role_age = DEMO_PLANTED_ROLE
+    assert on == branch_name
+    acct.create_role(project, branch, role_name, False, t0 - role_age)
 
 
 def _new_project(acct: Account, org: Org, name: str, region: str, pg: int, store: bool, created: float) -> Project:

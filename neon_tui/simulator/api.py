@@ -127,6 +127,7 @@ class Api:
         a("GET", "/users/me", self.users_me)
         a("GET", "/users/me/organizations", self.my_orgs)
         a("GET", "/organizations/{org_id}", self.get_org)
+        a("GET", "/organizations/{org_id}/members", self.list_members)
         a("GET", "/organizations/{org_id}/api_keys", self.list_org_keys)
         a("POST", "/organizations/{org_id}/api_keys", self.create_org_key)
         a("DELETE", "/organizations/{org_id}/api_keys/{key_id}", self.revoke_org_key)
@@ -136,6 +137,7 @@ class Api:
         a("GET", "/projects", self.list_projects)
         a("GET", "/projects/{project_id}", self.get_project)
         a("PATCH", "/projects/{project_id}", self.patch_project, True)
+        a("GET", "/projects/{project_id}/permissions", self.list_permissions)
         a("GET", "/projects/{project_id}/branches", self.list_branches)
         a("POST", "/projects/{project_id}/branches", self.create_branch, True)
         a("GET", "/projects/{project_id}/branches/{branch_id}", self.get_branch)
@@ -289,6 +291,42 @@ class Api:
             raise SimError(404, "API key not found")
         key.revoked = True
         return Reply(200, self.v.key_revoked(key))
+
+    def list_members(self, ctx: Ctx) -> Reply:
+        """Spec getOrganizationMembers: sort_by email|role|joined_at (default joined_at), sort_order, limit
+        1..500, an opaque cursor; the pagination object is always there, `next` only when more remain."""
+        org = self._org_access(ctx, ctx.params["org_id"])
+        q = ctx.query
+        sort_by = q.get("sort_by", "joined_at")
+        sort_order = q.get("sort_order", "desc")
+        if sort_by not in ("email", "role", "joined_at"):
+            raise SimError(400, "invalid request: sort_by: must be one of email, role, joined_at")
+        if sort_order not in ("asc", "desc"):
+            raise SimError(400, "invalid request: sort_order: must be one of asc, desc")
+        limit = _int_param(q, "limit", 1, 500, None)
+        attr = {"email": "email", "role": "role", "joined_at": "joined_t"}[sort_by]
+        members = sorted(org.members, key=lambda m: (getattr(m, attr), m.id), reverse=sort_order == "desc")
+        start = 0
+        cursor = q.get("cursor")
+        if cursor:
+            try:
+                pos = json.loads(base64.b64decode(cursor, validate=True))
+                start = int(pos["offset"])
+                if pos["sort_by"] != sort_by or start < 0:
+                    raise ValueError
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise SimError(400, "invalid request: cursor: malformed or does not match sort_by") from None
+        page = members[start:] if limit is None else members[start:start + limit]
+        pagination: dict[str, Any] = {"sort_by": sort_by, "sort_order": sort_order}
+        if limit is not None and start + limit < len(members):
+            pagination["next"] = base64.b64encode(json.dumps(
+                {"offset": start + limit, "sort_by": sort_by}, separators=(",", ":")).encode()).decode()
+        return Reply(200, {"members": [self.v.member(m) for m in page], "pagination": pagination})
+
+    def list_permissions(self, ctx: Ctx) -> Reply:
+        project = self._project(ctx)
+        return Reply(200, {"project_permissions": [self.v.permission(p) for p in project.permissions
+                                                   if p.revoked_t is None]})
 
     def list_org_keys(self, ctx: Ctx) -> Reply:
         org = self._org_access(ctx, ctx.params["org_id"], admin=True)

@@ -86,6 +86,13 @@ class Inspector:
     def personal_org_id(self) -> str:
         return next(o.id for o in self._sim.account.orgs if o.personal)
 
+    def org(self, org_id: str):
+        """The live Org (members included), or KeyError."""
+        org = self._sim.account.org(org_id)
+        if org is None:
+            raise KeyError(org_id)
+        return org
+
     def org_of(self, project_id: str) -> str:
         return self._sim.account.projects[project_id].org_id
 

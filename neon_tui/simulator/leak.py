@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from .core import Simulator
 
 
+def demo_leaked_at(sim: "Simulator"):
+    """When the demo's leak happened (UTC): DEMO_LEAK_HOURS before the simulated account's start."""
+    import datetime as dt
+
+    from .account import DEMO_LEAK_HOURS
+
+    return sim.account.wall(sim.account.t0) - dt.timedelta(hours=DEMO_LEAK_HOURS)
+
+
 def sample_leak(sim: "Simulator") -> str:
     ins = sim.inspect
     analytics = ins.project_by_name("acme-analytics")

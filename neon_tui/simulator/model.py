@@ -38,6 +38,26 @@ class User:
 
 
 @dataclass
+class Member:
+    """An organization member (GET /organizations/{org_id}/members): who, with which role, since when."""
+    id: str
+    user_id: str
+    org_id: str
+    email: str
+    role: str  # admin | member
+    joined_t: float
+
+
+@dataclass
+class Permission:
+    """Project access granted to an email (GET /projects/{project_id}/permissions)."""
+    id: str
+    email: str
+    granted_t: float
+    revoked_t: float | None = None
+
+
+@dataclass
 class Org:
     id: str
     name: str
@@ -46,6 +66,7 @@ class Org:
     managed_by: str
     created_t: float
     personal: bool = False
+    members: list[Member] = field(default_factory=list)
 
 
 @dataclass
@@ -125,6 +146,7 @@ class Branch:
     protected: bool = False
     ready_t: float = float("-inf")
     logical_size: int = 30_777_344
+    created_by: str | None = None  # the creator's display name; None: the account's user
     roles: dict[str, Role] = field(default_factory=dict)
     databases: dict[str, Database] = field(default_factory=dict)
 
@@ -167,6 +189,7 @@ class Project:
     owner_id: str
     allowed_ips: list[str] = field(default_factory=list)
     protected_branches_only: bool = False
+    permissions: list[Permission] = field(default_factory=list)
     branches: dict[str, Branch] = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     operations: list[Operation] = field(default_factory=list)

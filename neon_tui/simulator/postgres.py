@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBackend", "PostgresUnavailable", "postgres_available"]
 
 
+NEON_SUPERUSER_SQL = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'neon_superuser') THEN
+    CREATE ROLE neon_superuser CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS IN ROLE pg_read_all_data, pg_write_all_data;
+  END IF;
+END $$;
+"""
+API_ROLE_OPTIONS = "INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION IN ROLE neon_superuser"
+
+
 def postgres_available() -> bool:
     try:
         find_bindir()
@@ -384,18 +394,29 @@ class PostgresBackend:
 
         roles, dbs = desired
         with self.manager.connect(cl) as conn:
+            # Neon's compute_ctl makes neon_superuser and puts every role made through the API in it, with
+            # CREATEROLE, CREATEDB, BYPASSRLS and REPLICATION of its own; roles made in SQL get none of that.
+            conn.execute(NEON_SUPERUSER_SQL)
             existing = {name: (login, pw) for name, login, pw in conn.execute(
-                "SELECT rolname, rolcanlogin, rolpassword FROM pg_authid WHERE oid >= 16384")}
+                "SELECT rolname, rolcanlogin, rolpassword FROM pg_authid WHERE oid >= 16384 "
+                "AND rolname <> 'neon_superuser'")}
             wanted = set()
             for name, no_login, password in roles:
                 wanted.add(name)
                 verifier = self._verifier(name, password) if password else None
                 if existing.get(name) == (not no_login, verifier):
                     continue
-                verb = "CREATE" if name not in existing else "ALTER"
-                stmt = sql.SQL(verb + " ROLE {} WITH " + ("NOLOGIN" if no_login else "LOGIN") + " PASSWORD {}")
+                login = "NOLOGIN" if no_login else "LOGIN"
+                if name in existing:
+                    stmt = sql.SQL("ALTER ROLE {} WITH " + login + " PASSWORD {}")
+                else:
+                    stmt = sql.SQL("CREATE ROLE {} WITH " + login + " PASSWORD {} " + API_ROLE_OPTIONS)
                 conn.execute(stmt.format(sql.Identifier(name), sql.Literal(verifier)))
-            for name in set(existing) - wanted:
+            # Drop roles the model no longer has; a role someone made in SQL (not in the model) stays, as on Neon.
+            gone = set(existing) - wanted
+            if cl.applied is not None:
+                gone &= {r[0] for r in cl.applied[0]}
+            for name in gone:
                 ident = sql.Identifier(name)
                 conn.execute(sql.SQL("REASSIGN OWNED BY {} TO postgres").format(ident))
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))

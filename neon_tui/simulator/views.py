@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .model import REGIONS, Account, ApiKey, Branch, Database, Endpoint, Operation, Org, Project, Role
+from .model import REGIONS, Account, ApiKey, Branch, Database, Endpoint, Member, Operation, Org, Permission, Project, Role
 
 PARENT_LSN = "0/1E19478"
 
@@ -79,7 +79,8 @@ class Views:
             "default": b.default, "protected": b.protected, "cpu_used_sec": 0, "compute_time_seconds": 0,
             "active_time_seconds": 0, "written_data_bytes": 0, "data_transfer_bytes": 0,
             "created_at": self.ts(b.created_t), "updated_at": self.ts(b.updated_t),
-            "created_by": {"name": f"{self.acct.user.name} {self.acct.user.last_name}", "image": self.acct.user.image},
+            "created_by": ({"name": b.created_by, "image": ""} if b.created_by else
+                           {"name": f"{self.acct.user.name} {self.acct.user.last_name}", "image": self.acct.user.image}),
             "init_source": "parent-data",
         }
         if not ready:
@@ -88,6 +89,17 @@ class Views:
             body["parent_id"] = b.parent_id
             body["parent_lsn"] = PARENT_LSN
             body["parent_timestamp"] = self.ts(b.created_t)
+        return body
+
+    def member(self, m: Member) -> dict:
+        return {"member": {"id": m.id, "user_id": m.user_id, "org_id": m.org_id, "role": m.role,
+                           "joined_at": self.ts(m.joined_t)},
+                "user": {"email": m.email, "has_mfa": False}}
+
+    def permission(self, p: Permission) -> dict:
+        body = {"id": p.id, "granted_to_email": p.email, "granted_at": self.ts(p.granted_t)}
+        if p.revoked_t is not None:
+            body["revoked_at"] = self.ts(p.revoked_t)
         return body
 
     def annotation(self, b: Branch) -> dict:

@@ -53,6 +53,18 @@ async def test_read_endpoints_conform(sim, client, validator):
         listed = await _walk_projects(client, org["id"], limit=1)
         assert sorted(listed) == sorted(insp.project_ids(org["id"]))
         assert await _walk_projects(client, org["id"], limit=400) == listed
+        members = (await client.get(f"/organizations/{org['id']}/members")).json()
+        assert "next" not in members["pagination"]
+        emails = [m["user"]["email"] for m in members["members"]]
+        assert len(emails) == len(insp.org(org["id"]).members) >= 1
+        paged, params = [], {"limit": 1, "sort_by": "email", "sort_order": "asc"}
+        while True:
+            body = (await client.get(f"/organizations/{org['id']}/members", params=params)).json()
+            paged += [m["user"]["email"] for m in body["members"]]
+            if "next" not in body["pagination"]:
+                break
+            params = {**params, "cursor": body["pagination"]["next"]}
+        assert paged == sorted(emails)
     assert isinstance((await client.get("/api_keys")).json(), list)
     assert isinstance((await client.get(f"/organizations/{insp.primary_org_id}/api_keys")).json(), list)
     r = await client.get("/projects", params={"org_id": insp.primary_org_id, "search": "acme-prod"})
@@ -61,6 +73,8 @@ async def test_read_endpoints_conform(sim, client, validator):
     for project_id in insp.project_ids():
         project = (await client.get(f"/projects/{project_id}")).json()["project"]
         assert project["id"] == project_id
+        granted = (await client.get(f"/projects/{project_id}/permissions")).json()["project_permissions"]
+        assert len(granted) == len(insp.projects[project_id].permissions)
         everything = (await client.get(f"/projects/{project_id}/branches")).json()
         assert "next" not in everything["pagination"]
         assert everything["pagination"] == {"sort_by": "updated_at", "sort_order": "DESC"}
