@@ -94,6 +94,7 @@ class NeonApp(App):
         # The key in use and where it came from (env | keyring | given), for the API keys view's hand-off.
         self.api_key: Secret | None = None
         self.key_source = "given"
+        self.key_sink_spec: str | None = None  # where the keys view stores a rotated key (None: the keyring entry)
         self._key_kind: str | None = None  # personal | organization (GET /auth), for the run journal's header
         self.open_checklist = open_checklist  # start on the incident checklist (neon-tui --checklist, the demo)
         # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
@@ -619,6 +620,7 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
                                                                      transport=sim.transport()),
                       open_checklist=True)
         app.simulator = sim  # type: ignore[attr-defined]
+        app.key_sink_spec = "memory"  # a rotated demo key stays in memory, never in the user's keyring entry
         from neon_tui.simulator.postgres import start_or_explain
 
         app.demo_postgres, app.demo_postgres_problem = start_or_explain(sim)  # type: ignore[attr-defined]

@@ -69,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ro = sub.add_parser("rotate", help="replace the key neon-tui uses, safely")
     ro.add_argument("--sink", metavar="SINK",
                     help="where the new key goes: keyring (default: the entry neon-tui reads), keyring:ENTRY, "
-                         "or file:PATH")
+                         "or file:PATH; with --demo: memory (default), never the keyring")
     ro.add_argument("--old-key-id", type=int, metavar="ID",
                     help="the id of the key in use (needed when neon-tui cannot tell, or without a terminal "
                          "when it can only guess)")
@@ -229,7 +229,7 @@ async def _create(ns, ctx) -> int:
         raise UsageError("--print shows the key on a terminal only; standard output is not one "
                          "(nothing was created): use --sink file:PATH")
     try:
-        sink = sink_from_spec(ns.sink, allow=ctx.allow)
+        sink = sink_from_spec(ns.sink, allow=ctx.allow, demo=ctx.sim is not None)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if len(ns.name) > 64 or not ns.name.strip():
@@ -334,7 +334,7 @@ async def _rotate(ns, ctx) -> int:
         except Exception as e:
             raise UsageError(str(e)) from None
         try:
-            sink = sink_from_spec(ns.sink or str(header.get("sink", "")), allow=ctx.allow)
+            sink = sink_from_spec(ns.sink or str(header.get("sink", "")), allow=ctx.allow, demo=ctx.sim is not None)
         except ValueError as e:
             raise UsageError(str(e)) from None
         manager = await _manager_key() if header.get("scope") == "project" else None
@@ -355,7 +355,8 @@ async def _rotate(ns, ctx) -> int:
     if not ns.yes and not sys.stdin.isatty():
         raise UsageError("rotating the key needs a typed confirmation: run on a terminal, or add --yes")
     try:
-        sink = sink_from_spec(ns.sink or "keyring", allow=ctx.allow)
+        sink = sink_from_spec(ns.sink or ("memory" if ctx.sim is not None else "keyring"), allow=ctx.allow,
+                              demo=ctx.sim is not None)
     except ValueError as e:
         raise UsageError(str(e)) from None
     manager = None

@@ -390,8 +390,56 @@ class FileKeySink:
         self.path.unlink(missing_ok=True)
 
 
-def sink_from_spec(spec: str, *, allow=()) -> KeySink:
-    """`keyring` (the NEON_API_KEY entry), `keyring:NAME` or `file:PATH`; a clear ValueError otherwise."""
+class MemoryKeySink:
+    """The demo's place for a rotated key: this process's memory. A simulated account's key is worthless
+    anywhere else, and writing it to the keyring entry would replace the user's real Neon key there."""
+
+    def __init__(self) -> None:
+        self._value: Secret | None = None
+        self._previous: Secret | None = None
+
+    def describe(self) -> str:
+        return "memory (demo: never your keyring)"
+
+    def load(self) -> Secret | None:
+        return self._value
+
+    def store(self, value: Secret) -> None:
+        self._value = value
+
+    def load_backup(self) -> Secret | None:
+        return self._previous
+
+    def has_backup(self) -> bool:
+        return self._previous is not None
+
+    def backup(self) -> bool:
+        if self._value is None:
+            return False
+        self._previous = self._value
+        return True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            self._value, self._previous = self._previous, None
+
+    def drop_backup(self) -> None:
+        self._previous = None
+
+    def clear(self) -> None:
+        self._value = None
+
+
+def sink_from_spec(spec: str, *, allow=(), demo: bool = False) -> KeySink:
+    """`keyring` (the NEON_API_KEY entry), `keyring:NAME`, `file:PATH` or `memory`; a clear ValueError otherwise.
+    On the demo's simulated account the keyring is refused: its entry is where the user's real key lives."""
+    if spec in ("memory", "") and demo:
+        return MemoryKeySink()
+    if demo and spec.partition(":")[0] == "keyring":
+        raise ValueError("the demo never writes to your keyring (the entry holds your real Neon key): "
+                         "use --sink memory or file:PATH")
+    if spec == "memory":
+        raise ValueError("--sink memory is for the demo only: a real key kept only in memory is lost at exit")
     if spec == "keyring":
         return KeyringKeySink(allow=allow)
     kind, _, rest = spec.partition(":")
@@ -399,7 +447,7 @@ def sink_from_spec(spec: str, *, allow=()) -> KeySink:
         return KeyringKeySink(rest.strip(), allow=allow)
     if kind == "file" and rest.strip():
         return FileKeySink(rest.strip())
-    raise ValueError(f"unknown key sink {spec!r}: use keyring, keyring:NAME or file:PATH")
+    raise ValueError(f"unknown key sink {spec!r}: use keyring, keyring:NAME or file:PATH (memory in the demo)")
 
 
 # --- test hook --------------------------------------------------------------------------------------------
@@ -443,7 +491,9 @@ class _Failed(Exception):
 
 
 def _reason(e: BaseException) -> str:
-    return str(e) if isinstance(e, (NeonError, OSError, ValueError)) else type(e).__name__
+    from neon_tui.secrets import KeyringUnavailable  # its messages are ours: they never carry a secret
+
+    return str(e) if isinstance(e, (NeonError, OSError, ValueError, KeyringUnavailable)) else type(e).__name__
 
 
 class KeyRotation:

@@ -247,8 +247,13 @@ class KeysScreen(NeonScreen):
         self.busy = True
         self._prepare(named, confirmed)
 
-    def _sink(self) -> KeyringKeySink:
-        return KeyringKeySink(allow=self.app.settings.keyring_allow)
+    def _sink(self):
+        # `neon-tui --demo` sets key_sink_spec "memory": the simulated key must never replace the user's real
+        # key in the keyring entry.
+        from neon_tui.incident.keys import sink_from_spec
+
+        spec = getattr(self.app, "key_sink_spec", None) or "keyring"
+        return sink_from_spec(spec, allow=self.app.settings.keyring_allow, demo=spec == "memory")
 
     def _rotation(self, named: int | None, confirmed: bool) -> KeyRotation:
         return KeyRotation(self.app.client, old_key=getattr(self.app, "api_key", None) or Secret(""),
@@ -314,7 +319,9 @@ class KeysScreen(NeonScreen):
         self.steps = []
         try:
             header = read_action_journal(path).header
-            sink = sink_from_spec(str(header.get("sink", "")), allow=self.app.settings.keyring_allow)
+            spec = getattr(self.app, "key_sink_spec", None)
+            sink = sink_from_spec(str(header.get("sink", "")), allow=self.app.settings.keyring_allow,
+                                  demo=spec == "memory")
             env_key = getattr(self.app, "api_key", None) if getattr(self.app, "key_source", "") == "env" else None
             res = await KeyRotation.resume(path, old_key=env_key, sink=sink, client_factory=self.app.client_factory,
                                            host=self._host, manager_key=self.manager_key, progress=self._progress)

@@ -229,3 +229,29 @@ def test_default_keyring_sink_without_a_keyring_refuses_before_anything(served):
     assert p.returncode == 2 and "keyring:NEON_API_KEY cannot be used" in p.stderr
     assert "nothing was changed" in p.stderr and set(served.sim.account.keys) == before
     assert not _journals(served)
+
+
+def test_demo_rotation_never_writes_to_the_keyring(tmp_path):
+    """The demo's simulated key must never replace the user's real key in the keyring entry: with a keyring
+    backend that fails on every call, the demo hand-off still completes (memory), and a keyring sink is refused."""
+    import os
+    import subprocess
+    import sys
+
+    from neon_tui.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(op_seconds=0.2))  # the demo's account is the same in every process
+    old_id = str(sim.account.key_by_secret(sim.api_key).id)
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+           "NEON_TUI_STATE_DIR": str(tmp_path), "NEON_API_KEY": ""}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "neon_tui.cli", "keys", "rotate", "--demo", "--yes",
+                               "--old-key-id", old_id, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    p = run()
+    assert p.returncode == 0, p.stderr
+    assert "in memory (demo: never your keyring)" in p.stderr and f"old key {old_id} is revoked" in p.stderr
+    for sink in ("keyring", "keyring:other"):
+        p = run("--sink", sink)
+        assert p.returncode == 2 and "never writes to your keyring" in p.stderr

@@ -171,3 +171,36 @@ async def test_R_resumes_an_interrupted_hand_off_and_the_app_runs_on_the_key_put
         assert app.inventory.client is app.client and (await app.client.get_auth()).account_id == sim.inspect.user_id
         assert app.client.history[-1].status == 200 and sim.requests[-1].key_id == old_id
         assert "the old key is still the one in use" in screen_text(app)
+
+
+
+async def test_the_demo_app_keeps_a_rotated_key_in_memory_not_in_the_keyring(tmp_path, memory_keyring, monkeypatch):
+    """`neon-tui --demo` (neon_tui.app.make_app): rotating the simulated key from the keys view leaves the
+    user's keyring entry untouched and the app runs on the new key."""
+    from neon_tui.app import make_app as real_make_app
+
+    monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path))
+    memory_keyring.entries[("neon-tui", "NEON_API_KEY")] = "napi_the_users_real_key"
+    app = real_make_app(demo=True, env={})
+    sim = app.simulator
+    old_id = sim.account.key_by_secret(sim.api_key).id
+    try:
+        async with app.run_test(size=(160, 40)) as pilot:
+            await settle(app, pilot)
+            await open_keys(app, pilot)
+            await pilot.press("R")
+            await settle(app, pilot)
+            await pilot.press(*str(old_id), "enter")
+            await settle(app, pilot)
+            assert "memory (demo: never your keyring)" in screen_text(app)
+            await pilot.press(*"rotate", "enter")
+            await settle(app, pilot)
+            assert sim.account.keys[old_id].revoked
+            live = [k for k in sim.account.keys.values() if not k.revoked and k.name.startswith("neon-tui-")]
+            assert len(live) == 1
+            assert (await app.client.get_auth()).account_id == sim.inspect.user_id
+    finally:
+        backend = getattr(app, "demo_postgres", None)
+        if backend is not None:
+            backend.close()
+    assert memory_keyring.entries == {("neon-tui", "NEON_API_KEY"): "napi_the_users_real_key"}
