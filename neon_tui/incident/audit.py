@@ -44,7 +44,7 @@ KINDS = {  # in the order they are shown: the strongest signals first, the long 
     "member": "Organization members",
     "permission": "Project access",
     "pg_privilege": "PostgreSQL privileges",
-    "role_not_on_parent": "Roles on a child branch that its parent does not have",
+    "role_not_on_parent": "Roles on a child branch, not on its parent",
     "role_owns_nothing": "Login roles that own no database",
 }
 ROLE_KINDS = frozenset({"role_created", "role_changed", "role_not_on_parent", "role_owns_nothing", "pg_privilege"})
@@ -69,6 +69,7 @@ class Finding:
     role: str | None = None
     subject: str | None = None  # a member's or grantee's email, a branch's creator
     when: datetime | None = None
+    org: str | None = None  # the organization's name, for members
 
     @property
     def is_role(self) -> bool:
@@ -82,12 +83,14 @@ class Finding:
     @property
     def label(self) -> str:
         parts = [p for p in (self.project, self.branch, self.role) if p]
-        return "/".join(parts) if parts else (self.subject or "")
+        if parts:
+            return "/".join(parts)
+        return f"{self.subject} ({self.org})" if self.org and self.subject else (self.subject or "")
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "severity": self.severity, "reason": self.reason, "org_id": self.org_id,
                 "project_id": self.project_id, "project": self.project, "branch_id": self.branch_id,
-                "branch": self.branch, "role": self.role, "subject": self.subject, "when": _iso(self.when),
+                "branch": self.branch, "role": self.role, "subject": self.subject, "org": self.org, "when": _iso(self.when),
                 "target": self.target}
 
 
@@ -309,10 +312,10 @@ class _Audit:
         for m in members:
             joined = m.joined_at
             if joined is not None and joined >= self.since:
-                self.add(kind="member", severity="high", org_id=org_id, subject=m.email, when=joined,
+                self.add(kind="member", severity="high", org_id=org_id, org=name, subject=m.email, when=joined,
                          reason=f"{m.email} joined organization {name} as {m.role} at {_iso(joined)}, after the leak")
             elif m.role == "admin":
-                self.add(kind="member", severity="info", org_id=org_id, subject=m.email, when=joined,
+                self.add(kind="member", severity="info", org_id=org_id, org=name, subject=m.email, when=joined,
                          reason=f"{m.email} is an admin of {name} (joined {_iso(joined) or 'at an unknown time'})")
 
     async def projects(self, org, org_id: str | None) -> None:

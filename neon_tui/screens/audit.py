@@ -95,7 +95,7 @@ class AuditScreen(NeonScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("severity", "where", "what")
+        self._columns(where=24)
         self.query_one(DataTable).focus()
         self.run_audit()
 
@@ -128,13 +128,23 @@ class AuditScreen(NeonScreen):
             self.journal = open_roles_journal(self.app.client, account=account)
         return self.journal
 
+    def _columns(self, where: int) -> None:
+        """Severity is one word and "where" is at most 46 cells: "what" (the reason) gets the rest of the width."""
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        table.add_column("severity", width=11)
+        table.add_column("where", width=where)
+        table.add_column("what")
+
     def redraw(self) -> None:
         report = self.report
         if report is None:
             return
         table = self.query_one(DataTable)
         row = table.cursor_row
-        table.clear()
+        labels = [len(f.label) + 10 for f in report.findings] + [len(n.scope) for n in report.not_checked]
+        labels += [len(t) + 5 for t in KINDS.values()]
+        self._columns(where=min(46, max([24, *labels])))
         self.rows = []
         sev = report.severities()
         self.query_one("#audit-head", Static).update(
@@ -149,7 +159,7 @@ class AuditScreen(NeonScreen):
             found = groups.get(kind, [])
             if not found:
                 continue
-            table.add_row(Text(f"{title} ({len(found)})", style="bold"), "", "")
+            table.add_row("", Text(f"{title} ({len(found)})", style="bold"), "")
             self.rows.append(None)
             for f in found:
                 key = (f.project_id or "", f.branch_id or "", f.role or "")
@@ -162,7 +172,7 @@ class AuditScreen(NeonScreen):
     def _not_checked(self, table: DataTable, report: AuditReport) -> None:
         if not report.not_checked:
             return
-        table.add_row(Text(f"Not checked ({len(report.not_checked)})", style="bold"), "", "")
+        table.add_row("", Text(f"Not checked ({len(report.not_checked)})", style="bold"), "")
         self.rows.append(None)
         for n in report.not_checked:
             table.add_row(Text("not checked", style="dim"), n.scope, n.reason)
