@@ -133,6 +133,9 @@ def _keys(r: Report, actions: list[ActionLog]) -> Step:
                 [f"API key {x['key_id']}: {x['why']}" for x in k["still_live"]])
 
 
+RISKY_IPALLOW = frozenset({"protected_only_gap", "bad_entry", "covers_all"})
+
+
 def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
     title = "Review the IP Allow list of each project and tighten it"
     if not any(a.kind == "ipallow" for a in actions):
@@ -143,9 +146,20 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
     newest: dict[str, dict[str, Any]] = {}
     for x in sorted(ip["reviewed"] + ip["changed"], key=lambda x: x["t"]):
         newest[str(x["project_id"])] = x
-    open_ = sorted(p for p, x in newest.items() if x.get("findings"))
+    # Reviewing is the step: an empty list the user has seen (the default, and all a free plan allows) is
+    # counted, not an alarm. Attention is for what the review showed to be wrong and is still unchanged: an
+    # exposed password on a branch the list does not cover, a bad entry, an entry that covers every address.
+    def kinds(x: dict[str, Any]) -> set[str]:
+        return {str(f.get("kind")) if isinstance(f, dict) else "" for f in x.get("findings") or []}
+
+    open_ = sorted(p for p, x in newest.items() if kinds(x) & RISKY_IPALLOW)
+    open_to_all = sorted(p for p, x in newest.items() if "open" in kinds(x))
     total = projects if projects else len(reviewed)
-    figure = f"IP allow: {len(reviewed)} of {total} project(s) reviewed, {len(open_)} with findings open"
+    figure = f"IP allow: {len(reviewed)} of {total} project(s) reviewed"
+    if open_to_all:
+        figure += f", {len(open_to_all)} open to every address"
+    if open_:
+        figure += f", {len(open_)} with risky findings unchanged"
     if ip["failed"]:
         figure += f", {len(ip['failed'])} change(s) failed"
     if ip["failed"] or open_:
@@ -155,7 +169,8 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
     else:
         state = IN_PROGRESS
     return Step("ipallow", title, state, figure, "ipallow",
-                [f"{p}: {', '.join(str(f) for f in newest[p]['findings'])}" for p in open_])
+                [f"{p}: {f.get('message', f) if isinstance(f, dict) else f}" for p in open_
+                 for f in newest[p]["findings"] if not isinstance(f, dict) or f.get("kind") in RISKY_IPALLOW])
 
 
 def _roles(r: Report, actions: list[ActionLog]) -> Step:

@@ -213,7 +213,10 @@ def _ips(v: Any) -> str:
 
 def _audit_flagged(rec: dict[str, Any]) -> int:
     """How many roles an audit flagged. The format says "findings counts": a dict of counts under
-    "findings" (or "counts"); "flagged" when it names it, else the sum of its counts; a list: its length."""
+    "findings" (or "counts"); a top-level "flagged" (what neon-tui audit writes: the high and medium role
+    findings, the ones that need a decision) or one in the dict when it names it, else the sum of its counts; a list: its length."""
+    if isinstance(rec.get("flagged"), int) and not isinstance(rec.get("flagged"), bool):
+        return int(rec["flagged"])
     f = rec.get("findings", rec.get("counts"))
     if isinstance(f, dict):
         if isinstance(f.get("flagged"), int):

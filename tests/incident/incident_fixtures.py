@@ -113,7 +113,8 @@ def write_incident(root: Path, *, complete: bool = False) -> tuple[Path, Path]:
     ])
     _write(acts / "ipallow-20261102T164500Z-i0i0i0i0.jsonl", [
         _action("ipallow", "16:45:00"),
-        {"t": _t("16:45:01"), "event": "ipallow_reviewed", "project_id": "p-shop", "findings": ["open to all"]},
+        {"t": _t("16:45:01"), "event": "ipallow_reviewed", "project_id": "p-shop",
+         "findings": [{"kind": "open", "message": "open to every address: the allowlist is empty", "flag": True}]},
         {"t": _t("16:46:00"), "event": "ipallow_changed", "project_id": "p-shop",
          "before": {"ips": [], "protected_branches_only": False},
          "after": {"ips": ["203.0.113.0/24"], "protected_branches_only": True},

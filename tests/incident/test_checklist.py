@@ -40,7 +40,7 @@ def test_the_open_incident_step_by_step(tmp_path):
     assert s["keys"].state == IN_PROGRESS
     assert s["keys"].figure == "API key rotated 16:30, old key 7001 revoked, not confirmed dead"
     assert (s["ipallow"].state, s["ipallow"].figure) == (
-        IN_PROGRESS, "IP allow: 2 of 3 project(s) reviewed, 0 with findings open")
+        IN_PROGRESS, "IP allow: 2 of 3 project(s) reviewed")
     assert (s["audit"].state, s["audit"].figure) == (DONE, "roles: 2 flagged, 1 dropped, 1 kept")
     assert s["report"].state == TODO
 
@@ -64,7 +64,11 @@ def test_attention_states_from_action_journals(tmp_path):
     keys.write("key_revoke_failed", key_id=8, which="old", reason="HTTP 500")
     keys.close()
     ip = create_action_journal("ipallow", host=HOST, account=ACCOUNT, directory=tmp_path)
-    ip.write("ipallow_reviewed", project_id="p1", findings=["open to all"])
+    ip.write("ipallow_reviewed", project_id="p1", findings=[
+        {"kind": "protected_only_gap", "flag": True, "message": "covers protected branches only while unprotected "
+         "branch dev still holds an exposed password (app)"}])
+    ip.write("ipallow_reviewed", project_id="p2", findings=[
+        {"kind": "open", "flag": True, "message": "open to every address: the allowlist is empty"}])
     ip.close()
     roles = create_action_journal("roles", host=HOST, account=ACCOUNT, directory=tmp_path)
     roles.write("audit_reviewed", findings={"flagged": 3})
@@ -73,8 +77,11 @@ def test_attention_states_from_action_journals(tmp_path):
     inputs = load(None, runs_dir=tmp_path / "none", acts_dir=tmp_path)
     s = {x.id: x for x in checklist(inputs.runs, inputs.actions)}
     assert s["keys"].state == ATTENTION and "1 revoke(s) failed" in s["keys"].figure
+    # an exposed password outside the list is an alarm; an empty list the user reviewed is only counted
     assert s["ipallow"].state == ATTENTION and s["ipallow"].figure == \
-        "IP allow: 1 of 1 project(s) reviewed, 1 with findings open"
+        "IP allow: 2 of 2 project(s) reviewed, 1 open to every address, 1 with risky findings unchanged"
+    assert s["ipallow"].details == ["p1: covers protected branches only while unprotected branch dev still holds "
+                                    "an exposed password (app)"]
     assert s["audit"].state == IN_PROGRESS and s["audit"].figure == "roles: 3 flagged, 0 dropped, 1 kept"
     roles = create_action_journal("roles", host=HOST, account=ACCOUNT, directory=tmp_path)
     roles.write("role_drop_failed", project_id="p", branch_id="b", role="x", reason="in use")
