@@ -94,6 +94,7 @@ class NeonApp(App):
         # The key in use and where it came from (env | keyring | given), for the API keys view's hand-off.
         self.api_key: Secret | None = None
         self.key_source = "given"
+        self.started_at = datetime.now(timezone.utc)  # wall time: the demo's checklist counts journals from here
         self.key_sink_spec: str | None = None  # where the keys view stores a rotated key (None: the keyring entry)
         self._key_kind: str | None = None  # personal | organization (GET /auth), for the run journal's header
         self.open_checklist = open_checklist  # start on the incident checklist (neon-tui --checklist, the demo)

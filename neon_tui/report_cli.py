@@ -42,6 +42,8 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", metavar="TIME", help="the incident started at TIME (ISO 8601, UTC if no zone)")
     p.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     p.add_argument("--out", metavar="FILE", help="write the report to FILE (0600) instead of standard output")
+    p.add_argument("--demo", action="store_true",
+                   help="the demo's journals (by default only those made against NEON_API_HOST, or Neon's API)")
 
 
 def add_status_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,7 +109,9 @@ def report_main(ns: argparse.Namespace) -> int:
         _err("report", str(e))
         return EXIT_USAGE
     try:
-        inputs = load(list(ns.runs), since=since)
+        from neon_tui.incident.journals import current_host
+
+        inputs = load(list(ns.runs), since=since, host=current_host(ns.demo))
     except JournalError as e:
         _err("report", str(e))
         return EXIT_UNREADABLE
@@ -143,7 +147,9 @@ def status_main(ns: argparse.Namespace) -> int:
         _err("status", str(e))
         return EXIT_USAGE
     try:
-        inputs = load(None, since=since)
+        from neon_tui.incident.journals import current_host
+
+        inputs = load(None, since=since, host=current_host(ns.demo))
     except JournalError as e:
         _err("status", str(e))
         return EXIT_UNREADABLE

@@ -9,7 +9,8 @@ guard refuses any secret. The first record is the header:
 Kinds and the events each writes (field names are part of the format; the report and checklist rely on them):
 
 - ``exposure``: ``exposure_scanned`` source (a file name or "paste"/"demo sample", never content), leaked_at,
-  exposed [[project, branch, role]...], unchecked [...], counts {...}.
+  exposed [[project, branch, role]...], exposed_labels {"p/b/r": "project/branch/role"}, unchecked [...],
+  unchecked_labels {"p/b/r": "project/branch/role (why)"}, counts {...}, complete.
 - ``keys``: ``key_created`` key_id, name, scope ("personal"|"organization"|"project"), org_id, project_id,
   request_id; ``key_stored`` key_id, sink; ``key_switched`` key_id; ``key_proven`` key_id, account;
   ``key_revoked`` key_id, which ("old"|"half-made"|"selected"), request_id; ``key_dead`` key_id, status;

@@ -63,6 +63,8 @@ def journal_exposure(report, *, source: str, leaked_at: datetime | None, host: s
             exposed=[list(e.key) for e in report.exposed],
             exposed_labels={"/".join(e.key): f"{e.project_name}/{e.branch_name}/{e.key[2]}" for e in report.exposed},
             unchecked=[_target(u) for u in report.unchecked],
+            unchecked_labels={"/".join(u.key): f"{u.project_name or u.project_id}/{u.branch_name or u.branch_id}/"
+                              f"{u.role} ({u.reason})" for u in report.unchecked if u.key is not None},
             counts={"exposed": len(report.exposed), "unchecked": len(report.unchecked), "clean": report.clean,
                     "roles": report.roles, "projects": report.projects, "organizations": report.organizations,
                     "requests": report.requests},

@@ -88,9 +88,28 @@ def _resolve(spec: str, runs_dir: Path, acts_dir: Path) -> Path:
     raise JournalError(f"{spec}: no such run or action journal (looked in {runs_dir} and {acts_dir})")
 
 
+DEMO_HOST = "https://neon-sim.invalid/api/v2"  # the simulated account's API host in `--demo` (never a real one)
+
+
+def current_host(demo: bool = False) -> str:
+    """The API host this process talks to: the demo's, else NEON_API_HOST or Neon's."""
+    import os
+
+    from neon_tui.neon.client import DEFAULT_HOST
+
+    return DEMO_HOST if demo else ((os.environ.get("NEON_API_HOST") or "").strip() or DEFAULT_HOST)
+
+
+def _same_host(a: Any, b: str) -> bool:
+    return not isinstance(a, str) or not a or a.rstrip("/") == b.rstrip("/")
+
+
 def load(specs: list[str] | None = None, *, since: datetime | None = None, runs_dir: Path | None = None,
-         acts_dir: Path | None = None) -> Inputs:
+         acts_dir: Path | None = None, host: str | None = None, not_before: datetime | None = None) -> Inputs:
     """The journals of the incident: the named ones (run or action ids, or paths), else the incident scope.
+
+    In the scope, `host` keeps only journals made against that API host (the demo's never mix with a real
+    account's), and `not_before` drops journals begun before it (a demo session counts only its own).
 
     A named journal that cannot be read raises JournalError (the caller said which); in the scope, a damaged
     or foreign journal is reported in `problems` and never hides the others.
@@ -117,6 +136,16 @@ def load(specs: list[str] | None = None, *, since: datetime | None = None, runs_
                 out.actions.append(read_action_journal(path))
             except JournalError as e:
                 out.problems.append(str(e))
+        if host is not None:
+            out.runs = [r for r in out.runs if _same_host(r.header.get("host"), host)]
+            out.actions = [a for a in out.actions if _same_host(a.header.get("host"), host)]
+        if not_before is not None:
+            def recent(header: dict[str, Any]) -> bool:
+                t = _when(header.get("t"))
+                return t is not None and t >= not_before
+
+            out.runs = [r for r in out.runs if recent(r.header)]
+            out.actions = [a for a in out.actions if recent(a.header)]
         if since is not None:
             out.since_source = "--since"
         else:

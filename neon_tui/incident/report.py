@@ -256,8 +256,9 @@ def _exposed_targets(actions: list[ActionLog]) -> tuple[set[tuple], set[tuple], 
             if r.get("leaked_at"):
                 summary["leaked_at"] = _t(r["leaked_at"])
             exposed |= {tuple(x) for x in r.get("exposed") or [] if isinstance(x, list)}
-            if isinstance(r.get("exposed_labels"), dict):
-                summary["labels"].update({str(k): str(v) for k, v in r["exposed_labels"].items()})
+            for field_ in ("exposed_labels", "unchecked_labels"):
+                if isinstance(r.get(field_), dict):
+                    summary["labels"].update({str(k): str(v) for k, v in r[field_].items()})
             unchecked = {tuple(x) for x in r.get("unchecked") or [] if isinstance(x, list)}  # the newest scan's
     summary["sources"] = sorted(set(summary["sources"]))
     return exposed, unchecked, summary
@@ -449,7 +450,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
              "runs": [r.id for r in runs], "actions": [a.id for a in actions]}
     names = exposure.pop("labels")
     exposure_out = {**exposure, "exposed": [names.get(_label(k), _label(k)) for k in sorted(exposed)],
-                    "unchecked": [_label(k) for k in sorted(unchecked)]}
+                    "unchecked": [names.get(_label(k), _label(k)) for k in sorted(unchecked)]}
     rows.sort(key=lambda r: (r.label, r.run))
     report = Report(scope, header, window, counts, timeline, rows, exposure_out, keys, ipallow, roles, evidence,
                     open_actions, sorted(problems or []))

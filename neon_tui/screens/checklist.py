@@ -55,12 +55,22 @@ class ChecklistScreen(NeonScreen):
     def action_refresh_steps(self) -> None:
         self.refresh_steps()
 
+    def scope_args(self) -> dict:
+        """Journals of this account's API host only; in the demo, only those of this session (an earlier drill's
+        journals are about another simulated account, even though it has the same ids)."""
+        client = getattr(self.app, "client", None)
+        args: dict = {"host": str(client.base_url)} if client is not None else {}
+        if getattr(self.app, "demo", False):
+            args["not_before"] = getattr(self.app, "started_at", None)
+        return args
+
     @work(exclusive=True, group="checklist", exit_on_error=False, description="Reading the incident's journals")
     async def refresh_steps(self) -> None:
         from neon_tui.incident.checklist import checklist, confirm
         from neon_tui.incident.journals import load
 
-        inputs = await asyncio.to_thread(load, None)
+        scope = self.scope_args()
+        inputs = await asyncio.to_thread(lambda: load(None, **scope))
         account = None
         client = getattr(self.app, "client", None)
         if client is not None:
@@ -178,8 +188,10 @@ class ChecklistScreen(NeonScreen):
         from neon_tui.report_cli import write_report_file
         from neon_tui.rotation.journal import JournalError
 
+        scope = self.scope_args()
+
         def write():
-            inputs = load(None)
+            inputs = load(None, **scope)
             report = build_report(inputs.runs, inputs.actions, inputs.since, since_source=inputs.since_source,
                                   problems=inputs.problems)
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

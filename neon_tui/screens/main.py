@@ -384,9 +384,11 @@ class MainScreen(NeonScreen):
             if kind == "paste":
                 leak = parse_leak(value.reveal(), "pasted value")
             elif kind == "sample":
-                from neon_tui.simulator.leak import sample_leak
+                from neon_tui.simulator.leak import demo_leaked_at, sample_leak
 
                 leak = parse_leak(sample_leak(self.app.simulator), "the demo's sample leak (.env)")
+                if leaked_at is None:  # the drill's story: the sample leaked at the demo's leak time
+                    leaked_at = demo_leaked_at(self.app.simulator)
             else:
                 leak = await asyncio.to_thread(read_leak, value)
         except LeakError as e:

@@ -89,6 +89,12 @@ def run_records(*, rotated_all: bool = False) -> list[dict]:
     return recs
 
 
+def rehost(root: Path, host: str) -> None:
+    """Point every fixture journal under root at another API host (e.g. a test app's simulator)."""
+    for path in root.rglob("*.jsonl"):
+        path.write_text(path.read_text().replace(json.dumps(HOST), json.dumps(host)))
+
+
 def write_incident(root: Path, *, complete: bool = False) -> tuple[Path, Path]:
     """The fixture incident under root: (runs dir, actions dir). `complete` closes every step."""
     runs, acts = root / "runs", root / "actions"

@@ -157,3 +157,21 @@ def test_status_and_report_exit_codes(tmp_path):
     assert _cli(done, "status").returncode == 1
     j = _cli(done, "report", "--json")
     assert j.returncode == 0 and json.loads(j.stdout)["problems"]
+
+
+def test_the_scope_keeps_one_api_host_and_a_demo_session_counts_only_its_own_journals(tmp_path):
+    from datetime import datetime, timezone
+
+    runs, acts = write_incident(tmp_path)
+    other = create_action_journal("keys", host="https://neon-sim.invalid/api/v2", account=ACCOUNT, directory=acts)
+    other.write("key_created", key_id=5, name="n", scope="personal", org_id=None, project_id=None, request_id="r")
+    other.close()
+    everything = load(None, runs_dir=runs, acts_dir=acts)
+    assert len(everything.actions) == len(load(None, runs_dir=runs, acts_dir=acts, host=HOST).actions) + 1
+    real = load(None, runs_dir=runs, acts_dir=acts, host=HOST + "/")
+    assert all(a.header["host"] == HOST for a in real.actions) and len(real.runs) == 1
+    demo = load(None, runs_dir=runs, acts_dir=acts, host="https://neon-sim.invalid/api/v2")
+    assert [a.id for a in demo.actions] == [other.path.stem] and demo.runs == []
+    # a demo session started after every fixture journal: none of them is its business
+    later = load(None, runs_dir=runs, acts_dir=acts, host=HOST, not_before=datetime.now(timezone.utc))
+    assert later.runs == [] and later.actions == []

@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 from ui_helpers import make_app, make_sim, screen_text, settle
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "incident"))
-from incident_fixtures import write_incident  # noqa: E402
+from incident_fixtures import rehost, write_incident  # noqa: E402
 
 from neon_tui.screens.checklist import ChecklistScreen  # noqa: E402
 from neon_tui.screens.main import MainScreen  # noqa: E402
@@ -40,6 +40,8 @@ async def test_c_opens_the_checklist_with_the_live_steps(tmp_path, monkeypatch):
     monkeypatch.setenv("NEON_TUI_STATE_DIR", str(state))
     write_incident(state)
     app = make_app(make_sim(), tmp_path)
+    rehost(state, str(app.client.base_url))
+    app.demo = False  # a demo session counts only journals begun after it started; these are older
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(app, pilot)
         await pilot.press("C")
@@ -80,6 +82,8 @@ async def test_w_writes_the_report_and_the_step_turns_done(tmp_path, monkeypatch
     monkeypatch.setenv("NEON_TUI_STATE_DIR", str(state))
     write_incident(state, complete=True)
     app = make_app(make_sim(), tmp_path)
+    rehost(state, str(app.client.base_url))
+    app.demo = False  # a demo session counts only journals begun after it started; these are older
     app.open_checklist = True  # as `neon-tui --checklist` and the demo start
     async with app.run_test(size=(160, 40)) as pilot:
         screen = await _loaded(app, pilot)
