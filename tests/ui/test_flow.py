@@ -213,13 +213,14 @@ async def test_keymap_remaps_by_binding_id(tmp_path):
 async def test_help_palette_and_command_log(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    # tall enough for every row of the help (it scrolls on smaller terminals) now that it lists the incident views
+    async with app.run_test(size=(100, 44)) as pilot:
         await settle(app, pilot)
         await pilot.press("question_mark")
         await pilot.pause()
         text = screen_text(app)
         assert type(app.screen).__name__ == "HelpModal"
-        for bid in ("mark", "filter", "review", "command-log", "quit"):
+        for bid in ("mark", "filter", "review", "command-log", "quit", "keys", "audit", "ipallow", "checklist"):
             assert bid in text
         await pilot.press("escape")
         await pilot.press("at")
