@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import shutil
 import subprocess
 import sys
@@ -113,7 +114,10 @@ async def shoot_drill(tmp: Path) -> list[Path]:
     backend, why = start_or_explain(sim)
     if why:
         print(f"note: {why}; the verified column will say so", file=sys.stderr)
-    app = demo_app(sim, tmp, "run-20261127T031500Z-drill.jsonl")
+    from neon_tui.rotation.journal import journal_dir
+
+    # the drill's run journal where the checklist and the report look for it (the state dir is a temp dir)
+    app = demo_app(sim, journal_dir(), "run-20261127T031500Z-drill.jsonl")
     app.simulator, app.demo_postgres = sim, backend
     svgs: list[Path] = []
     save = saver(app, tmp, svgs)
@@ -135,6 +139,20 @@ async def shoot_drill(tmp: Path) -> list[Path]:
                 await asyncio.sleep(0.1)
             await settle(app, pilot)
             save("09-verified")
+            # the rest of the incident: the checklist the drill follows, then the views its steps open
+            await pilot.press("C")
+            await settle(app, pilot)
+            await asyncio.sleep(0.5)
+            await settle(app, pilot)
+            save("10-checklist")
+            for key, name in (("K", "11-keys"), ("A", "12-audit"), ("I", "13-ipallow")):
+                await pilot.press("escape")
+                await settle(app, pilot)
+                await pilot.press(key)
+                await settle(app, pilot)
+                await asyncio.sleep(1.5)  # the keys view's probe waits out a second of Neon's last-used clock
+                await settle(app, pilot)
+                save(name)
     finally:
         if backend is not None:
             backend.close()
@@ -159,6 +177,7 @@ def main() -> int:
         return 2
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["NEON_TUI_STATE_DIR"] = str(Path(tmp) / "state")  # action journals: never the user's state
         for svg in asyncio.run(shoot(Path(tmp))):
             png = OUT / (svg.stem + ".png")
             to_png(svg, png)

@@ -79,7 +79,14 @@ class ChecklistScreen(NeonScreen):
             except Exception:  # the account could not be asked: the journals still say where things stand
                 account = None
         self.steps = checklist(inputs.runs, inputs.actions, account)
-        self.scope = inputs.since_source
+        if inputs.since is not None:
+            when = inputs.since.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            why = "the leak time of the newest scan" if inputs.since_source.startswith("leaked_at") else \
+                inputs.since_source
+            self.scope = f"journals since {when} ({why})"
+        else:
+            self.scope = "every journal" + (" of this demo session" if getattr(self.app, "demo", False) else
+                                            " of this API host") + " (no leak time known: give one when loading the leak)"
         self._draw()
         self.loaded += 1
 

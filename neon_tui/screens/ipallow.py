@@ -158,12 +158,13 @@ class IpAllowScreen(NeonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        # what needs attention first; the entries (the longest) last, where a narrow terminal cuts them
         table.add_column("project", key="project")
-        table.add_column("plan", key="plan")
-        table.add_column("entries", key="entries")
-        table.add_column("scope", key="scope")
         table.add_column("flags", key="flags")
         table.add_column("state", key="state")
+        table.add_column("scope", key="scope")
+        table.add_column("plan", key="plan")
+        table.add_column("entries", key="entries")
         table.focus()
         self.load()
 
@@ -209,7 +210,7 @@ class IpAllowScreen(NeonScreen):
         plan = r.plan or "?"
         if r.plan_allows is False:
             plan += " (no IP allow)"
-        return (r.name, plan, _entries(r), scope, _flags(r), self.states.get(r.project_id, ""))
+        return (r.name, _flags(r), self.states.get(r.project_id, ""), scope, plan, _entries(r))
 
     def _head(self, extra: str = "") -> None:
         flagged = sum(1 for r in self.reviews.values() if r.flagged)
@@ -321,7 +322,7 @@ class IpAllowScreen(NeonScreen):
         self.reviews[pid] = new
         self._set_state(pid, f"applied ({len(done.operations)} ops, {done.seconds:.1f}s)")
         table = self.query_one(DataTable)
-        for col, value in zip(("project", "plan", "entries", "scope", "flags", "state"), self._cells(new)):
+        for col, value in zip(("project", "flags", "state", "scope", "plan", "entries"), self._cells(new)):
             table.update_cell(pid, col, value)
         self._head()
         self._detail()

@@ -53,7 +53,7 @@ async def test_rows_flags_and_the_exposure_gap(tmp_path):
         assert table.row_count == 8
         row = table.get_row(prod.id)
         assert row[0] == "acme-prod" and row[3] == "protected only"
-        assert row[4].startswith("exposed unprotected branch")
+        assert row[1].startswith("exposed unprotected branch")
         blog = sim.inspect.project_by_name("blog").id
         assert table.get_row(blog)[1] == "free (no IP allow)" and table.get_row(blog)[4].startswith("open to all")
         text = screen_text(app)
