@@ -55,7 +55,7 @@ async def test_rows_flags_and_the_exposure_gap(tmp_path):
         assert row[0] == "acme-prod" and row[3] == "protected only"
         assert row[1].startswith("exposed unprotected branch")
         blog = sim.inspect.project_by_name("blog").id
-        assert table.get_row(blog)[1] == "free (no IP allow)" and table.get_row(blog)[4].startswith("open to all")
+        assert table.get_row(blog)[4] == "free (no IP allow)" and table.get_row(blog)[1].startswith("open to all")
         text = screen_text(app)
         assert "8 projects, 7 flagged" in text and f"exposure journal {j.path.stem} (1 exposed)" in text
         table.move_cursor(row=table.get_row_index(prod.id))
