@@ -137,10 +137,11 @@ async def _projects(client, org: str | None):
 
 
 async def _journal(client):
+    from neon_tui.incident.actions import key_kind_of
     from neon_tui.incident.ipallow import open_journal
 
     auth = await client.get_auth()
-    return open_journal(client, account=auth.account_id, key_kind=auth.auth_method)
+    return open_journal(client, account=auth.account_id, key_kind=key_kind_of(auth.auth_method))
 
 
 async def _list(ns: argparse.Namespace, client) -> int:

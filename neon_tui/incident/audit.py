@@ -719,8 +719,8 @@ def open_roles_journal(client, *, account: str | None = None, directory: Path | 
 
 def journal_review(journal, report: AuditReport) -> None:
     """audit_reviewed: the counts of what the audit found (no names, no emails)."""
-    # flagged: the roles with findings that need a decision (drop or keep): high and medium, each role once. Low and info ones are
-    # for reading (e.g. login roles that own nothing), not for the checklist to wait on.
+    # flagged: the roles with findings that need a decision (drop or keep): high and medium, each role once.
+    # Low and info ones are for reading (e.g. login roles that own nothing), not for the checklist to wait on.
     flagged = len({f.target for f in report.findings if f.is_role and f.severity in ("high", "medium")})
     journal.write("audit_reviewed", findings=report.counts(), severities=report.severities(), flagged=flagged,
                   not_checked=len(report.not_checked), since=_iso(report.since))

@@ -299,9 +299,11 @@ class IpAllowScreen(NeonScreen):
     async def _open_journal(self):
         if self._journal is None:
             client = self.app.client
+            from neon_tui.incident.actions import key_kind_of
+
             auth = await client.get_auth()
             self._journal = await asyncio.to_thread(open_journal, client, account=auth.account_id,
-                                                    key_kind=auth.auth_method)
+                                                    key_kind=key_kind_of(auth.auth_method))
         return self._journal
 
     @work(group="ipallow-apply", exit_on_error=False, description="IP allow: apply a change")
