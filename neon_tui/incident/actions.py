@@ -14,10 +14,11 @@ Kinds and the events each writes (field names are part of the format; the report
 - ``keys``: ``key_created`` key_id, name, scope ("personal"|"organization"|"project"), org_id, project_id,
   request_id; ``key_stored`` key_id, sink; ``key_switched`` key_id; ``key_proven`` key_id, account;
   ``key_revoked`` key_id, which ("old"|"half-made"|"selected"), request_id; ``key_dead`` key_id, status;
-  ``key_revoke_failed`` key_id, which, reason; ``done`` outcome, reason. Added by the hand-off (incident/keys.py):
+  ``key_revoke_failed`` key_id, which, reason; ``key_new_dead`` key_id, reason (the new key was refused
+  after it was proven: the old key went back into the sink); ``done`` outcome, reason. Added by the hand-off (incident/keys.py):
   ``key_intent`` name, scope, org_id, project_id, old_key_id, sink, sink_had_value (written before the create
   request); ``resumed`` steps; header fields old_key_id, sink, scope, org_id, project_id, key_source, manager
-  (a revoke of selected keys: selected, in_use). ``done`` outcome is rotated | undone | old_live | failed
+  (a revoke of selected keys: selected, in_use). ``done`` outcome is rotated | undone | old_live | new_key_dead | failed
   (hand-off), revoked | partial (selected), created | failed (create); after old_live a resume appends again.
 - ``ipallow``: ``ipallow_reviewed`` project_id, findings [...]; ``ipallow_changed`` project_id, before, after
   (each {"ips": [...], "protected_branches_only": bool}), operations [ids], request_id; ``ipallow_applied``

@@ -22,7 +22,9 @@ The hand-off (KeyRotation.run):
   -> the old key must answer 401 -> key_dead -> done.
 Any failure before the new key is proven puts the sink back and revokes the half-made key with the old one.
 A failed revoke of the old key (or one that still answers) is journaled as key_revoke_failed and reported as
-STILL LIVE. `KeyRotation.resume` finishes or undoes an interrupted hand-off from its journal.
+STILL LIVE. A new key refused (401/403) after it was proven, before the old one is revoked, was revoked by
+someone else: the sink gets the old key (still live) back from its backup (kept until key_dead), key_new_dead is
+journaled and the hand-off ends new_key_dead ("rotate again"). `KeyRotation.resume` finishes or undoes an interrupted hand-off from its journal.
 """
 
 from __future__ import annotations
@@ -463,7 +465,7 @@ def _test_hook(step: str) -> None:
 
 @dataclass
 class HandOffResult:
-    outcome: str  # rotated | undone | old_live | failed | nothing
+    outcome: str  # rotated | undone | old_live | new_key_dead | failed | nothing
     journal: Path | None
     old_key_id: int | None
     new_key_id: int | None = None
@@ -751,8 +753,47 @@ class KeyRotation:
         elif not self.sink_had_value:
             self.sink.clear()
 
+    async def _new_key_refused(self) -> str | None:
+        """Why the new key no longer works (401/403 to a second proof), or None if it works or cannot be told."""
+        try:
+            await self._prove(self.new_client)
+        except (AuthenticationError, PermissionDeniedError) as e:
+            return _reason(e)
+        except _Failed as e:
+            return e.reason
+        except NeonError:
+            return None
+        return None
+
+    async def _new_key_dead(self, why: str) -> HandOffResult:
+        """The new key was revoked (by someone else) after it was proven and before the old one was: put the
+        old key, still live, back in the sink and stay on it. Never leaves the sink holding a dead key."""
+        self._j("key_new_dead", key_id=self.new_id, reason=why)
+        problems = []
+        had_backup = _safe(self.sink.has_backup)
+        try:
+            self._restore_sink()
+        except Exception as e:
+            problems.append(f"putting the old key back in {self.sink.describe()} FAILED ({_reason(e)}): "
+                            "put the old key back there by hand")
+        if self.new_client is not None:
+            await _close(self.new_client)
+            self.new_client = None
+        self.new_key = None
+        where = (f"the old key {self.old_key_id} is back in {self.sink.describe()} and still live"
+                 if had_backup else f"the old key {self.old_key_id} is still live and still the one in use "
+                 f"({self.sink.describe()} is emptied again)")
+        msg = (f"THE NEW KEY {self.new_id} WAS REVOKED BY SOMEONE ELSE ({why}): {where}: ROTATE AGAIN "
+               "(`neon-tui keys rotate`), and suspect whoever holds the leaked key")
+        return self._finish("new_key_dead", "; ".join([msg] + problems), old_status="LIVE")
+
     async def _from_revoke(self) -> HandOffResult:
         revoker = self.manager if self.scope == PROJECT else self.new_client
+        if revoker is not self.new_client:
+            # the revoke does not use the new key: prove it still works first, or the revoke would leave none
+            why = await self._new_key_refused()
+            if why is not None:
+                return await self._new_key_dead(why)
         self._say("revoke", f"revoking the old key {self.old_key_id} with the new key")
         try:
             rid = await self._revoke(revoker, self.old_key_id)
@@ -760,6 +801,14 @@ class KeyRotation:
             rid = None  # the check below tells
         except NotFoundError:
             rid = None  # already gone: the check below tells
+        except (AuthenticationError, PermissionDeniedError) as e:
+            why = await self._new_key_refused() if revoker is self.new_client else None
+            if why is not None:
+                return await self._new_key_dead(why)
+            self._j("key_revoke_failed", key_id=self.old_key_id, which="old", reason=_reason(e))
+            return self._finish("old_live", f"REVOKING THE OLD KEY {self.old_key_id} FAILED: {_reason(e)}. "
+                                "It is STILL LIVE: revoke it (neon-tui keys rotate --resume, or the console)",
+                                old_status="LIVE")
         except NeonError as e:
             self._j("key_revoke_failed", key_id=self.old_key_id, which="old", reason=_reason(e))
             return self._finish("old_live", f"REVOKING THE OLD KEY {self.old_key_id} FAILED: {_reason(e)}. "
@@ -793,10 +842,13 @@ class KeyRotation:
         if self.journal is not None:
             self._j("done", outcome=outcome, reason=message)
         if outcome in ("rotated", "old_live"):
-            try:
-                self.sink.drop_backup()
-            except Exception:
-                pass
+            if outcome == "rotated":
+                # the old value waits in the backup until the old key is known dead (key_dead): a resume, or
+                # a new key revoked by someone else, may still need it
+                try:
+                    self.sink.drop_backup()
+                except Exception:
+                    pass
             if isinstance(self.sink, KeyringKeySink) and self.sink.is_default and self.new_id is not None:
                 try:
                     record_current(self.host, self.account, self.new_id)

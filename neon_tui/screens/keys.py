@@ -330,7 +330,7 @@ class KeysScreen(NeonScreen):
             return
         finally:
             self.busy = False
-        if res.outcome == "undone" and isinstance(sink, KeyringKeySink) and sink.is_default:
+        if res.outcome in ("undone", "new_key_dead") and isinstance(sink, KeyringKeySink) and sink.is_default:
             # the undo put the old key back where the app reads it: run on it (the app may have started on
             # the half-made key, which is revoked now)
             old = await asyncio.to_thread(sink.load)
@@ -361,6 +361,8 @@ class KeysScreen(NeonScreen):
                     timeout=30, markup=False)
         if res.outcome == "old_live":
             self.app.push_screen(ErrorModal("Old API key STILL LIVE", "\n".join(res.messages)))
+        elif res.outcome == "new_key_dead":
+            self.app.push_screen(ErrorModal("The new API key was revoked by someone else", "\n".join(res.messages)))
         self.load()
 
     def _switch_app(self, client, key: Secret | None) -> None:

@@ -327,3 +327,47 @@ def test_crash_at_each_step_then_resume_leaves_exactly_one_working_key_held(sim,
     expect = "undone" if step in ("after_intent", "after_create_sent", "after_created", "after_store") else "rotated"
     assert res.outcome == expect, res.messages
     no_secret_in(path, [old, held])
+
+
+def test_new_key_revoked_before_the_old_revoke_puts_the_live_old_key_back(sim, kr, tmp_path, monkeypatch):
+    """Whoever holds the leaked key revokes the brand-new key right after it was proven: neon-tui must not end
+    with the dead new key in its keyring entry and the live old key's secret thrown away."""
+    import neon_tui.incident.keys as keys_mod
+
+    old = sim.api_key
+    oid = old_id(sim)
+    kr.entries[("neon-tui", "NEON_API_KEY")] = old
+
+    def hook(step):
+        if step == "after_proven":
+            newest = max(sim.account.keys.values(), key=lambda k: k.id)
+            newest.revoked = True
+    monkeypatch.setattr(keys_mod, "_test_hook", hook)
+    res = rotate(sim, tmp_path, KeyringKeySink(allow=ALLOW), key_source="keyring")
+    assert res.outcome == "new_key_dead", res.messages
+    assert res.new_client is None and res.new_key is None and res.old_status == "LIVE"
+    assert kr.entries[("neon-tui", "NEON_API_KEY")] == old and works(sim, old)
+    assert not sim.account.keys[oid].revoked
+    assert ("neon-tui", "NEON_API_KEY.previous") not in kr.entries
+    assert "REVOKED BY SOMEONE ELSE" in res.messages[0] and "keyring:NEON_API_KEY" in res.messages[0]
+    assert "ROTATE AGAIN" in res.messages[0]
+    log = read_action_journal(res.journal)
+    assert log.events("key_new_dead")[0]["key_id"] == res.new_key_id
+    assert log.events("done")[-1]["outcome"] == "new_key_dead"
+    from neon_tui.incident.keys import find_unfinished_handoffs
+    assert find_unfinished_handoffs(tmp_path / "actions") == []
+    no_secret_in(res.journal, [old])
+
+
+def test_failed_old_revoke_keeps_the_backup_until_the_old_key_is_dead(sim, kr, tmp_path):
+    old = sim.api_key
+    kr.entries[("neon-tui", "NEON_API_KEY")] = old
+    sim.fail_next("DELETE /api_keys/{key_id}", "500", times=20)
+    sink = KeyringKeySink(allow=ALLOW)
+    res = rotate(sim, tmp_path, sink, key_source="keyring")
+    assert res.outcome == "old_live"
+    assert kr.entries[("neon-tui", "NEON_API_KEY.previous")] == old
+    sim.clear_scripted_faults()
+    r2 = resume(sim, tmp_path, sink, res.journal, None)
+    assert r2.outcome == "rotated", r2.messages
+    assert not works(sim, old) and ("neon-tui", "NEON_API_KEY.previous") not in kr.entries
