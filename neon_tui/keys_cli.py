@@ -270,6 +270,9 @@ async def _revoke(ns, ctx) -> int:
             raise UsageError(f"no key with id {', '.join(map(str, missing))} is visible to this key")
         if listing.in_use_id in ids:
             raise UsageError(f"key {listing.in_use_id} is the key in use: replace it with `neon-tui keys rotate`")
+        if listing.probe_id is not None and listing.probe_id in ids:
+            raise UsageError(f"key {listing.probe_id} looks like the key in use (the only key used when neon-tui "
+                             "used its key): replace it with `neon-tui keys rotate`")
         if listing.in_use_id is None:
             _err("the key in use is unknown: make sure none of these is it (or name it with --old-key-id)")
         _err(f"about to revoke {len(ids)} key(s); revocation is immediate and cannot be undone:")

@@ -114,6 +114,8 @@ class KeyListing:
     in_use_how: str = "unknown"  # recorded | probe | named | unknown
     can_manage: bool = True
     problems: list[str] = field(default_factory=list)
+    probe_id: int | None = None  # the only key whose last use moved during the probe, if exactly one did
+    needs_confirmation: bool = False  # in_use_id rests on a guess (the probe, or a record the probe cannot back)
 
     def row(self, key_id: int) -> KeyRow | None:
         return next((r for r in self.rows if r.id == key_id), None)
@@ -200,9 +202,20 @@ async def list_keys(client, *, key_source: str = "env", named_id: int | None = N
     listing = KeyListing(auth.account_id, kind, rows, can_manage=can_manage or manager is not None,
                          problems=problems)
     if named_id is not None:
-        if listing.row(named_id) is None:
+        row = listing.row(named_id)
+        if row is None:
             raise KeyError_(f"no key with id {named_id} is visible to this key")
+        mismatch = _scope_mismatch(row, auth)
+        if mismatch:
+            raise KeyError_(f"key {named_id} cannot be the key in use: {mismatch}")
         listing.in_use_id, listing.in_use_how = named_id, "named"
+        # a named key is still checked against the probe: naming the wrong key must not get it revoked
+        await _probe(client, lister, lister_auth, listing, key_source, host, personal=not auth.is_org_key,
+                     named=True)
+        if listing.probe_id is not None and listing.probe_id != named_id:
+            listing.problems.append(f"you named key {named_id}, but key {listing.probe_id} is the only key used "
+                                    "when neon-tui used its key: the key in use looks like "
+                                    f"{listing.probe_id}, not {named_id}")
     elif rows:
         await _probe(client, lister, lister_auth, listing, key_source, host, personal=not auth.is_org_key)
     if listing.in_use_id is not None:
@@ -213,8 +226,19 @@ async def list_keys(client, *, key_source: str = "env", named_id: int | None = N
     return listing
 
 
+def _scope_mismatch(row: KeyRow, auth) -> str | None:
+    """Why `row` cannot be the key /auth answered for (its kind or account), or None."""
+    if not auth.is_org_key and row.scope != PERSONAL:
+        return f"it is an {row.scope} key of {row.org_id}, and the key in use is a personal key"
+    if auth.is_org_key and row.scope == PERSONAL:
+        return "it is a personal key, and the key in use is an organization key"
+    if auth.is_org_key and row.org_id != auth.account_id:
+        return f"it belongs to {row.org_id}, and the key in use to {auth.account_id}"
+    return None
+
+
 async def _probe(client, lister, lister_auth, listing: KeyListing, key_source: str, host: str | None, *,
-                 personal: bool) -> None:
+                 personal: bool, named: bool = False) -> None:
     before = {r.id: r.last_used_at for r in listing.rows}
     # last_used_at has whole seconds: let the clock pass a second so the key in use shows a later time
     await asyncio.sleep(PROBE_WAIT)
@@ -230,6 +254,9 @@ async def _probe(client, lister, lister_auth, listing: KeyListing, key_source: s
     else:
         listing.rows = [next((a for a in after_rows if a.id == r.id), r) for r in listing.rows]
     probe_id = moved[0].id if len(moved) == 1 else None
+    listing.probe_id = probe_id
+    if named:
+        return
     recorded = recorded_current(host, listing.account) if host and key_source == "keyring" else None
     if recorded is not None and listing.row(recorded) is None:
         recorded = None
@@ -465,7 +492,7 @@ def _test_hook(step: str) -> None:
 
 @dataclass
 class HandOffResult:
-    outcome: str  # rotated | undone | old_live | new_key_dead | failed | nothing
+    outcome: str  # rotated | undone | old_live | new_key_dead | wrong_key | failed | nothing
     journal: Path | None
     old_key_id: int | None
     new_key_id: int | None = None
@@ -612,6 +639,10 @@ class KeyRotation:
         if listing.in_use_id is None:
             raise KeyError_("cannot tell which key is in use (" + "; ".join(listing.problems or ["no key listed"])
                             + "): name it with --old-key-id")
+        if listing.in_use_how == "named" and listing.probe_id not in (None, listing.in_use_id):
+            raise KeyError_(f"you named key {listing.in_use_id} as the key in use, but key {listing.probe_id} is "
+                            "the one that answered when neon-tui used its key: check `neon-tui keys list` and "
+                            "name the key in use")
         if listing.in_use_how == "probe" and not self.confirmed:
             raise NeedsConfirmation(f"key {listing.in_use_id} looks like the key in use (the only one whose "
                                     "last use moved when neon-tui used its key); confirm it before it is revoked",
@@ -832,6 +863,21 @@ class KeyRotation:
         if status == "revoked":
             self._j("key_dead", key_id=self.old_key_id, status=401 if self.old is not None else "unlisted")
             return self._finish("rotated", f"the old key {self.old_key_id} is revoked", old_status="revoked")
+        if status == "LIVE" and self.old is not None:
+            # the old key's revoke went through, yet the key neon-tui used answers: was the revoked key it?
+            lister = self.manager if self.scope == PROJECT else self.new_client
+            try:
+                gone = all(k.id != self.old_key_id for k in await self._listed(lister))
+            except NeonError:
+                gone = False
+            if gone:
+                self._j("key_revoke_failed", key_id=self.old_key_id, which="old",
+                        reason="revoked, but the key in use still answers: it was not the key in use")
+                return self._finish(
+                    "wrong_key", f"KEY {self.old_key_id} WAS REVOKED, BUT THE KEY NEON-TUI WAS USING STILL ANSWERS: "
+                    f"{self.old_key_id} was not the key in use; the key in use is STILL LIVE: find it with "
+                    "`neon-tui keys list` and revoke it (`neon-tui keys revoke ID`, or the console)",
+                    old_status="LIVE")
         why = "still answers" if status == "LIVE" else "could not be checked"
         self._j("key_revoke_failed", key_id=self.old_key_id, which="old", reason=f"the old key {why}")
         return self._finish("old_live", f"THE OLD KEY {self.old_key_id} {why.upper()}: treat it as STILL LIVE and "
@@ -841,8 +887,9 @@ class KeyRotation:
     def _finish(self, outcome: str, message: str, old_status: str = "live") -> HandOffResult:
         if self.journal is not None:
             self._j("done", outcome=outcome, reason=message)
-        if outcome in ("rotated", "old_live"):
-            if outcome == "rotated":
+        kept = ("rotated", "old_live", "wrong_key")  # the new key works and stays in the sink
+        if outcome in kept:
+            if outcome != "old_live":
                 # the old value waits in the backup until the old key is known dead (key_dead): a resume, or
                 # a new key revoked by someone else, may still need it
                 try:
@@ -855,10 +902,10 @@ class KeyRotation:
                 except OSError:
                     pass
         result = HandOffResult(outcome, self.journal.path if self.journal else None, self.old_key_id,
-                               self.new_id, old_status, self.new_client if outcome in ("rotated", "old_live") else None,
-                               self.new_key if outcome in ("rotated", "old_live") else None, self.sink.describe(),
+                               self.new_id, old_status, self.new_client if outcome in kept else None,
+                               self.new_key if outcome in kept else None, self.sink.describe(),
                                [message])
-        if outcome in ("rotated", "old_live"):
+        if outcome in kept:
             result.messages.append(f"the new key {self.new_id} is in {self.sink.describe()}")
             if self.key_source == "env":
                 result.messages.append("WARNING: NEON_API_KEY in your environment holds the OLD key, which is now dead: "

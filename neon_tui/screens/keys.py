@@ -361,6 +361,8 @@ class KeysScreen(NeonScreen):
                     timeout=30, markup=False)
         if res.outcome == "old_live":
             self.app.push_screen(ErrorModal("Old API key STILL LIVE", "\n".join(res.messages)))
+        elif res.outcome == "wrong_key":
+            self.app.push_screen(ErrorModal("The API key in use is STILL LIVE", "\n".join(res.messages)))
         elif res.outcome == "new_key_dead":
             self.app.push_screen(ErrorModal("The new API key was revoked by someone else", "\n".join(res.messages)))
         self.load()

@@ -255,3 +255,17 @@ def test_demo_rotation_never_writes_to_the_keyring(tmp_path):
     for sink in ("keyring", "keyring:other"):
         p = run("--sink", sink)
         assert p.returncode == 2 and "never writes to your keyring" in p.stderr
+
+
+def test_rotate_with_old_key_id_of_a_key_not_in_use_is_refused_and_changes_nothing(served, tmp_path):
+    other = served.sim.account.new_key("ci-deploy", 0.0)
+    before = set(served.sim.account.keys)
+    p = served.run("keys", "rotate", "--yes", "--old-key-id", str(other.id), "--sink", f"file:{tmp_path / 'k'}")
+    assert p.returncode == 2, p.stderr
+    assert f"key {_old_id(served)} is the one that answered" in p.stderr and "nothing was changed" in p.stderr
+    assert not other.revoked and set(served.sim.account.keys) == before and not (tmp_path / "k").exists()
+    assert _journals(served) == []
+    # revoking the key that the probe shows in use is refused too, even with another key named
+    r = served.run("keys", "revoke", "--yes", "--old-key-id", str(other.id), str(_old_id(served)))
+    assert r.returncode == 2 and "looks like the key in use" in r.stderr
+    assert _answers(served, served.sim.api_key) == 200

@@ -371,3 +371,56 @@ def test_failed_old_revoke_keeps_the_backup_until_the_old_key_is_dead(sim, kr, t
     r2 = resume(sim, tmp_path, sink, res.journal, None)
     assert r2.outcome == "rotated", r2.messages
     assert not works(sim, old) and ("neon-tui", "NEON_API_KEY.previous") not in kr.entries
+
+
+def _rotate_named(sim, tmp_path, named):
+    async def go():
+        async with factory(sim)(Secret(sim.api_key)) as c:
+            rot = KeyRotation(c, old_key=Secret(sim.api_key), sink=FileKeySink(tmp_path / "k"),
+                              client_factory=factory(sim), host=HOST, directory=tmp_path / "actions",
+                              old_key_id=named)
+            return await rot.run()
+    return asyncio.run(go())
+
+
+def test_old_key_id_naming_a_key_not_in_use_is_refused_before_anything_is_created(sim, kr, tmp_path):
+    other = sim.account.new_key("ci-deploy", 0.0)
+    org = sim.inspect.primary_org_id
+    org_key = sim.account.new_key("org-ci", 0.0, org_id=org)
+    before = set(sim.account.keys)
+    with pytest.raises(KeyError_) as e:
+        _rotate_named(sim, tmp_path, other.id)
+    assert f"key {old_id(sim)} is the one that answered" in str(e.value)
+    # a personal key cannot be an organization's key (its revoke would 404 and pass for "already gone")
+    with pytest.raises(KeyError_) as e2:
+        _rotate_named(sim, tmp_path, org_key.id)
+    assert "personal key" in str(e2.value)
+    assert set(sim.account.keys) == before and not other.revoked and not org_key.revoked
+    assert not (tmp_path / "k").exists() and not list((tmp_path / "actions").glob("keys-*.jsonl"))
+
+
+def test_old_key_id_naming_the_wrong_key_when_the_probe_is_inconclusive_ends_wrong_key(sim, kr, tmp_path):
+    """The probe cannot tell (another key is used at the same moment): the named key is revoked, the key in use
+    still answers; that is said plainly and the hand-off ends (no endless --resume)."""
+    from neon_tui.incident.keys import find_unfinished_handoffs
+
+    old = sim.api_key
+    other = sim.account.new_key("ci-deploy", 0.0)
+    in_use = sim.account.key_by_secret(old)
+    for r in sim.api.routes:
+        if r.name == "GET /auth":
+            real = r.handler
+
+            def auth_and_ci(ctx, real=real):
+                reply = real(ctx)
+                other.last_used_t = in_use.last_used_t  # ci-deploy runs at the same moment
+                return reply
+            object.__setattr__(r, "handler", auth_and_ci)
+    res = _rotate_named(sim, tmp_path, other.id)
+    assert res.outcome == "wrong_key", res.messages
+    assert other.revoked and works(sim, old) and not in_use.revoked
+    assert f"{other.id} was not the key in use" in res.messages[0] and "STILL LIVE" in res.messages[0]
+    new = (tmp_path / "k").read_text().strip()
+    assert works(sim, new) and res.new_key_id == sim.account.key_by_secret(new).id
+    assert find_unfinished_handoffs(tmp_path / "actions") == []
+    assert read_action_journal(res.journal).events("done")[-1]["outcome"] == "wrong_key"
