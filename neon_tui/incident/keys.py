@@ -908,7 +908,9 @@ class KeyRotation:
         if outcome in kept:
             result.messages.append(f"the new key {self.new_id} is in {self.sink.describe()}")
             if self.key_source == "env":
-                result.messages.append("WARNING: NEON_API_KEY in your environment holds the OLD key, which is now dead: "
+                state = ("which is now dead" if outcome == "rotated"
+                         else "which is STILL LIVE (see above) and not the key neon-tui uses now")
+                result.messages.append(f"WARNING: NEON_API_KEY in your environment holds the OLD key, {state}: "
                                        f"unset it or load the new key from {self.sink.describe()}")
         if self.journal is not None:
             self.journal.close()

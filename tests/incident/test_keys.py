@@ -218,6 +218,9 @@ def test_failed_old_revoke_is_reported_live_and_the_new_key_is_held(sim, kr, tmp
     log = read_action_journal(res.journal)
     assert log.events("key_revoke_failed")[0]["which"] == "old"
     assert oct((tmp_path / "key").stat().st_mode & 0o777) == "0o600"
+    # the old key is live: never called dead next to STILL LIVE (the env warning says it is live)
+    assert not any("now dead" in m for m in res.messages)
+    assert any("NEON_API_KEY in your environment holds the OLD key, which is STILL LIVE" in m for m in res.messages)
 
 
 def test_prove_old_unknown_is_reported_not_claimed_dead(sim, kr, tmp_path):
