@@ -18,9 +18,11 @@ Kinds and the events each writes (field names are part of the format; the report
   after it was proven: the old key went back into the sink); ``done`` outcome, reason. Added by the hand-off (incident/keys.py):
   ``key_intent`` name, scope, org_id, project_id, old_key_id, sink, sink_had_value (written before the create
   request); ``resumed`` steps; header fields old_key_id, sink, scope, org_id, project_id, key_source, manager
-  (a revoke of selected keys: selected, in_use). ``done`` outcome is rotated | undone | old_live | new_key_dead | wrong_key (the key revoked was not the
+  (a revoke of selected keys: selected, in_use). ``done`` outcome is rotated | undone | old_live |
+  half_made_live (the undo could not revoke the new key: resumable) | new_key_dead | wrong_key (the key revoked was not the
   one in use, which is still live) | failed
-  (hand-off), revoked | partial (selected), created | failed (create); after old_live a resume appends again.
+  (hand-off), revoked | partial (selected), created | failed (create); after old_live or half_made_live a resume
+  appends again.
 - ``ipallow``: ``ipallow_reviewed`` project_id, findings [...]; ``ipallow_changed`` project_id, before, after
   (each {"ips": [...], "protected_branches_only": bool}), operations [ids], request_id; ``ipallow_applied``
   project_id, operations; ``ipallow_failed`` project_id, reason.

@@ -58,6 +58,8 @@ Progress = Callable[[str, str], None]  # (step, message)
 
 PERSONAL, ORGANIZATION, PROJECT = "personal", "organization", "project"
 PROBE_WAIT = 1.1  # seconds; Neon's times have whole seconds
+# a hand-off that ended so is not over: `--resume` retries (the old key's revoke, or the half-made key's)
+RESUMABLE = ("old_live", "half_made_live")
 STEPS = ("check", "create", "store", "switch", "prove", "revoke", "prove-old", "done")
 
 
@@ -492,7 +494,7 @@ def _test_hook(step: str) -> None:
 
 @dataclass
 class HandOffResult:
-    outcome: str  # rotated | undone | old_live | new_key_dead | wrong_key | failed | nothing
+    outcome: str  # rotated | undone | old_live | half_made_live | new_key_dead | wrong_key | failed | nothing
     journal: Path | None
     old_key_id: int | None
     new_key_id: int | None = None
@@ -706,8 +708,9 @@ class KeyRotation:
             try:
                 await self._revoke_by_name(self._keys_client())
             except NeonError as e2:
-                return self._finish("failed", f"creating the key failed ({_reason(e)}) and a key named {self.name} "
-                                    f"may exist that could not be checked ({_reason(e2)}): revoke it in the console")
+                return self._finish("half_made_live", f"creating the key failed ({_reason(e)}) and a key named "
+                                    f"{self.name} MAY EXIST AND BE LIVE; it could not be checked ({_reason(e2)}): "
+                                    "run `neon-tui keys rotate --resume` (it looks again) or revoke it in the console")
         return self._finish("undone" if not definite else "failed", f"creating the new key failed: {_reason(e)}; "
                             "the old key is still the one in use")
 
@@ -760,17 +763,22 @@ class KeyRotation:
             self.new_client = None
         client = self._keys_client()
         if client is None or self.new_id is None:
-            problems.append(f"the new key {self.new_id} could not be revoked (no usable old key): revoke it")
+            problems.append(f"THE HALF-MADE KEY {self.new_id} ({self.name}) COULD NOT BE REVOKED (no usable old key) "
+                            "and is STILL LIVE: set NEON_API_KEY to the old key and run `neon-tui keys rotate "
+                            "--resume`, or revoke it in the console")
             self._j("key_revoke_failed", key_id=self.new_id, which="half-made", reason="no usable old key")
-        else:
-            try:
-                rid = await self._revoke(client, self.new_id)
-                self._j("key_revoked", key_id=self.new_id, which="half-made", request_id=rid)
-            except NeonError as e:
-                self._j("key_revoke_failed", key_id=self.new_id, which="half-made", reason=_reason(e))
-                problems.append(f"revoking the half-made key {self.new_id} failed ({_reason(e)}): "
-                                "run `neon-tui keys rotate --resume` or revoke it in the console")
-                return self._finish("failed", "; ".join(problems), old_status="live")
+            return self._finish("half_made_live", "; ".join(problems), old_status="live")
+        try:
+            rid = await self._revoke(client, self.new_id)
+            self._j("key_revoked", key_id=self.new_id, which="half-made", request_id=rid)
+        except NotFoundError:
+            self._j("key_revoked", key_id=self.new_id, which="half-made", request_id=None)  # already gone
+        except NeonError as e:
+            self._j("key_revoke_failed", key_id=self.new_id, which="half-made", reason=_reason(e))
+            problems.append(f"REVOKING THE HALF-MADE KEY {self.new_id} ({self.name}) FAILED ({_reason(e)}): it is "
+                            "STILL LIVE: run `neon-tui keys rotate --resume` (it retries the revoke) or revoke it "
+                            "in the console")
+            return self._finish("half_made_live", "; ".join(problems), old_status="live")
         self.new_key = None
         return self._finish("undone", "; ".join(problems) + "; the old key is still the one in use",
                             old_status="live")
@@ -931,8 +939,9 @@ class KeyRotation:
         if sink.describe() != h.get("sink"):
             raise KeyError_(f"this hand-off stored its key in {h.get('sink')}; resume it with --sink for that")
         done = log.events("done")
-        if done and done[-1].get("outcome") != "old_live":
+        if done and done[-1].get("outcome") not in RESUMABLE:
             raise KeyError_(f"this hand-off already ended ({done[-1].get('outcome')}): nothing to resume")
+        half_made = bool(done) and done[-1].get("outcome") == "half_made_live"
         events = {r.get("event") for r in log.records}
         self = cls(None, old_key=old_key or Secret(""), sink=sink, client_factory=client_factory, host=host,
                    key_source=h.get("key_source") or "env", manager_key=manager_key, old_key_id=h.get("old_key_id"),
@@ -950,9 +959,38 @@ class KeyRotation:
         self.journal = Journal(path)
         self._j("resumed", steps=sorted(e for e in events if isinstance(e, str)))
         try:
+            if half_made:
+                return await self._resume_half_made(old_key, manager_key)
             return await self._resume(log, events, old_key, manager_key)
         finally:
             await self.aclose()
+
+    async def _resume_half_made(self, old_key: Secret | None, manager_key: Secret | None) -> HandOffResult:
+        """The undo ended with the half-made key still live (its revoke failed): the sink is already back as it
+        was (it holds the old key, or nothing); only the half-made key is left to revoke, by id or by name."""
+        self.store_attempted = False  # the sink was put back when the undo ran
+        for candidate in (old_key, _safe(self.sink.load_backup), _safe(self.sink.load) if self.sink_had_value else None):
+            if candidate:
+                self.old = await self._working(candidate)
+                if self.old is not None:
+                    break
+        self._own_old = self.old is not None
+        if self.scope == PROJECT:
+            if manager_key is None:
+                raise NeedsPersonalKey("this hand-off manages a project-scoped key: a personal API key is needed")
+            self.manager = self.factory(manager_key)
+        if self.new_id is not None:
+            return await self._undo("resume", f"the new key {self.new_id} was left live by an undo")
+        client = self._keys_client()
+        if client is None:
+            return self._finish("half_made_live", "no usable old key to look for the half-made key with: set "
+                                f"NEON_API_KEY to the old key and resume again, or revoke any key named {self.name}")
+        try:
+            await self._revoke_by_name(client)
+        except NeonError as e:
+            return self._finish("half_made_live", f"could not look for the half-made key {self.name} "
+                                f"({_reason(e)}): resume again, or revoke any key named {self.name} in the console")
+        return self._finish("undone", f"any key named {self.name} is revoked; the old key is still the one in use")
 
     async def _resume(self, log, events: set, old_key: Secret | None, manager_key: Secret | None) -> HandOffResult:
         sink, client_factory = self.sink, self.factory
@@ -1041,7 +1079,7 @@ def find_unfinished_handoffs(directory: Path | None = None, host: str | None = N
         # unfinished: no end yet, or it ended with the old key still live (resume tries the revoke again)
         if host is not None and log.header.get("host") != host:
             continue
-        if log.header.get("old_key_id") is not None and (not done or done[-1].get("outcome") == "old_live"):
+        if log.header.get("old_key_id") is not None and (not done or done[-1].get("outcome") in RESUMABLE):
             out.append(p)
     return out
 

@@ -427,3 +427,34 @@ def test_old_key_id_naming_the_wrong_key_when_the_probe_is_inconclusive_ends_wro
     assert works(sim, new) and res.new_key_id == sim.account.key_by_secret(new).id
     assert find_unfinished_handoffs(tmp_path / "actions") == []
     assert read_action_journal(res.journal).events("done")[-1]["outcome"] == "wrong_key"
+
+
+def test_failed_undo_ends_half_made_live_and_resume_revokes_the_half_made_key(sim, kr, tmp_path):
+    """The proof of the new key fails and so does the revoke of it: the message points to --resume, and --resume
+    (which lists the hand-off as unfinished) revokes it."""
+    from neon_tui.incident.keys import find_unfinished_handoffs
+
+    old = sim.api_key
+    before = set(live_keys(sim))
+    for r in sim.api.routes:
+        if r.name == "POST /api_keys":
+            real = r.handler
+
+            def create_then_break(ctx, real=real):
+                reply = real(ctx)
+                sim.fail_next("GET /users/me/organizations", "500", times=50)
+                sim.fail_next("DELETE /api_keys/{key_id}", "500", times=50)
+                return reply
+            object.__setattr__(r, "handler", create_then_break)
+    sink = FileKeySink(tmp_path / "key")
+    res = rotate(sim, tmp_path, sink)
+    assert res.outcome == "half_made_live", res.messages
+    assert "--resume" in res.messages[0] and "STILL LIVE" in res.messages[0]
+    (extra,) = set(live_keys(sim)) - before
+    assert extra == res.new_key_id and not (tmp_path / "key").exists()
+    sim.clear_scripted_faults()
+    assert find_unfinished_handoffs(tmp_path / "actions") == [res.journal]
+    r2 = resume(sim, tmp_path, sink, res.journal, old)
+    assert r2.outcome == "undone", r2.messages
+    assert set(live_keys(sim)) == before and works(sim, old) and not (tmp_path / "key").exists()
+    assert find_unfinished_handoffs(tmp_path / "actions") == []
