@@ -168,6 +168,9 @@ class NeonApp(App):
 
             try:
                 await asyncio.to_thread(lambda: secrets.store_api_key(key, allow=self.settings.keyring_allow))
+                from neon_tui.incident.keys import forget_current
+
+                forget_current()  # the key recorded as the one in the keyring entry is not there any more
                 self.notify("API key saved to the OS keyring.")
             except KeyringUnavailable as e:
                 self.notify(str(e), title="Not saved", severity="warning", markup=False)

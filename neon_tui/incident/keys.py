@@ -177,6 +177,15 @@ def record_current(host: str, account: str, key_id: int) -> None:
     os.replace(tmp, path)
 
 
+def forget_current() -> None:
+    """Another key went into neon-tui's keyring entry (saved from the app, or put back by an undo): what was
+    recorded about the key there is no longer true."""
+    try:
+        _current_file().unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def recorded_current(host: str, account: str) -> int | None:
     try:
         entry = json.loads(_current_file().read_text()).get(host)
@@ -262,8 +271,14 @@ async def _probe(client, lister, lister_auth, listing: KeyListing, key_source: s
     recorded = recorded_current(host, listing.account) if host and key_source == "keyring" else None
     if recorded is not None and listing.row(recorded) is None:
         recorded = None
-    if recorded is not None and (probe_id is None or probe_id == recorded):
+    if recorded is not None and probe_id == recorded:
         listing.in_use_id, listing.in_use_how = recorded, "recorded"
+    elif recorded is not None and probe_id is None:
+        # the probe cannot back the record (no key, or several, moved): use it, but only with the user's word
+        listing.in_use_id, listing.in_use_how = recorded, "recorded"
+        listing.needs_confirmation = True
+        listing.problems.append(f"neon-tui recorded key {recorded} as the one in its keyring, and the probe "
+                                f"could not confirm it ({len(moved)} keys were used during the probe)")
     elif recorded is not None:
         listing.problems.append(f"neon-tui recorded key {recorded} as the one in its keyring, but key {probe_id} "
                                 "is the one that was just used: the key in use is unknown (name it)")
@@ -316,6 +331,8 @@ class KeyringKeySink:
         from neon_tui import secrets
 
         secrets.store(secrets.SERVICE, self.user, value, allow=self.allow)
+        if self.is_default:
+            forget_current()  # the hand-off records the new key's id when it ends with it there
 
     def load_backup(self) -> Secret | None:
         from neon_tui import secrets
@@ -649,6 +666,10 @@ class KeyRotation:
             raise NeedsConfirmation(f"key {listing.in_use_id} looks like the key in use (the only one whose "
                                     "last use moved when neon-tui used its key); confirm it before it is revoked",
                                     listing.in_use_id)
+        if listing.needs_confirmation and not self.confirmed:
+            raise NeedsConfirmation(f"key {listing.in_use_id} is the key neon-tui recorded in its keyring entry, "
+                                    "but the probe could not confirm it is the key in use; confirm it before it "
+                                    "is revoked", listing.in_use_id)
         row = listing.row(listing.in_use_id)
         assert row is not None
         self.old_key_id = row.id

@@ -458,3 +458,42 @@ def test_failed_undo_ends_half_made_live_and_resume_revokes_the_half_made_key(si
     assert r2.outcome == "undone", r2.messages
     assert set(live_keys(sim)) == before and works(sim, old) and not (tmp_path / "key").exists()
     assert find_unfinished_handoffs(tmp_path / "actions") == []
+
+
+def test_the_recorded_key_is_forgotten_when_another_key_is_saved_and_needs_the_probe(sim, kr, tmp_path):
+    """The record of the key in neon-tui's keyring entry is cleared when another key is saved there, and is
+    used without the user's word only when the probe agrees."""
+    from neon_tui.incident.keys import record_current, recorded_current
+
+    old = sim.api_key
+    oid = old_id(sim)
+    other = sim.account.new_key("ci-deploy", 0.0)
+    record_current(HOST, sim.inspect.user_id, oid)
+    assert recorded_current(HOST, sim.inspect.user_id) == oid
+    # the app (or anything of neon-tui) saves another key into its entry: the record is not true any more
+    KeyringKeySink(allow=ALLOW).store(Secret(other.key))
+    assert recorded_current(HOST, sim.inspect.user_id) is None
+
+    # a record the probe cannot back (another key used at the same moment) needs a confirmation
+    record_current(HOST, sim.inspect.user_id, oid)
+    in_use = sim.account.key_by_secret(old)
+    for r in sim.api.routes:
+        if r.name == "GET /auth":
+            real = r.handler
+
+            def auth_and_ci(ctx, real=real):
+                reply = real(ctx)
+                other.last_used_t = in_use.last_used_t
+                return reply
+            object.__setattr__(r, "handler", auth_and_ci)
+    before = set(sim.account.keys)
+
+    async def go():
+        async with factory(sim)(Secret(old)) as c:
+            rot = KeyRotation(c, old_key=Secret(old), sink=FileKeySink(tmp_path / "k"), key_source="keyring",
+                              client_factory=factory(sim), host=HOST, directory=tmp_path / "actions")
+            await rot.run()
+    with pytest.raises(NeedsConfirmation) as e:
+        asyncio.run(go())
+    assert e.value.key_id == oid and "could not confirm" in str(e.value)
+    assert set(sim.account.keys) == before and not (tmp_path / "k").exists()
