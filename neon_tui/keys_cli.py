@@ -324,6 +324,13 @@ async def _rotate(ns, ctx) -> int:
     )
     from neon_tui.incident.actions import read_action_journal
 
+    if ctx.sim is not None:
+        from neon_tui.incident.keys import abandon_demo_handoffs
+
+        abandoned = abandon_demo_handoffs()
+        if abandoned:
+            _err(f"{len(abandoned)} earlier demo key hand-off(s) did not end; a demo's simulated account ends with "
+                 "its process, so they cannot be resumed: closed as abandoned")
     if ns.resume:
         if ns.resume == "latest":
             found = find_unfinished_handoffs(host=ctx.host)

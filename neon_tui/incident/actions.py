@@ -20,7 +20,7 @@ Kinds and the events each writes (field names are part of the format; the report
   request); ``resumed`` steps; header fields old_key_id, sink, scope, org_id, project_id, key_source, manager
   (a revoke of selected keys: selected, in_use). ``done`` outcome is rotated | undone | old_live |
   half_made_live (the undo could not revoke the new key: resumable) | new_key_dead | wrong_key (the key revoked was not the
-  one in use, which is still live) | failed
+  one in use, which is still live) | abandoned (a demo's, closed by a later demo) | failed
   (hand-off), revoked | partial (selected), created | failed (create); after old_live or half_made_live a resume
   appends again.
 - ``ipallow``: ``ipallow_reviewed`` project_id, findings [...]; ``ipallow_changed`` project_id, before, after

@@ -446,6 +446,8 @@ class MemoryKeySink:
         self._value: Secret | None = None
         self._previous: Secret | None = None
 
+    spec = "memory"  # what the journal records: sink_from_spec reads it back
+
     def describe(self) -> str:
         return "memory (demo: never your keyring)"
 
@@ -476,6 +478,14 @@ class MemoryKeySink:
 
     def clear(self) -> None:
         self._value = None
+
+
+DEMO_SINKS = ("memory", "memory (demo: never your keyring)")  # the second: journals of earlier versions
+
+
+def sink_spec(sink: KeySink) -> str:
+    """What a journal records as the sink: a spec that `sink_from_spec` parses back."""
+    return getattr(sink, "spec", None) or sink.describe()
 
 
 def sink_from_spec(spec: str, *, allow=(), demo: bool = False) -> KeySink:
@@ -679,11 +689,11 @@ class KeyRotation:
     def _open_journal(self) -> None:
         self.journal = create_action_journal(
             "keys", host=self.host, account=self.account, key_kind=self.scope, directory=self.directory,
-            old_key_id=self.old_key_id, sink=self.sink.describe(), scope=self.scope, org_id=self.org_id,
+            old_key_id=self.old_key_id, sink=sink_spec(self.sink), scope=self.scope, org_id=self.org_id,
             project_id=self.project_id, key_source=self.key_source, manager="personal" if self.manager else None)
         self.name = f"neon-tui-{self.journal.path.stem[-8:]}"
         self.journal.write("key_intent", name=self.name, scope=self.scope, org_id=self.org_id,
-                           project_id=self.project_id, old_key_id=self.old_key_id, sink=self.sink.describe(),
+                           project_id=self.project_id, old_key_id=self.old_key_id, sink=sink_spec(self.sink),
                            sink_had_value=self.sink_had_value)
 
     async def run(self) -> HandOffResult:
@@ -753,7 +763,7 @@ class KeyRotation:
                 raise OSError(0, "reading the key back gave something else")
         except Exception as e:
             return await self._undo("store", f"storing the new key failed: {_reason(e)}")
-        self._j("key_stored", key_id=self.new_id, sink=self.sink.describe())
+        self._j("key_stored", key_id=self.new_id, sink=sink_spec(self.sink))
         _test_hook("after_stored")
         return await self._from_switch()
 
@@ -957,7 +967,7 @@ class KeyRotation:
         h = log.header
         if log.kind != "keys":
             raise KeyError_(f"{path} is not a key hand-off journal")
-        if sink.describe() != h.get("sink"):
+        if sink_spec(sink) != h.get("sink"):
             raise KeyError_(f"this hand-off stored its key in {h.get('sink')}; resume it with --sink for that")
         done = log.events("done")
         if done and done[-1].get("outcome") not in RESUMABLE:
@@ -1088,6 +1098,28 @@ async def _close(client) -> None:
         pass
 
 
+def abandon_demo_handoffs(directory: Path | None = None) -> list[Path]:
+    """Demo hand-offs (sink "memory") that did not end, or left a key live: their simulated account ended with
+    the process that ran them, so nothing can resume them. Each is closed (done outcome=abandoned) so it blocks
+    nothing any more; returns those closed (the caller says so, once)."""
+    out = []
+    for p in list_action_journals("keys", directory):
+        try:
+            log = read_action_journal(p)
+        except Exception:
+            continue
+        done = log.events("done")
+        if log.header.get("sink") in DEMO_SINKS and (not done or done[-1].get("outcome") in RESUMABLE):
+            j = Journal(p)
+            try:
+                j.write("done", outcome="abandoned", reason="a demo hand-off: its simulated account ended with "
+                        "the process that ran it, so it cannot be resumed")
+            finally:
+                j.close()
+            out.append(p)
+    return out
+
+
 def find_unfinished_handoffs(directory: Path | None = None, host: str | None = None) -> list[Path]:
     """Key hand-off journals without a `done` record, or whose old key was left live; oldest first."""
     out = []
@@ -1100,6 +1132,8 @@ def find_unfinished_handoffs(directory: Path | None = None, host: str | None = N
         # unfinished: no end yet, or it ended with the old key still live (resume tries the revoke again)
         if host is not None and log.header.get("host") != host:
             continue
+        if log.header.get("sink") in DEMO_SINKS:
+            continue  # a demo's simulated account is gone: see abandon_demo_handoffs
         if log.header.get("old_key_id") is not None and (not done or done[-1].get("outcome") in RESUMABLE):
             out.append(p)
     return out
@@ -1164,7 +1198,7 @@ async def create_key(client, *, name: str, sink: KeySink, host: str, org_id: str
     auth = await client.get_auth()
     scope = PERSONAL if org_id is None else (PROJECT if project_id else ORGANIZATION)
     journal = create_action_journal("keys", host=host, account=auth.account_id, key_kind=scope,
-                                    directory=directory or actions_dir(), sink=sink.describe())
+                                    directory=directory or actions_dir(), sink=sink_spec(sink))
     try:
         journal.write("key_intent", name=name, scope=scope, org_id=org_id, project_id=project_id, old_key_id=None)
         created = await (client.create_api_key(name) if org_id is None
@@ -1186,7 +1220,7 @@ async def create_key(client, *, name: str, sink: KeySink, host: str, org_id: str
                 reason += f"; revoking it failed too ({_reason(e2)}): revoke key {created.id} in the console"
             journal.write("done", outcome="failed", reason=reason)
             raise KeyError_(f"storing the new key failed: {reason}") from None
-        journal.write("key_stored", key_id=created.id, sink=sink.describe())
+        journal.write("key_stored", key_id=created.id, sink=sink_spec(sink))
         journal.write("done", outcome="created", reason=f"key {created.id} in {sink.describe()}")
         return created.id, journal.path
     finally:

@@ -228,6 +228,14 @@ class KeysScreen(NeonScreen):
         if session is not None and session.running:
             self.notify("A password rotation run is in progress: rotate the API key after it.", severity="warning")
             return
+        if getattr(self.app, "key_sink_spec", None) == "memory":
+            from neon_tui.incident.keys import abandon_demo_handoffs
+
+            abandoned = abandon_demo_handoffs()
+            if abandoned:
+                self.notify(f"{len(abandoned)} earlier demo key hand-off(s) did not end; a demo's simulated account "
+                            "ends with its session, so they cannot be resumed: closed as abandoned.",
+                            severity="warning", timeout=10)
         unfinished = find_unfinished_handoffs(host=self._host)
         if unfinished:
             path = unfinished[-1]

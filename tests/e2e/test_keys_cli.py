@@ -269,3 +269,38 @@ def test_rotate_with_old_key_id_of_a_key_not_in_use_is_refused_and_changes_nothi
     r = served.run("keys", "revoke", "--yes", "--old-key-id", str(other.id), str(_old_id(served)))
     assert r.returncode == 2 and "looks like the key in use" in r.stderr
     assert _answers(served, served.sim.api_key) == 200
+
+
+def test_an_interrupted_demo_hand_off_is_journaled_parseably_and_blocks_no_later_demo(tmp_path):
+    """A demo hand-off killed half-way cannot be resumed (its simulated account died with it): the next demo says
+    so once, closes it as abandoned, and rotates; it never answers 'an interrupted key hand-off exists' forever."""
+    import os
+    import subprocess
+    import sys
+
+    from neon_tui.incident.actions import read_action_journal
+    from neon_tui.incident.keys import sink_from_spec
+    from neon_tui.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(op_seconds=0.2))
+    old_id = str(sim.account.key_by_secret(sim.api_key).id)
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+           "NEON_TUI_STATE_DIR": str(tmp_path), "NEON_API_KEY": ""}
+
+    def run(*args, **extra):
+        return subprocess.run([sys.executable, "-m", "neon_tui.cli", "keys", "rotate", "--demo", *args],
+                              env={**env, **extra}, capture_output=True, text=True, timeout=60)
+
+    p = run("--yes", "--old-key-id", old_id, NEON_TUI_TEST_HOOKS="keys", NEON_TUI_TEST_KILL_AT="after_proven")
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    (path,) = sorted((tmp_path / "actions").glob("keys-*.jsonl"))
+    assert read_action_journal(path).header["sink"] == "memory"
+    assert sink_from_spec("memory", demo=True).describe().startswith("memory")
+    again = run("--yes", "--old-key-id", old_id)
+    assert again.returncode == 0, again.stderr
+    assert "cannot be resumed: closed as abandoned" in again.stderr and "interrupted key hand-off exists" not in again.stderr
+    assert read_action_journal(path).events("done")[-1]["outcome"] == "abandoned"
+    third = run("--yes", "--old-key-id", old_id)
+    assert third.returncode == 0 and "abandoned" not in third.stderr
+    r = run("--resume")
+    assert r.returncode == 2 and "no interrupted key hand-off" in r.stderr
