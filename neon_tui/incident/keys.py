@@ -951,6 +951,12 @@ class KeyRotation:
                          else "which is STILL LIVE (see above) and not the key neon-tui uses now")
                 result.messages.append(f"WARNING: NEON_API_KEY in your environment holds the OLD key, {state}: "
                                        f"unset it or load the new key from {self.sink.describe()}")
+            elif self.key_source == "keyring" and not (isinstance(self.sink, KeyringKeySink) and self.sink.is_default):
+                state = "which is now dead" if outcome == "rotated" else "which is STILL LIVE (see above)"
+                result.messages.append("WARNING: neon-tui's keyring entry (service neon-tui, NEON_API_KEY), where "
+                                       f"neon-tui reads its key, still holds the OLD key, {state}: neon-tui will not "
+                                       f"start on it; save the new key from {self.sink.describe()} there "
+                                       "(the TUI asks for a key and saves it)")
         if self.journal is not None:
             self.journal.close()
         self._say("done", message)

@@ -497,3 +497,18 @@ def test_the_recorded_key_is_forgotten_when_another_key_is_saved_and_needs_the_p
         asyncio.run(go())
     assert e.value.key_id == oid and "could not confirm" in str(e.value)
     assert set(sim.account.keys) == before and not (tmp_path / "k").exists()
+
+
+def test_rotating_a_keyring_key_into_a_file_warns_that_the_keyring_entry_holds_the_old_key(sim, kr, tmp_path):
+    old = sim.api_key
+    kr.entries[("neon-tui", "NEON_API_KEY")] = old
+    res = rotate(sim, tmp_path, FileKeySink(tmp_path / "key"), key_source="keyring")
+    assert res.outcome == "rotated", res.messages
+    assert kr.entries[("neon-tui", "NEON_API_KEY")] == old and not works(sim, old)
+    (warning,) = [m for m in res.messages if m.startswith("WARNING")]
+    assert "keyring entry" in warning and "OLD key, which is now dead" in warning and str(tmp_path / "key") in warning
+    # into neon-tui's own entry there is nothing to warn about
+    sim2 = Simulator(SimConfig(op_seconds=0.05))
+    kr.entries[("neon-tui", "NEON_API_KEY")] = sim2.api_key
+    res2 = rotate(sim2, tmp_path / "2", KeyringKeySink(allow=ALLOW), key_source="keyring")
+    assert res2.outcome == "rotated" and not any(m.startswith("WARNING") for m in res2.messages)
