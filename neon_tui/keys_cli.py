@@ -240,7 +240,7 @@ async def _create(ns, ctx) -> int:
                                                project_id=ns.project)
         except KeyError_ as e:
             _err(str(e))
-            return EXIT_FAILED if "storing" in str(e) else EXIT_USAGE
+            return EXIT_FAILED if "storing" in str(e) or e.changed else EXIT_USAGE
     if ns.json:
         _json({"key_id": key_id, "name": ns.name, "sink": sink.describe(), "journal": str(journal)})
     else:

@@ -66,6 +66,8 @@ STEPS = ("check", "create", "store", "switch", "prove", "revoke", "prove-old", "
 class KeyError_(NeonError):
     """A key hand-off could not start; nothing was created. The message says what to do."""
 
+    changed = False  # True when something may have been created after all (a lost create answer)
+
 
 class NeedsPersonalKey(KeyError_):
     """The key in use cannot manage API keys (a project-scoped key): a personal key must do it."""
@@ -1207,8 +1209,38 @@ async def create_key(client, *, name: str, sink: KeySink, host: str, org_id: str
                                     directory=directory or actions_dir(), sink=sink_spec(sink))
     try:
         journal.write("key_intent", name=name, scope=scope, org_id=org_id, project_id=project_id, old_key_id=None)
-        created = await (client.create_api_key(name) if org_id is None
-                         else client.create_org_api_key(org_id, name, project_id=project_id))
+
+        async def listed() -> list[ApiKey]:
+            return await (client.list_api_keys() if org_id is None else client.list_org_api_keys(org_id))
+
+        existing: set[int] | None = None
+        try:
+            # keys of this name that exist already: a lost answer must never get one of them revoked
+            existing = {k.id for k in await listed() if k.name == name}
+            created = await (client.create_api_key(name) if org_id is None
+                             else client.create_org_api_key(org_id, name, project_id=project_id))
+        except NeonError as e:
+            reason = f"creating the key failed: {_reason(e)}"
+            definite = isinstance(e, ApiError) and not isinstance(e, OutcomeUnknownError) and (e.status or 0) < 500
+            changed = False
+            if not definite and existing is not None:
+                changed = True
+                # the key may exist with a lost answer: find it by its name and revoke it
+                try:
+                    for k in await listed():
+                        if k.name == name and k.id not in existing:
+                            await (client.revoke_api_key(k.id) if org_id is None
+                                   else client.revoke_org_api_key(org_id, k.id))
+                            journal.write("key_revoked", key_id=k.id, which="half-made",
+                                          request_id=KeyRotation._last_rid(client))
+                    reason += f"; any key named {name} it may have made is revoked"
+                except NeonError as e2:
+                    reason += (f"; a key named {name} MAY EXIST AND BE LIVE and could not be checked ({_reason(e2)}):"
+                               " look for it with `neon-tui keys list` and revoke it")
+            journal.write("done", outcome="failed", reason=reason)
+            err = KeyError_(reason)
+            err.changed = changed  # a key may have been made (and revoked, or not): not "nothing was changed"
+            raise err from None
         journal.write("key_created", key_id=created.id, name=created.name, scope=scope, org_id=org_id,
                       project_id=project_id, request_id=KeyRotation._last_rid(client))
         try:

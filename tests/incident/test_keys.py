@@ -512,3 +512,31 @@ def test_rotating_a_keyring_key_into_a_file_warns_that_the_keyring_entry_holds_t
     kr.entries[("neon-tui", "NEON_API_KEY")] = sim2.api_key
     res2 = rotate(sim2, tmp_path / "2", KeyringKeySink(allow=ALLOW), key_source="keyring")
     assert res2.outcome == "rotated" and not any(m.startswith("WARNING") for m in res2.messages)
+
+
+def test_create_key_failures_end_their_journal_and_a_lost_answer_revokes_only_the_new_key(sim, kr, tmp_path):
+    from neon_tui.incident.keys import create_key, find_unfinished_handoffs
+
+    same_name = sim.account.new_key("ci-3", 0.0)  # a key of that name already exists: never touched
+
+    async def create(name, sink, **kw):
+        async with factory(sim)(Secret(sim.api_key)) as c:
+            return await create_key(c, name=name, sink=sink, host=HOST, directory=tmp_path / "actions", **kw)
+    # an organization that does not exist: a definite refusal, nothing made, the journal ends failed
+    with pytest.raises(KeyError_) as e:
+        asyncio.run(create("ci-2", FileKeySink(tmp_path / "a"), org_id="nope"))
+    assert "creating the key failed" in str(e.value) and not e.value.changed
+    (first,) = (tmp_path / "actions").glob("keys-*.jsonl")
+    assert read_action_journal(first).events("done")[-1]["outcome"] == "failed"
+    # the answer to the create is lost: the key it made (by name, not the older one of that name) is revoked
+    before = set(live_keys(sim))
+    sim.fail_next("POST /api_keys", "drop")
+    with pytest.raises(KeyError_) as e2:
+        asyncio.run(create("ci-3", FileKeySink(tmp_path / "b")))
+    assert e2.value.changed and "is revoked" in str(e2.value)
+    made = [k for k in sim.account.keys.values() if k.name == "ci-3" and k.id != same_name.id]
+    assert len(made) == 1 and made[0].revoked and not same_name.revoked
+    assert set(live_keys(sim)) == before and not (tmp_path / "b").exists()
+    for p in (tmp_path / "actions").glob("keys-*.jsonl"):
+        assert read_action_journal(p).events("done")[-1]["outcome"] == "failed"
+    assert find_unfinished_handoffs(tmp_path / "actions") == []
