@@ -304,3 +304,39 @@ def test_an_interrupted_demo_hand_off_is_journaled_parseably_and_blocks_no_later
     assert third.returncode == 0 and "abandoned" not in third.stderr
     r = run("--resume")
     assert r.returncode == 2 and "no interrupted key hand-off" in r.stderr
+
+
+@pytest.mark.parametrize("step", ["after_created", "after_proven"])
+def test_sigkill_on_the_probe_path_then_resume(served, tmp_path, step):
+    """No --old-key-id: the key in use is found by the probe and confirmed on a terminal; SIGKILL; --resume."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    old = served.sim.api_key
+    oid = _old_id(served)
+    sink = tmp_path / "k"
+    env = dict(served.env, NEON_TUI_TEST_HOOKS="keys", NEON_TUI_TEST_KILL_AT=step)
+    master, slave = pty.openpty()
+    try:
+        os.write(master, f"{oid}\nrotate\n".encode())
+        p = subprocess.run([sys.executable, "-m", "neon_tui.cli", "keys", "rotate", "--sink", f"file:{sink}"],
+                           env=env, stdin=slave, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert f"type the key id {oid} to confirm" in p.stderr
+    r = served.run("keys", "rotate", "--resume", "--json")
+    res = json.loads(r.stdout)
+    made = [k for k in served.sim.account.keys.values() if k.name.startswith("neon-tui-")]
+    if step == "after_created":
+        assert res["outcome"] == "undone" and r.returncode == 1, r.stderr
+        assert _answers(served, old) == 200 and all(k.revoked for k in made) and not sink.exists()
+    else:
+        assert res["outcome"] == "rotated" and r.returncode == 0, r.stderr
+        held = sink.read_text().strip()
+        assert _answers(served, old) == 401 and _answers(served, held) == 200
+        assert [k.key for k in made if not k.revoked] == [held] and res["old_key_id"] == oid
+    _no_secret(served, [p.stdout, p.stderr, r.stdout, r.stderr], [old])
