@@ -15,12 +15,13 @@ Kinds and the events each writes (field names are part of the format; the report
   request_id; ``key_stored`` key_id, sink; ``key_switched`` key_id; ``key_proven`` key_id, account;
   ``key_revoked`` key_id, which ("old"|"half-made"|"selected"), request_id; ``key_dead`` key_id, status;
   ``key_revoke_failed`` key_id, which, reason; ``key_new_dead`` key_id, reason (the new key was refused
-  after it was proven: the old key went back into the sink); ``done`` outcome, reason. Added by the hand-off (incident/keys.py):
+  after it was proven: the old key went back into the sink); ``done`` outcome, reason. Added by the hand-off
+  (incident/keys.py):
   ``key_intent`` name, scope, org_id, project_id, old_key_id, sink, sink_had_value (written before the create
   request); ``resumed`` steps; header fields old_key_id, sink, scope, org_id, project_id, key_source, manager
   (a revoke of selected keys: selected, in_use). ``done`` outcome is rotated | undone | old_live |
-  half_made_live (the undo could not revoke the new key: resumable) | new_key_dead | wrong_key (the key revoked was not the
-  one in use, which is still live) | abandoned (a demo's, closed by a later demo) | failed
+  half_made_live (the undo could not revoke the new key: resumable) | new_key_dead | wrong_key (the key
+  revoked was not the one in use, which is still live) | abandoned (a demo's, closed by a later demo) | failed
   (hand-off), revoked | partial (selected), created | failed (create); after old_live or half_made_live a resume
   appends again.
 - ``ipallow``: ``ipallow_reviewed`` project_id, findings [...]; ``ipallow_changed`` project_id, before, after

@@ -24,7 +24,9 @@ Any failure before the new key is proven puts the sink back and revokes the half
 A failed revoke of the old key (or one that still answers) is journaled as key_revoke_failed and reported as
 STILL LIVE. A new key refused (401/403) after it was proven, before the old one is revoked, was revoked by
 someone else: the sink gets the old key (still live) back from its backup (kept until key_dead), key_new_dead is
-journaled and the hand-off ends new_key_dead ("rotate again"). `KeyRotation.resume` finishes or undoes an interrupted hand-off from its journal.
+journaled and the hand-off ends new_key_dead ("rotate again"). An undo that cannot revoke the half-made key
+ends half_made_live; a revoked old key while the key in use still answers ends wrong_key (it was not the key in
+use). `KeyRotation.resume` finishes or undoes an interrupted hand-off (no end, old_live, half_made_live).
 """
 
 from __future__ import annotations
@@ -1008,7 +1010,8 @@ class KeyRotation:
         """The undo ended with the half-made key still live (its revoke failed): the sink is already back as it
         was (it holds the old key, or nothing); only the half-made key is left to revoke, by id or by name."""
         self.store_attempted = False  # the sink was put back when the undo ran
-        for candidate in (old_key, _safe(self.sink.load_backup), _safe(self.sink.load) if self.sink_had_value else None):
+        restored = _safe(self.sink.load) if self.sink_had_value else None
+        for candidate in (old_key, _safe(self.sink.load_backup), restored):
             if candidate:
                 self.old = await self._working(candidate)
                 if self.old is not None:

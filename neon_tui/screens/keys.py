@@ -245,7 +245,7 @@ class KeysScreen(NeonScreen):
                     self.busy = True
                     self._resume(path)
             self.app.push_screen(YesNoModal(
-                "Interrupted key hand-off", f"{path.name} did not end (or left the old key live).\n"
+                "Interrupted key hand-off", f"{path.name} did not end (or left a key live).\n"
                 "Resume it now? It finishes the hand-off if the new key was stored, else undoes it.",
                 "Resume", "Not now"), answer)
             return
