@@ -162,7 +162,11 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     raw = text.strip()
     units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     if len(raw) >= 2 and raw[-1].lower() in units and raw[:-1].replace(".", "", 1).isdigit():
-        return now - timedelta(seconds=float(raw[:-1]) * units[raw[-1].lower()])
+        try:
+            return now - timedelta(seconds=float(raw[:-1]) * units[raw[-1].lower()])
+        except (OverflowError, ValueError):
+            raise ValueError(f"--since {text!r} reaches before the year 1: give a shorter age or an ISO 8601 time") \
+                from None
     try:
         when = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

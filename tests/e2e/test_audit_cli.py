@@ -35,6 +35,8 @@ def test_audit_json_and_exit_codes(served):
     # Usage errors: one clear line each.
     r = served.run("audit", "--since", "last tuesday")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--since" in r.stderr
+    r = served.run("audit", "--since", "9999999d")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "year 1" in r.stderr, r.stderr
     r = served.run("audit", "--org", "nope")
     assert r.returncode == 2 and "no organization 'nope'" in r.stderr
     # The review is journaled as counts.
