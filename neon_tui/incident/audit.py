@@ -668,7 +668,7 @@ async def drop_roles(client, targets: Sequence[DropTarget], journal, *, reviews:
                      op_timeout: float = 120.0, on_outcome: Callable[[DropOutcome], None] | None = None,
                      ) -> list[DropOutcome]:
     """Drop each reviewed role (refusals are journaled as failures and never sent), one at a time: DELETE,
-    then wait for its operations. Journal kind "roles": role_dropped / role_drop_failed."""
+    then wait for its operations. Journal kind "roles": role_dropped / role_drop_failed / role_drop_refused."""
     reviews = list(reviews) if reviews is not None else await review_drops(client, targets)
     outcomes: list[DropOutcome] = []
     for rv in reviews:
@@ -678,6 +678,9 @@ async def drop_roles(client, targets: Sequence[DropTarget], journal, *, reviews:
             journal.write("role_dropped", project_id=t.project_id, branch_id=t.branch_id, role=t.role,
                           operations=out.operations, request_id=out.request_id,
                           already_gone=out.status == "gone")
+        elif out.status == "refused":  # never sent: the review refused it (not a failure that needs attention)
+            journal.write("role_drop_refused", project_id=t.project_id, branch_id=t.branch_id, role=t.role,
+                          reason=out.message)
         else:
             journal.write("role_drop_failed", project_id=t.project_id, branch_id=t.branch_id, role=t.role,
                           reason=out.message)
@@ -725,8 +728,13 @@ def journal_review(journal, report: AuditReport) -> None:
     """audit_reviewed: the counts of what the audit found (no names, no emails)."""
     # flagged: the roles with findings that need a decision (drop or keep): high and medium, each role once.
     # Low and info ones are for reading (e.g. login roles that own nothing), not for the checklist to wait on.
-    flagged = len({f.target for f in report.findings if f.is_role and f.severity in ("high", "medium")})
+    # flagged_targets: their ids (project_id, branch_id, role; no names of people, no secrets), so the checklist
+    # can require a decision on each one rather than a count of decisions.
+    targets = sorted({(f.project_id or "", f.branch_id or "", f.role or "") for f in report.findings
+                      if f.is_role and f.severity in ("high", "medium")})
+    flagged = len(targets)
     journal.write("audit_reviewed", findings=report.counts(), severities=report.severities(), flagged=flagged,
+                  flagged_targets=[list(t) for t in targets],
                   not_checked=len(report.not_checked), since=_iso(report.since))
 
 

@@ -177,19 +177,38 @@ def _roles(r: Report, actions: list[ActionLog]) -> Step:
     title = "Audit the Postgres roles you do not recognize and drop the ones that should not exist"
     if not any(a.kind == "roles" for a in actions):
         return Step("audit", title, TODO, "roles not audited yet", "audit")
+    from neon_tui.incident.report import role_decisions
+
     ro = r.roles
-    flagged = ro["audits"][-1]["flagged"] if ro["audits"] else 0
-    decided = len(ro["dropped"]) + len(ro["kept"])
-    figure = f"roles: {flagged} flagged, {len(ro['dropped'])} dropped, {len(ro['kept'])} kept"
-    if ro["failed"]:
-        figure += f", {len(ro['failed'])} drop(s) failed"
+    latest = role_decisions(ro)  # the latest decision per role: a later drop clears an earlier failure
+    audit = ro["audits"][-1] if ro["audits"] else None
+    failed = sorted(t for t, d in latest.items() if d["decision"] == "failed")
+    if audit is not None and "flagged_targets" in audit:
+        # Each flagged role needs its own decision: dropped or kept (roles dropped before this audit are gone
+        # from it; a decision on another role does not count).
+        wanted = list(audit["flagged_targets"])
+        flagged = len(wanted)
+        undecided = [t for t in wanted if latest.get(t, {}).get("decision") not in ("dropped", "kept")]
+        dropped = sum(1 for d in latest.values() if d["decision"] == "dropped")
+        kept = sum(1 for d in latest.values() if d["decision"] == "kept")
+    else:  # an audit journaled without its targets: distinct decided roles against the count
+        flagged = audit["flagged"] if audit else 0
+        dropped = sum(1 for d in latest.values() if d["decision"] == "dropped")
+        kept = sum(1 for d in latest.values() if d["decision"] == "kept")
+        undecided = [] if dropped + kept >= flagged else [f"{flagged - dropped - kept} flagged role(s)"]
+    figure = f"roles: {flagged} flagged, {dropped} dropped, {kept} kept"
+    if failed:
+        figure += f", {len(failed)} drop(s) failed"
         state = ATTENTION
-    elif ro["audits"] and decided >= flagged:
+    elif audit is not None and not undecided:
         state = DONE
     else:
         state = IN_PROGRESS
-    return Step("audit", title, state, figure, "audit",
-                [f"{f['project_id']}/{f['branch_id']}/{f['role']}: {f['reason']}" for f in ro["failed"]])
+    if audit is not None and undecided and "flagged_targets" in audit:
+        figure += f", {len(undecided)} undecided"
+    details = [f"{t}: {latest[t].get('reason')}" for t in failed]
+    details += [f"{t}: flagged, not dropped or kept yet" for t in undecided if "/" in t]
+    return Step("audit", title, state, figure, "audit", details)
 
 
 def _report(actions: list[ActionLog], runs: list[RunLog]) -> Step:

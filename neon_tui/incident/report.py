@@ -194,6 +194,8 @@ _ACTION_TEXT = {
     "role_dropped": lambda r: f"role dropped: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}",
     "role_drop_failed": lambda r: f"role drop failed: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}: "
                                   f"{r.get('reason')}",
+    "role_drop_refused": lambda r: f"role drop refused: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}: "
+                                   f"{r.get('reason')}",
     "role_kept": lambda r: f"role kept: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}"
                            + (f" ({r['reason']})" if r.get("reason") else ""),
     "report_written": lambda r: f"report written ({r.get('format')})",
@@ -209,6 +211,21 @@ def _ips(v: Any) -> str:
     ips = v.get("ips") or []
     text = ", ".join(str(i) for i in ips) if ips else "(open to all)"
     return text + (" [protected branches only]" if v.get("protected_branches_only") else "")
+
+
+def role_target(x: dict[str, Any]) -> str:
+    return f"{x.get('project_id')}/{x.get('branch_id')}/{x.get('role')}"
+
+
+def role_decisions(roles: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The latest decision per role target ("PROJECT/BRANCH/ROLE"): dropped, kept or failed, with its record.
+    Refusals of a review (a role the API does not know, a protected role) are not decisions."""
+    events = [(x["t"] or "", i, name, x) for name in ("dropped", "kept", "failed")
+              for i, x in enumerate(roles.get(name, []))]
+    out: dict[str, dict[str, Any]] = {}
+    for _t_, _i, name, x in sorted(events, key=lambda e: (e[0], e[1])):
+        out[role_target(x)] = {"decision": name, **x}
+    return out
 
 
 def _audit_flagged(rec: dict[str, Any]) -> int:
@@ -368,7 +385,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
                                           "reason": r.get("reason")})
 
     # Roles.
-    roles: dict[str, list[dict[str, Any]]] = {"audits": [], "dropped": [], "kept": [], "failed": []}
+    roles: dict[str, list[dict[str, Any]]] = {"audits": [], "dropped": [], "kept": [], "failed": [], "refused": []}
     for a in actions:
         if a.kind != "roles":
             continue
@@ -377,7 +394,11 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
             who = {"t": _t(r.get("t")), "project_id": r.get("project_id"), "branch_id": r.get("branch_id"),
                    "role": r.get("role")}
             if e == "audit_reviewed":
-                roles["audits"].append({"t": _t(r.get("t")), "flagged": _audit_flagged(r)})
+                audit = {"t": _t(r.get("t")), "flagged": _audit_flagged(r)}
+                if isinstance(r.get("flagged_targets"), list):
+                    audit["flagged_targets"] = sorted({"/".join(str(p) for p in x) for x in r["flagged_targets"]
+                                                       if isinstance(x, list) and len(x) == 3})
+                roles["audits"].append(audit)
             elif e == "role_dropped":
                 roles["dropped"].append({**who, "operations": list(r.get("operations") or []),
                                          "request_id": r.get("request_id")})
@@ -385,6 +406,8 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
                 roles["kept"].append({**who, "reason": r.get("reason")})
             elif e == "role_drop_failed":
                 roles["failed"].append({**who, "reason": r.get("reason")})
+            elif e == "role_drop_refused":
+                roles["refused"].append({**who, "reason": r.get("reason")})
 
     # Counts (over the newest row of each target, plus the skipped ones).
     final = list(latest.values())
@@ -443,7 +466,8 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     if not any(a.kind == "roles" for a in actions):
         open_actions.append("Roles: not audited (drop roles you do not recognize)")
     for f in roles["failed"]:
-        open_actions.append(f"role {f['project_id']}/{f['branch_id']}/{f['role']}: drop failed ({f['reason']})")
+        if role_decisions(roles).get(role_target(f), {}).get("decision") == "failed":  # a later drop or keep clears it
+            open_actions.append(f"role {role_target(f)}: drop failed ({f['reason']})")
 
     timeline.sort(key=lambda e: (e["t"], e["source"], e["event"]))
     scope = {"since": iso(since) if since else None, "source": since_source or ("--since" if since else "journals"),
@@ -525,8 +549,8 @@ def render_markdown(report: Report) -> str:
         L.append(f"- failed {f['t']} {_md(f['project_id'])}: {_md(f['reason'])}")
     L += ["", "## Roles", ""]
     L.append("- audits: " + (", ".join(f"{a['t']} ({a['flagged']} flagged)" for a in report.roles["audits"]) or "none"))
-    for name in ("dropped", "kept", "failed"):
-        items = report.roles[name]
+    for name in ("dropped", "kept", "failed", "refused"):
+        items = report.roles.get(name, [])
         L.append(f"- {name}: " + (", ".join(
             _md(f"{i['project_id']}/{i['branch_id']}/{i['role']}" + (f" ({i['reason']})" if i.get("reason") else ""))
             for i in items) or "none"))

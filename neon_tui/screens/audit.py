@@ -229,7 +229,7 @@ class AuditScreen(NeonScreen):
         if not review.ok:
             self.app.push_screen(ErrorModal("Not dropped", f"{review.label}: {review.refusal}"))
             try:
-                self._journal().write("role_drop_failed", project_id=target.project_id, branch_id=target.branch_id,
+                self._journal().write("role_drop_refused", project_id=target.project_id, branch_id=target.branch_id,
                                       role=target.role, reason=review.refusal)
             except Exception:
                 pass

@@ -236,7 +236,8 @@ async def test_drop_waits_for_operations_and_journals_without_secrets(sim, clien
     (path,) = list_action_journals("roles", directory=tmp_path)
     log = read_action_journal(path)
     assert log.kind == "roles"
-    dropped, failed = log.events("role_dropped"), log.events("role_drop_failed")
+    dropped, failed = log.events("role_dropped"), log.events("role_drop_refused")  # refused by the review
+    assert not log.events("role_drop_failed")
     assert [(d["role"], d["operations"], d["already_gone"]) for d in dropped] == [
         ("migrator", by["migrator"].operations, False)]
     assert dropped[0]["request_id"]

@@ -175,3 +175,51 @@ def test_the_scope_keeps_one_api_host_and_a_demo_session_counts_only_its_own_jou
     # a demo session started after every fixture journal: none of them is its business
     later = load(None, runs_dir=runs, acts_dir=acts, host=HOST, not_before=datetime.now(timezone.utc))
     assert later.runs == [] and later.actions == []
+
+
+async def test_unknown_roles_need_a_decision_on_each_flagged_role(tmp_path):
+    """The real audit and drop writers: dropping another role (twice) is not a decision on the flagged one; a
+    review's refusal is not a failure; a later successful drop clears an earlier failure."""
+    from neon_tui.incident.audit import DropTarget, audit, drop_roles, journal_review, open_roles_journal, review_drops
+    from neon_tui.neon import NeonClient
+    from neon_tui.simulator import SimConfig, Simulator
+    from neon_tui.simulator.leak import demo_leaked_at
+
+    sim = Simulator(SimConfig(op_seconds=0.05))
+    acts = tmp_path / "actions"
+
+    def audit_step():
+        inputs = load(None, runs_dir=tmp_path / "runs", acts_dir=acts)
+        return {s.id: s for s in checklist(inputs.runs, inputs.actions)}["audit"]
+
+    async with NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport()) as c:
+        report = await audit(c, since=demo_leaked_at(sim), journals=tmp_path)
+        j = open_roles_journal(c, account="acct", directory=acts)
+        journal_review(j, report)
+        prod = sim.inspect.project_by_name("acme-prod")
+        low = DropTarget(prod.id, sim.inspect.branch_by_name(prod.id, "dev/alice").id, "alice_debug")
+        await drop_roles(c, [low, low], j)  # a low role given twice: dropped, then refused (gone)
+        step = audit_step()
+        assert step.state == IN_PROGRESS, step.figure
+        assert step.figure == "roles: 1 flagged, 1 dropped, 0 kept, 1 undecided"
+        ml = sim.inspect.project_by_name("acme-ml-features")
+        branch = sim.inspect.branch_by_name(ml.id, "export-tmp")
+        sync = DropTarget(ml.id, branch.id, "sync_svc")
+        assert [d.endswith("/sync_svc: flagged, not dropped or kept yet") for d in step.details] == [True]
+        # A protected role refused by the review: journaled as a refusal, not attention.
+        await drop_roles(c, [DropTarget(ml.id, branch.id, "neondb_owner")], j)
+        assert audit_step().state == IN_PROGRESS
+        # The review passes, then a database is given to sync_svc: Neon refuses the drop (a failure).
+        (rv,) = await review_drops(c, [sync])
+        db = next(iter(branch.databases.values()))
+        owner, db.owner_name = db.owner_name, "sync_svc"
+        (out,) = await drop_roles(c, [sync], j, reviews=[rv])
+        assert out.status == "failed"
+        step = audit_step()
+        assert step.state == ATTENTION and "1 drop(s) failed" in step.figure
+        db.owner_name = owner
+        (out,) = await drop_roles(c, [sync], j)
+        assert out.status == "dropped"
+        j.close()
+    step = audit_step()
+    assert (step.state, step.figure) == (DONE, "roles: 1 flagged, 2 dropped, 0 kept")
