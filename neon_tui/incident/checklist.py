@@ -121,16 +121,22 @@ def _keys(r: Report, actions: list[ActionLog]) -> Step:
     for x in old_revoked:
         d = dead.get(str(x["key_id"]))
         parts.append(f"old key {d['status']}" if d else f"old key {x['key_id']} revoked, not confirmed dead")
-    if k["revoke_failed"]:
-        parts.append(f"{len(k['revoke_failed'])} revoke(s) failed")
-    if k["revoke_failed"] or k["still_live"] and any(x["why"] == "revoke failed" for x in k["still_live"]):
+    from neon_tui.incident.report import key_states
+
+    failed_now = sorted(kid for kid, st in key_states(k).items() if st == "failed")  # latest event per key
+    if failed_now:
+        parts.append(f"{len(failed_now)} revoke(s) failed")
+    damaged = [p for p in r.problems if "has no valid key_id" in p]
+    if damaged:
+        parts.append(f"{len(damaged)} damaged key record(s)")
+    if failed_now or damaged or k["still_live"] and any(x["why"] == "revoke failed" for x in k["still_live"]):
         state = ATTENTION
     elif created and old_revoked and not k["still_live"]:
         state = DONE
     else:
         state = IN_PROGRESS
     return Step("keys", title, state, ", ".join(parts), "keys",
-                [f"API key {x['key_id']}: {x['why']}" for x in k["still_live"]])
+                [f"API key {x['key_id']}: {x['why']}" for x in k["still_live"]] + damaged)
 
 
 RISKY_IPALLOW = frozenset({"protected_only_gap", "bad_entry", "covers_all"})

@@ -213,6 +213,22 @@ def _ips(v: Any) -> str:
     return text + (" [protected branches only]" if v.get("protected_branches_only") else "")
 
 
+def _is_key_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def key_states(keys: dict[str, list[dict[str, Any]]]) -> dict[int, str]:
+    """The latest revoke state per key id: "revoked", "failed" or "dead" (by time, then journal order)."""
+    events = [(x["t"] or "", n, i, state, x["key_id"]) for n, (name, state) in
+              enumerate((("revoked", "revoked"), ("revoke_failed", "failed"), ("dead", "dead")))
+              for i, x in enumerate(keys.get(name, []))]
+    out: dict[int, str] = {}
+    # same time: a revoke, then its failure or its proof (the order the hand-off writes them)
+    for *_rest, state, kid in sorted(events, key=lambda e: (e[0], e[1], e[2])):
+        out[kid] = state
+    return out
+
+
 def role_target(x: dict[str, Any]) -> str:
     return f"{x.get('project_id')}/{x.get('branch_id')}/{x.get('role')}"
 
@@ -286,6 +302,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     """The report of these journals. `since` opens the leak window when no scan gave a leaked_at."""
     rows: list[TargetRow] = []
     timeline: list[dict[str, str]] = []
+    problems = list(problems or [])
     for run in runs:
         r, e = _run_rows(run)
         rows.extend(r)
@@ -340,11 +357,16 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     # Keys.
     keys: dict[str, list[dict[str, Any]]] = {"created": [], "revoked": [], "dead": [], "revoke_failed": [],
                                              "still_live": []}
+    key_events = ("key_created", "key_revoked", "key_dead", "key_revoke_failed")
     for a in actions:
         if a.kind != "keys":
             continue
         for r in a.records:
             e = r.get("event")
+            if e in key_events and not _is_key_id(r.get("key_id")):
+                # a damaged record must not read as "old key None ... done": skipped and reported
+                problems.append(f"{a.id}: {e} at {r.get('t')} has no valid key_id ({r.get('key_id')!r}): skipped")
+                continue
             if e == "key_created":
                 keys["created"].append({"t": _t(r.get("t")), "key_id": r.get("key_id"), "name": r.get("name"),
                                         "scope": r.get("scope"), "request_id": r.get("request_id")})
@@ -356,13 +378,14 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
             elif e == "key_revoke_failed":
                 keys["revoke_failed"].append({"t": _t(r.get("t")), "key_id": r.get("key_id"),
                                               "which": r.get("which"), "reason": r.get("reason")})
-    dead_ids = {str(k["key_id"]) for k in keys["dead"]}
-    revoked_ids = {str(k["key_id"]) for k in keys["revoked"]}
+    # The latest revoke event per key decides: a failure a resume then revoked and proved dead is closed.
+    latest_key = key_states(keys)
     for k in keys["revoked"] + keys["revoke_failed"]:
-        if str(k["key_id"]) not in dead_ids and k.get("which") in ("old", None):
-            if not any(str(x["key_id"]) == str(k["key_id"]) for x in keys["still_live"]):
+        state = latest_key.get(k["key_id"])
+        if state != "dead" and k.get("which") in ("old", None):
+            if not any(x["key_id"] == k["key_id"] for x in keys["still_live"]):
                 keys["still_live"].append({"key_id": k["key_id"],
-                                           "why": "revoke failed" if str(k["key_id"]) not in revoked_ids
+                                           "why": "revoke failed" if state == "failed"
                                            else "revoked, not yet confirmed dead"})
 
     # IP allow.
@@ -477,7 +500,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
                     "unchecked": [names.get(_label(k), _label(k)) for k in sorted(unchecked)]}
     rows.sort(key=lambda r: (r.label, r.run))
     report = Report(scope, header, window, counts, timeline, rows, exposure_out, keys, ipallow, roles, evidence,
-                    open_actions, sorted(problems or []))
+                    open_actions, sorted(problems))
     guard(to_dict(report))
     return report
 

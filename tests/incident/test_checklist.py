@@ -223,3 +223,64 @@ async def test_unknown_roles_need_a_decision_on_each_flagged_role(tmp_path):
         j.close()
     step = audit_step()
     assert (step.state, step.figure) == (DONE, "roles: 1 flagged, 2 dropped, 0 kept")
+
+
+def test_a_failed_old_key_revoke_resumed_to_success_is_done_and_a_damaged_record_is_a_problem(tmp_path, monkeypatch):
+    """The real hand-off: the old key's revoke fails (attention), a resume revokes it and proves it dead (done).
+    A key record without an int key_id is skipped and reported, never read as a key."""
+    import asyncio
+
+    from neon_tui.incident.keys import FileKeySink, KeyRotation
+    from neon_tui.neon import NeonClient
+    from neon_tui.neon.secret import Secret
+    from neon_tui.simulator import SimConfig, Simulator
+
+    monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path / "state"))
+    sim = Simulator(SimConfig(op_seconds=0.05))
+    host = "https://neon-sim.invalid/api/v2"
+    acts = tmp_path / "actions"
+
+    async def nosleep(_s):
+        return None
+
+    def factory(key):
+        return NeonClient(key, host=host, transport=sim.transport(), sleep=nosleep)
+
+    def keys_step():
+        inputs = load(None, runs_dir=tmp_path / "runs", acts_dir=acts)
+        return {s.id: s for s in checklist(inputs.runs, inputs.actions)}["keys"]
+
+    old = sim.api_key
+    sink = FileKeySink(tmp_path / "key")
+
+    async def rotate():
+        client = factory(Secret(old))
+        try:
+            return await KeyRotation(client, old_key=Secret(old), sink=sink, client_factory=factory, host=host,
+                                     confirmed=True, directory=acts).run()
+        finally:
+            await client.aclose()
+
+    sim.fail_next("DELETE /api_keys/{key_id}", "500", times=20)
+    res = asyncio.run(rotate())
+    assert res.outcome == "old_live"
+    step = keys_step()
+    assert step.state == ATTENTION and "1 revoke(s) failed" in step.figure
+    sim.clear_scripted_faults()
+    res = asyncio.run(KeyRotation.resume(res.journal, old_key=Secret(old), sink=sink, client_factory=factory,
+                                         host=host))
+    assert res.outcome == "rotated", res.messages
+    step = keys_step()
+    assert step.state == DONE, step.figure
+    assert "revoke(s) failed" not in step.figure
+    # A damaged record (key_id not an int) is a problem, not a key.
+    j = create_action_journal("keys", host=host, account="acct", directory=acts)
+    j.write("key_revoked", key_id=None, which="old", request_id="r")
+    j.close()
+    step = keys_step()
+    assert step.state == ATTENTION and "1 damaged key record(s)" in step.figure
+    assert "old key None" not in step.figure
+    inputs = load(None, runs_dir=tmp_path / "runs", acts_dir=acts)
+    from neon_tui.incident.report import build_report
+
+    assert any("has no valid key_id (None)" in p for p in build_report(inputs.runs, inputs.actions).problems)
