@@ -149,7 +149,8 @@ async def _list(ns: argparse.Namespace, client) -> int:
 
     sent = client.requests_sent
     projects, plans = await _projects(client, ns.org)
-    exposure = latest_exposure()
+    auth = await client.get_auth()  # the exposure scan of this API host and account only
+    exposure = latest_exposure(host=str(client.base_url), account=auth.account_id)
     result = await review(client, projects, exposed=exposure.exposed if exposure else None, plans=plans)
     code = EXIT_FLAGGED if result.flagged else (EXIT_OK if result.complete else EXIT_INCOMPLETE)
     if ns.action == "review":

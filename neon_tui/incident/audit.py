@@ -179,16 +179,13 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return when
 
 
-def default_since(directory: Path | None = None, now: datetime | None = None) -> tuple[datetime, str]:
-    """The leak time of the newest exposure journal that has one, else 7 days ago; and where it came from."""
-    from neon_tui.incident.actions import list_action_journals, read_action_journal
-    from neon_tui.rotation.journal import JournalError
+def default_since(directory: Path | None = None, now: datetime | None = None, *, host: str | None = None,
+                  account: str | None = None, not_before: datetime | None = None) -> tuple[datetime, str]:
+    """The leak time of the newest exposure journal of this API host and account (a journal naming no account
+    counts) that has one, else 7 days ago; and where it came from."""
+    from neon_tui.incident.journals import exposure_journals
 
-    for path in reversed(list_action_journals("exposure", directory)):
-        try:
-            log = read_action_journal(path)
-        except JournalError:
-            continue
+    for log in reversed(exposure_journals(directory, host=host, account=account, not_before=not_before)):
         for rec in reversed(log.events("exposure_scanned")):
             leaked = rec.get("leaked_at")
             if isinstance(leaked, str) and leaked:

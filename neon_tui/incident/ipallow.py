@@ -630,16 +630,13 @@ class ExposureSet:
     scanned_at: str | None
 
 
-def latest_exposure(directory: Path | None = None) -> ExposureSet | None:
-    """The newest journaled exposure scan (kind "exposure", event exposure_scanned), or None."""
-    from neon_tui.incident.actions import list_action_journals, read_action_journal
-    from neon_tui.rotation.journal import JournalError
+def latest_exposure(directory: Path | None = None, *, host: str | None = None, account: str | None = None,
+                    not_before=None) -> ExposureSet | None:
+    """The newest journaled exposure scan (kind "exposure", event exposure_scanned) of this API host and
+    account (a journal naming no account counts), or None."""
+    from neon_tui.incident.journals import exposure_journals
 
-    for path in reversed(list_action_journals("exposure", directory)):
-        try:
-            log = read_action_journal(path)
-        except JournalError:
-            continue
+    for log in reversed(exposure_journals(directory, host=host, account=account, not_before=not_before)):
         scans = log.events("exposure_scanned")
         if not scans:
             continue

@@ -178,7 +178,9 @@ class IpAllowScreen(NeonScreen):
         report = getattr(self.app, "exposure", None)
         if report is not None:
             return {tuple(e.key) for e in report.exposed}, f"the leak scan of this session ({len(report.exposed)} exposed)"
-        found = latest_exposure()
+        client = getattr(self.app, "client", None)
+        found = latest_exposure(host=str(client.base_url) if client is not None else None,
+                                account=getattr(self.app, "_account", None))
         if found is not None:
             return set(found.exposed), f"exposure journal {found.source} ({len(found.exposed)} exposed)"
         return None, "no exposure scan yet (L on the main screen): exposed branches cannot be named"
@@ -193,6 +195,10 @@ class IpAllowScreen(NeonScreen):
         projects = []
         for o in orgs or [None]:
             projects.extend(i.project for i in await inv.load_projects(o.id if o else None))
+        try:
+            await self.app.account_id()  # the exposure journal of this account only (None if /auth fails)
+        except Exception:
+            pass
         self.exposed, self.exposure_source = self._exposure()
         result = await review(client, projects, exposed=self.exposed, plans={o.id: o.plan for o in orgs})
         self.reviews = {r.project_id: r for r in result.projects}

@@ -31,7 +31,7 @@ def test_list_json_exit_codes_and_the_exposure_gap(served):
     # An exposure scan journaled in the state directory names the unprotected branch that is exposed.
     prod = sim.inspect.project_by_name("acme-prod")
     staging = sim.inspect.branch_by_name(prod.id, "staging").id
-    j = create_action_journal("exposure", host=served.url, account="a", directory=_actions(served))
+    j = create_action_journal("exposure", host=served.url, account=sim.inspect.user_id, directory=_actions(served))
     j.write("exposure_scanned", source="leak.env", exposed=[[prod.id, staging, "app"]], unchecked=[], counts={})
     j.close()
     r = served.run("ipallow", "--org", "Acme Robotics")

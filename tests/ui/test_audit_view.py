@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ui_helpers import EPOCH, make_app, make_sim, screen_text, settle
+from ui_helpers import EPOCH, IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import create_action_journal, list_action_journals, read_action_journal
 from neon_tui.screens.audit import AuditScreen
@@ -15,7 +15,7 @@ from neon_tui.simulator.account import DEMO_INTRUDER
 
 def _leak_recorded() -> None:
     """An exposure scan recorded the demo's leak time: the audit starts from it."""
-    j = create_action_journal("exposure", host="h", account="a")
+    j = create_action_journal("exposure", host=IN_PROCESS, account=None)
     j.write("exposure_scanned", source="demo sample", leaked_at=(EPOCH - timedelta(hours=48)).isoformat(),
             exposed=[], unchecked=[], counts={})
     j.close()

@@ -4,7 +4,7 @@ for, the typed confirmation before excluding your own address, the paid-plan ref
 from __future__ import annotations
 
 from textual.widgets import DataTable, Input
-from ui_helpers import make_app, make_sim, screen_text, settle
+from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import actions_dir, create_action_journal, list_action_journals, read_action_journal
 
@@ -43,9 +43,17 @@ async def test_rows_flags_and_the_exposure_gap(tmp_path):
     sim = make_sim()
     prod = sim.inspect.project_by_name("acme-prod")
     staging = sim.inspect.branch_by_name(prod.id, "staging").id
-    j = create_action_journal("exposure", host="h", account="a", directory=actions_dir())
+    j = create_action_journal("exposure", host=IN_PROCESS, account=sim.inspect.user_id, directory=actions_dir())
     j.write("exposure_scanned", source="paste", exposed=[[prod.id, staging, "app"]], unchecked=[], counts={})
     j.close()
+    # Newer scans of another API host and of another account on this host are not this account's business.
+    import time
+
+    time.sleep(1.05)  # journal names carry the second: these are the newest
+    for host, account in (("https://other.example/api/v2", sim.inspect.user_id), (IN_PROCESS, "another-account")):
+        other = create_action_journal("exposure", host=host, account=account, directory=actions_dir())
+        other.write("exposure_scanned", source="paste", exposed=[], unchecked=[], counts={})
+        other.close()
     app = make_app(sim, tmp_path)
     async with app.run_test(size=(160, 44)) as pilot:
         screen = await _open(app, pilot)
