@@ -147,11 +147,12 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
     if not any(a.kind == "ipallow" for a in actions):
         return Step("ipallow", title, TODO, "IP allow not reviewed yet", "ipallow")
     ip = r.ipallow
-    reviewed = sorted({str(x["project_id"]) for x in ip["reviewed"]} | {str(x["project_id"]) for x in ip["changed"]})
-    # A project is still open when its newest review had findings and no change came after it.
+    # Only a review reviews: a change to one project says nothing of the others, and does not clear what a
+    # review found unless a later review of that project shows it gone.
     newest: dict[str, dict[str, Any]] = {}
-    for x in sorted(ip["reviewed"] + ip["changed"], key=lambda x: x["t"]):
+    for x in sorted(ip["reviewed"], key=lambda x: x["t"] or ""):
         newest[str(x["project_id"])] = x
+    reviewed = sorted(newest)
     # Reviewing is the step: an empty list the user has seen (the default, and all a free plan allows) is
     # counted, not an alarm. Attention is for what the review showed to be wrong and is still unchanged: an
     # exposed password on a branch the list does not cover, a bad entry, an entry that covers every address.
@@ -159,9 +160,19 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
         return {str(f.get("kind")) if isinstance(f, dict) else "" for f in x.get("findings") or []}
 
     open_ = sorted(p for p, x in newest.items() if kinds(x) & RISKY_IPALLOW)
-    open_to_all = sorted(p for p, x in newest.items() if "open" in kinds(x))
-    total = projects if projects else len(reviewed)
-    figure = f"IP allow: {len(reviewed)} of {total} project(s) reviewed"
+    # "open" is a fact, not an alarm: a later change that gave the project a list (its journaled "after") ends it
+    closed_later = {str(c["project_id"]) for c in ip["changed"]
+                    if c.get("after") not in ("?", "(open to all)") and str(c["project_id"]) in newest
+                    and (c["t"] or "") > (newest[str(c["project_id"])]["t"] or "")}
+    open_to_all = sorted(p for p, x in newest.items() if "open" in kinds(x) and p not in closed_later)
+    # The total: the widest review journaled (it names how many projects it covered), else the account's or
+    # the exposure scan's project count; unknown otherwise (then the step cannot be done).
+    covered = [x["review_projects"] for x in ip["reviewed"] if isinstance(x.get("review_projects"), int)]
+    total = projects if projects else (max(covered) if covered else None)
+    if total is not None and covered:
+        total = max(total, max(covered))
+    figure = (f"IP allow: {len(reviewed)} of {total} project(s) reviewed" if total is not None
+              else f"IP allow: {len(reviewed)} project(s) reviewed, total unknown (r in the IP allow view reviews all)")
     if open_to_all:
         figure += f", {len(open_to_all)} open to every address"
     if open_:
@@ -170,7 +181,7 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
         figure += f", {len(ip['failed'])} change(s) failed"
     if ip["failed"] or open_:
         state = ATTENTION
-    elif len(reviewed) >= total:
+    elif total is not None and reviewed and len(reviewed) >= total:
         state = DONE
     else:
         state = IN_PROGRESS

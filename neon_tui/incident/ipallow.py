@@ -618,9 +618,12 @@ def open_journal(client, *, account: str | None, key_kind: str | None, directory
 
 
 async def journal_reviewed(journal, projects: Iterable[ProjectReview]) -> None:
+    """One ipallow_reviewed per project, each with review_projects: how many projects this review covered
+    (the checklist's total: a change to one project is not a review of the others)."""
+    projects = list(projects)
     for p in projects:
         await journal.awrite("ipallow_reviewed", project_id=p.project_id,
-                             findings=[f.to_json() for f in p.findings])
+                             findings=[f.to_json() for f in p.findings], review_projects=len(projects))
 
 
 @dataclass(frozen=True)

@@ -396,8 +396,11 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
         for r in a.records:
             e = r.get("event")
             if e == "ipallow_reviewed":
-                ipallow["reviewed"].append({"t": _t(r.get("t")), "project_id": r.get("project_id"),
-                                            "findings": list(r.get("findings") or [])})
+                reviewed = {"t": _t(r.get("t")), "project_id": r.get("project_id"),
+                            "findings": list(r.get("findings") or [])}
+                if isinstance(r.get("review_projects"), int) and not isinstance(r.get("review_projects"), bool):
+                    reviewed["review_projects"] = r["review_projects"]  # how many projects that review covered
+                ipallow["reviewed"].append(reviewed)
             elif e == "ipallow_changed":
                 ipallow["changed"].append({"t": _t(r.get("t")), "project_id": r.get("project_id"),
                                            "before": _ips(r.get("before")), "after": _ips(r.get("after")),

@@ -105,3 +105,21 @@ def test_paid_plan_refusal_and_usage_errors(served):
         r = served.run("ipallow", *args)
         assert r.returncode == 2, (args, r.stderr)
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+def test_a_change_is_not_a_review_and_the_total_comes_from_the_review(served):
+    """The real writers: `ipallow add` to one project is not a review of the account's 8; `ipallow review`
+    journals how many projects it covered, so status counts against that."""
+    r = served.run("ipallow", "add", "acme-prod", "--ips", "1.2.3.4", "--yes", "--my-ip", "1.2.3.4")
+    assert r.returncode == 0, r.stderr
+    r = served.run("status", "--json")
+    step = {s["id"]: s for s in json.loads(r.stdout)["steps"]}["ipallow"]
+    assert step["state"] == "in progress" and step["figure"].startswith("IP allow: 0 project(s) reviewed"), step
+    r = served.run("ipallow", "review", "--json")
+    assert json.loads(r.stdout.splitlines()[-1])["reviewed"] is True, r.stderr
+    r = served.run("status", "--json")
+    step = {s["id"]: s for s in json.loads(r.stdout)["steps"]}["ipallow"]
+    assert step["figure"].startswith("IP allow: 8 of 8 project(s) reviewed"), step
+    (path,) = [p for p in list_action_journals("ipallow", directory=_actions(served))
+               if read_action_journal(p).events("ipallow_reviewed")]
+    assert {x["review_projects"] for x in read_action_journal(path).events("ipallow_reviewed")} == {8}

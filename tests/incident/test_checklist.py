@@ -69,6 +69,9 @@ def test_attention_states_from_action_journals(tmp_path):
          "branch dev still holds an exposed password (app)"}])
     ip.write("ipallow_reviewed", project_id="p2", findings=[
         {"kind": "open", "flag": True, "message": "open to every address: the allowlist is empty"}])
+    # a change to p1 after the review does not clear its finding (only a later review of p1 would)
+    ip.write("ipallow_changed", project_id="p1", before={"ips": ["1.2.3.4"], "protected_branches_only": True},
+             after={"ips": ["1.2.3.5"], "protected_branches_only": True}, operations=["op"], request_id="r")
     ip.close()
     roles = create_action_journal("roles", host=HOST, account=ACCOUNT, directory=tmp_path)
     roles.write("audit_reviewed", findings={"flagged": 3})
@@ -79,7 +82,8 @@ def test_attention_states_from_action_journals(tmp_path):
     assert s["keys"].state == ATTENTION and "1 revoke(s) failed" in s["keys"].figure
     # an exposed password outside the list is an alarm; an empty list the user reviewed is only counted
     assert s["ipallow"].state == ATTENTION and s["ipallow"].figure == \
-        "IP allow: 2 of 2 project(s) reviewed, 1 open to every address, 1 with risky findings unchanged"
+        "IP allow: 2 project(s) reviewed, total unknown (r in the IP allow view reviews all), 1 open to every " \
+        "address, 1 with risky findings unchanged"
     assert s["ipallow"].details == ["p1: covers protected branches only while unprotected branch dev still holds "
                                     "an exposed password (app)"]
     assert s["audit"].state == IN_PROGRESS and s["audit"].figure == "roles: 3 flagged, 0 dropped, 1 kept"
