@@ -155,6 +155,62 @@ def _internal(addr: Address) -> bool:
     return any(addr.version == n.version and addr in n for n in _INTERNAL)
 
 
+# Wider than this, per family, the list is worth a warning (a /8 of IPv4, a /32 of IPv6: more than any one
+# organization's egress addresses).
+WIDE = {4: 2 ** 24, 6: 2 ** 96}
+FAMILY_SIZE = {4: 2 ** 32, 6: 2 ** 128}
+
+
+def coverage(entries: Iterable[str]) -> dict[int, int]:
+    """How many addresses the valid entries cover together, per IP version (overlaps counted once)."""
+    spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for entry in entries:
+        try:
+            lo, hi = entry_range(entry)
+        except ValueError:
+            continue
+        spans[lo.version].append((int(lo), int(hi)))
+    out: dict[int, int] = {}
+    for version, items in spans.items():
+        total, end = 0, -1
+        for lo, hi in sorted(items):
+            if hi <= end:
+                continue
+            total += hi - max(lo, end + 1) + 1
+            end = hi
+        if items:
+            out[version] = total
+    return out
+
+
+def breadth_notes(entries: Iterable[str]) -> list[tuple[str, bool]]:
+    """(message, flag) for what the entries cover together: every address of a family (flag: the list restricts
+    nothing for it), or more than a /8 (IPv4) or /32 (IPv6)."""
+    entries = [e.strip() for e in entries]
+    notes: list[tuple[str, bool]] = []
+    for version, n in sorted(coverage(entries).items()):
+        fam = f"IPv{version}"
+        if n >= FAMILY_SIZE[version]:
+            notes.append((f"together the entries cover every {fam} address: the list restricts nothing", True))
+        elif n > WIDE[version]:
+            share = n / FAMILY_SIZE[version]
+            notes.append((f"together the entries cover {n:,} {fam} addresses ({share:.1%} of all), more than a "
+                          f"{'/8' if version == 4 else '/32'}: is that really your own network?", False))
+    return notes
+
+
+def opens_access(after: AllowList) -> str | None:
+    """Why a list lets every address in (an empty list; entries covering every address of a family), or None."""
+    if not after.ips:
+        return "an empty list opens the project to every address"
+    for message, flag in breadth_notes(after.ips):
+        if flag:
+            return message
+    if any("covers every address" in m for m, flag in entry_notes(after.ips) if flag):
+        return "an entry covers every address: the list restricts nothing"
+    return None
+
+
 def entry_notes(entries: Iterable[str]) -> list[tuple[str, bool]]:
     """(message, flag) for entries that parse but look wrong; flag=True when it defeats the list."""
     notes: list[tuple[str, bool]] = []
@@ -272,6 +328,9 @@ async def review_project(client, project: Project, *, plan: str | None = None,
         r.findings.append(Finding("bad_entry", f"entry {problem}"))
     for message, flag in entry_notes(current.ips):
         r.findings.append(Finding("covers_all" if flag else "odd_entry", message, flag))
+    if not any(f.kind == "covers_all" for f in r.findings):  # entries that together cover everything, or a lot
+        for message, flag in breadth_notes(current.ips):
+            r.findings.append(Finding("covers_all" if flag else "wide", message, flag))
     if current.protected_branches_only:
         try:
             branches = await client.list_branches(project.id)
@@ -401,6 +460,16 @@ class Change:
     def excludes_me(self) -> bool:
         return any(w.startswith("YOUR ADDRESS") for w in self.warnings)
 
+    @property
+    def opens(self) -> str | None:
+        """Why this change lets every address in, when it does and the list did not already."""
+        return opens_access(self.after) if self.changed else None
+
+    @property
+    def needs_typed(self) -> bool:
+        """The project's name must be typed (not y/N): it excludes the user's own address, or opens access."""
+        return self.excludes_me or self.opens is not None
+
     def lines(self) -> list[str]:
         """The review, as shown before asking for confirmation."""
         out = [f"project {self.name} ({self.project_id})",
@@ -452,6 +521,8 @@ def plan_change(current: AllowList, new: AllowList, my_addr: MyAddress | None, *
         for message, flag in entry_notes(ips):
             if flag:
                 c.warnings.append(message)
+        if not any("covers every address" in w for w in c.warnings):
+            c.warnings.extend(message for message, _flag in breadth_notes(ips))
     return c
 
 

@@ -97,16 +97,17 @@ class IpAllowReviewModal(ModalScreen[bool]):
         with Vertical(classes="dialog -error" if c.excludes_me else "dialog -warning"):
             yield Label("Review the IP allow change", classes="dialog-title")
             yield Static("\n".join(c.lines()), markup=False, classes="dialog-body", id="ipa-review-text")
-            if c.excludes_me:
-                yield Static(f"Your own address would be excluded. Type {c.name!r} to apply anyway.",
-                             markup=False, classes="dialog-problem")
+            if c.needs_typed:
+                why = "Your own address would be excluded" if c.excludes_me else \
+                    f"This opens the project to every address ({c.opens})"
+                yield Static(f"{why}. Type {c.name!r} to apply anyway.", markup=False, classes="dialog-problem")
                 yield Input(placeholder=c.name, id="ipa-typed")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Apply (a)", id="apply", variant="warning", disabled=c.excludes_me)
+                yield Button("Apply (a)", id="apply", variant="warning", disabled=c.needs_typed)
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        if self.change.excludes_me:
+        if self.change.needs_typed:
             self.query_one("#ipa-typed", Input).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -122,7 +123,7 @@ class IpAllowReviewModal(ModalScreen[bool]):
         self.dismiss(event.button.id == "apply")
 
     def action_apply(self) -> None:
-        if not self.change.excludes_me:
+        if not self.change.needs_typed:
             self.dismiss(True)
 
     def action_cancel(self) -> None:

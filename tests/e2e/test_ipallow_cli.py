@@ -123,3 +123,22 @@ def test_a_change_is_not_a_review_and_the_total_comes_from_the_review(served):
     (path,) = [p for p in list_action_journals("ipallow", directory=_actions(served))
                if read_action_journal(p).events("ipallow_reviewed")]
     assert {x["review_projects"] for x in read_action_journal(path).events("ipallow_reviewed")} == {8}
+
+
+def test_widening_is_warned_and_opening_needs_the_typed_project_name(served):
+    for ips, warning in (("0.0.0.0/1,128.0.0.0/1", "cover every IPv4 address"),
+                         ("0.0.0.0-255.255.255.255", "cover every IPv4 address"),
+                         ("", "an empty list opens the project to every address")):
+        r = served.run("ipallow", "set", "acme-prod", "--ips", ips, "--my-ip", "1.2.3.4", input="y\n")
+        assert r.returncode == 1 and "not applied (declined)" in r.stderr, r.stderr
+        assert warning in r.stderr and "Type the project name (acme-prod)" in r.stderr, r.stderr
+    r = served.run("ipallow", "set", "acme-prod", "--ips", "10.0.0.0/7,1.2.3.4", "--my-ip", "1.2.3.4", input="n\n")
+    assert "more than a /8" in r.stderr and "Apply this change? [y/N]" in r.stderr, r.stderr
+    r = served.run("ipallow", "set", "acme-prod", "--ips", "0.0.0.0/1,128.0.0.0/1", "--my-ip", "1.2.3.4",
+                   "--json", input="acme-prod\n")
+    assert r.returncode == 0, r.stderr
+    assert _lines(r.stdout)[-1]["ips"] == ["0.0.0.0/1", "128.0.0.0/1"]
+    # The review flags the list now: together the entries restrict nothing.
+    r = served.run("ipallow", "--json")
+    prod = next(x for x in _lines(r.stdout) if x.get("project") == "acme-prod")
+    assert prod["flagged"] and any(f["kind"] == "covers_all" for f in prod["findings"]), prod

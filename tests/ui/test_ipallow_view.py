@@ -108,6 +108,25 @@ async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
     assert events == ["ipallow_changed", "ipallow_applied", "ipallow_changed", "ipallow_applied"]
 
 
+async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path):
+    sim = make_sim(op_seconds=0.05)
+    ml = sim.inspect.project_by_name("acme-ml-features")
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await _open(app, pilot)
+        await _edit(app, pilot, screen, ml.id, "0.0.0.0/1, 128.0.0.0/1, 127.0.0.1")
+        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        assert "cover every IPv4 address" in screen_text(app)
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "IpAllowReviewModal" and ml.allowed_ips != ["0.0.0.0/1", "128.0.0.0/1",
+                                                                                      "127.0.0.1"]
+        app.screen.query_one("#ipa-typed", Input).value = "acme-ml-features"
+        await pilot.press("enter")
+        await _wait_state(app, pilot, screen, ml.id, "applied")
+        assert ml.allowed_ips == ["0.0.0.0/1", "128.0.0.0/1", "127.0.0.1"]
+
+
 async def test_paid_plan_refusal_and_invalid_entries(tmp_path):
     sim = make_sim()
     blog = sim.inspect.project_by_name("blog")
