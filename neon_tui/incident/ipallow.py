@@ -397,34 +397,31 @@ def _first_addr(text: str) -> str | None:
 
 
 async def find_my_address(client, *, given: str | None = None, org_ids: Iterable[str] = ()) -> MyAddress:
-    """The address to keep in the list. `given` (--my-ip) wins. Else the address Neon last saw the most
-    recently used key come from (`last_used_from_addr`; when it lists several, the first is the client and
-    the rest proxies); personal keys read GET /api_keys, organization keys their org's key list. No
-    external service is ever asked."""
+    """The address to keep in the list. `given` (--my-ip) wins. Else the address Neon last saw the key in
+    use come from (`last_used_from_addr`; when it lists several, the first is the client and the rest
+    proxies), the key in use as `keys.list_keys` establishes it. Never another key's address (after a leak the
+    most recently used key may be the attacker's): when the key in use is unknown, the address is unknown.
+    No external service is ever asked. (`org_ids` is kept for callers; list_keys finds the key lists.)"""
+    from neon_tui.incident.keys import KeyError_, list_keys
+
     if given:
         addr = _first_addr(given)
         if addr is None:
             raise ValueError(f"--my-ip {given!r} is not an IP address")
         return MyAddress(addr, "given with --my-ip")
-    keys = []
-    why = "no key lists a last-used address"
     try:
-        keys = await client.list_api_keys()
-    except PermissionDeniedError:
-        for org_id in org_ids:
-            try:
-                keys = await client.list_org_api_keys(org_id)
-                break
-            except NeonError as e:
-                why = f"the key list could not be read ({e.message})"
-    except NeonError as e:
-        why = f"the key list could not be read ({e.message})"
-    used = [k for k in keys if k.last_used_at is not None and _first_addr(k.last_used_from_addr)]
-    if not used:
-        return MyAddress(None, why + "; pass --my-ip")
-    key = max(used, key=lambda k: k.last_used_at)
-    return MyAddress(_first_addr(key.last_used_from_addr),
-                     f"where Neon last saw API key {key.name!r} used from")
+        listing = await list_keys(client, host=str(getattr(client, "base_url", "")) or None)
+    except (NeonError, KeyError_) as e:
+        return MyAddress(None, f"the key in use could not be established ({getattr(e, 'message', e)}); pass --my-ip")
+    if listing.in_use_id is None:
+        why = "; ".join(listing.problems) or "no key's last use matched this session"
+        return MyAddress(None, f"the key in use is unknown ({why}); pass --my-ip")
+    row = listing.row(listing.in_use_id)
+    addr = _first_addr(row.last_used_from_addr) if row is not None else None
+    if row is None or addr is None:
+        return MyAddress(None, f"Neon lists no last-used address for the key in use ({listing.in_use_id}); "
+                               "pass --my-ip")
+    return MyAddress(addr, f"where Neon last saw the key in use, {row.name!r} ({row.id}), used from")
 
 
 # ---------------------------------------------------------------------------------------------- change

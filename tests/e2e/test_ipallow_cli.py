@@ -64,7 +64,7 @@ def test_set_asks_and_applies(served):
     p = sim.inspect.project_by_name("acme-ml-features")
     r = served.run("ipallow", "set", p.name, "--ips", "203.0.113.0/24,127.0.0.1", input="n\n")
     assert r.returncode == 1 and "not applied (declined)" in r.stderr and p.allowed_ips == []
-    assert "your address: 127.0.0.1 (where Neon last saw API key 'neon-tui' used from)" in r.stderr
+    assert "your address: 127.0.0.1 (where Neon last saw the key in use, 'neon-tui' (" in r.stderr, r.stderr
     r = served.run("ipallow", "set", p.id, "--ips", "203.0.113.0/24,127.0.0.1", "--protected-only", input="y\n")
     assert r.returncode == 0, r.stderr
     assert p.allowed_ips == ["203.0.113.0/24", "127.0.0.1"] and p.protected_branches_only is True
