@@ -78,7 +78,8 @@ def test_set_asks_and_applies(served):
     change, applied = _lines(r.stdout)
     assert change["removed"] == ["127.0.0.1"] and applied["type"] == "applied"
     assert applied["ips"] == ["203.0.113.0/24"] and applied["protected_branches_only"] is True
-    assert len(applied["operations"]) == len(p.endpoints) and applied["requests"] <= 15
+    # up to 7 of the requests establish the key in use (keys.list_keys: its address is "your address")
+    assert len(applied["operations"]) == len(p.endpoints) and applied["requests"] <= 24
     events = [r["event"] for path in list_action_journals("ipallow", directory=_actions(served))
               for r in read_action_journal(path).records]
     assert events == ["ipallow_changed", "ipallow_applied", "ipallow_changed", "ipallow_applied"]
