@@ -285,8 +285,13 @@ class IpAllowScreen(NeonScreen):
     async def review_change(self, r: ProjectReview, text: str, protected_only: bool) -> None:
         if self.my_addr is None:
             self.my_addr = await find_my_address(self.app.client, org_ids=[r.org_id] if r.org_id else [])
-        change = plan_change(r.current, AllowList(tuple(parse_entries(text)), protected_only), self.my_addr,
+        # Plan from the project as it is now, not as the view last read it: someone may have changed it since.
+        current = AllowList.of(await self.app.client.get_project(r.project_id))
+        change = plan_change(current, AllowList(tuple(parse_entries(text)), protected_only), self.my_addr,
                              project_id=r.project_id, name=r.name, plan=r.plan)
+        if current != r.current:
+            change.warnings.insert(0, f"the list changed since this view read it (it was {r.current.describe()}): "
+                                      "'now' is the list as it is")
         if not change.ok:
             from neon_tui.screens.modals import ErrorModal
 
@@ -316,6 +321,17 @@ class IpAllowScreen(NeonScreen):
     @work(group="ipallow-apply", exit_on_error=False, description="IP allow: apply a change")
     async def apply_change(self, change: Change) -> None:
         pid = change.project_id
+        self._set_state(pid, "checking")
+        fresh = AllowList.of(await self.app.client.get_project(pid))
+        if fresh != change.before:  # changed while the review was open: never overwrite it unseen
+            from neon_tui.screens.modals import ErrorModal
+
+            self._set_state(pid, "changed elsewhere")
+            self.app.push_screen(ErrorModal(
+                "IP allow changed meanwhile",
+                f"{change.name}'s list changed while you reviewed the change:\nwas:  {change.before.describe()}"
+                f"\nnow:  {fresh.describe()}\n\nNothing was sent. Edit again (e) to change the list as it is now."))
+            return
         self._set_state(pid, "sending")
         journal = await self._open_journal()
         try:

@@ -127,6 +127,30 @@ async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path)
         assert ml.allowed_ips == ["0.0.0.0/1", "128.0.0.0/1", "127.0.0.1"]
 
 
+async def test_a_list_changed_elsewhere_is_shown_and_never_overwritten_unseen(tmp_path):
+    sim = make_sim(op_seconds=0.05)
+    ml = sim.inspect.project_by_name("acme-ml-features")
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await _open(app, pilot)
+        ml.allowed_ips = ["198.51.100.7"]  # someone else changes it after the view read it
+        await _edit(app, pilot, screen, ml.id, "203.0.113.0/24, 127.0.0.1")
+        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        text = screen_text(app)
+        assert "now:   198.51.100.7 (all branches)" in text and "the list changed since this view read it" in text
+        assert "- 198.51.100.7" in text
+        ml.allowed_ips = ["198.51.100.8"]  # and again while the review is open
+        await pilot.press("a")
+        for _ in range(100):
+            await settle(app, pilot)
+            if type(app.screen).__name__ == "ErrorModal":
+                break
+        assert type(app.screen).__name__ == "ErrorModal" and app.screen.title_text == "IP allow changed meanwhile"
+        assert "now:  198.51.100.8" in app.screen.message
+        assert ml.allowed_ips == ["198.51.100.8"]
+        assert screen.states[ml.id] == "changed elsewhere"
+
+
 async def test_paid_plan_refusal_and_invalid_entries(tmp_path):
     sim = make_sim()
     blog = sim.inspect.project_by_name("blog")
