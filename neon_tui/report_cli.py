@@ -21,6 +21,10 @@ the incident, i.e. written since --since, else since the leaked_at of the newest
 
 --out FILE writes the report (mode 0600) and journals that it was written (the checklist's last step).
 
+Scope: only journals made against this API host (NEON_API_HOST, or Neon's; --demo: the demo's), and of one
+account: --account ID, else NEON_API_KEY's account when the key is set, else every account (said on standard
+error when the journals name several). Journals that name no account are kept.
+
 Exit status: 0 report written; 1 a journal could not be read; 2 usage error.
 """
 
@@ -29,6 +33,9 @@ Neon's breach checklist with each step's live state, derived from the journals (
 checked against the account: revoked keys gone, rotated roles changed since the leak):
 exposed roles found, passwords rotated and verified, stored copies replaced, API keys rotated, IP allow
 reviewed, unknown roles handled, report written.
+
+Only journals of this API host and, with a key (or --demo), of the key's account count; --demo counts only
+journals written after this process started (each --demo run is a fresh simulated account).
 
 Exit status: 0 every step done; 3 some steps open; 1 the journals (or the account) could not be read;
 2 usage error.
