@@ -523,7 +523,7 @@ class NeonApp(App):
         if self.client is not None and not isinstance(self.screen, IpAllowScreen):
             self.push_screen(IpAllowScreen())
 
-    def action_open_audit(self) -> None:
+    async def action_open_audit(self) -> None:
         """A: roles, branches, members and project access changed since the leak; drop or keep roles."""
         from neon_tui.screens.audit import AuditScreen
 
@@ -537,7 +537,8 @@ class NeonApp(App):
         else:
             from neon_tui.incident.audit import default_since
 
-            since, why = default_since()
+            # the leak time of this API host's and account's exposure scan, never another account's
+            since, why = default_since(host=str(self.client.base_url), account=await self.account_id())
         self.push_screen(AuditScreen(since, why))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -99,10 +99,18 @@ async def _audit(ns: argparse.Namespace) -> int:
 
             since, where = demo_leaked_at(sim), "the demo's leak time"
         else:
-            since, where = default_since()
+            since, where = None, ""  # from this account's exposure journals, once /auth has named the account
     except ValueError as e:
         _err(str(e))
         return EXIT_USAGE
+    if since is None:
+        try:
+            account = (await client.get_auth()).account_id
+        except NeonError as e:
+            await client.aclose()
+            _err(str(e))
+            return EXIT_USAGE
+        since, where = default_since(host=str(client.base_url), account=account)
     _err(f"looking for changes since {since.strftime('%Y-%m-%dT%H:%M:%SZ')} ({where})")
     pg = None
     if ns.pg:

@@ -149,7 +149,8 @@ async def _list(ns: argparse.Namespace, client) -> int:
 
     sent = client.requests_sent
     projects, plans = await _projects(client, ns.org)
-    exposure = latest_exposure()
+    auth = await client.get_auth()  # the exposure scan of this API host and account only
+    exposure = latest_exposure(host=str(client.base_url), account=auth.account_id)
     result = await review(client, projects, exposed=exposure.exposed if exposure else None, plans=plans)
     code = EXIT_FLAGGED if result.flagged else (EXIT_OK if result.complete else EXIT_INCOMPLETE)
     if ns.action == "review":
@@ -214,11 +215,13 @@ def _ask(prompt: str) -> str:
 
 
 def _confirm(change) -> bool:
-    """y/N; when the user's own address would be excluded, the project's name must be typed."""
+    """y/N; when the user's own address would be excluded, or the change opens the project to every address,
+    the project's name must be typed."""
     try:
-        if change.excludes_me:
-            return _ask(f"Your own address would be excluded. Type the project name ({change.name}) "
-                        "to apply anyway: ") == change.name
+        if change.needs_typed:
+            why = "Your own address would be excluded" if change.excludes_me else \
+                f"This opens the project to every address ({change.opens})"
+            return _ask(f"{why}. Type the project name ({change.name}) to apply anyway: ") == change.name
         return _ask("Apply this change? [y/N] ").lower() in ("y", "yes")
     except EOFError:
         return False

@@ -21,6 +21,10 @@ the incident, i.e. written since --since, else since the leaked_at of the newest
 
 --out FILE writes the report (mode 0600) and journals that it was written (the checklist's last step).
 
+Scope: only journals made against this API host (NEON_API_HOST, or Neon's; --demo: the demo's), and of one
+account: --account ID, else NEON_API_KEY's account when the key is set, else every account (said on standard
+error when the journals name several). Journals that name no account are kept.
+
 Exit status: 0 report written; 1 a journal could not be read; 2 usage error.
 """
 
@@ -29,6 +33,9 @@ Neon's breach checklist with each step's live state, derived from the journals (
 checked against the account: revoked keys gone, rotated roles changed since the leak):
 exposed roles found, passwords rotated and verified, stored copies replaced, API keys rotated, IP allow
 reviewed, unknown roles handled, report written.
+
+Only journals of this API host and, with a key (or --demo), of the key's account count; --demo counts only
+journals written after this process started (each --demo run is a fresh simulated account).
 
 Exit status: 0 every step done; 3 some steps open; 1 the journals (or the account) could not be read;
 2 usage error.
@@ -44,6 +51,9 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="write the report to FILE (0600) instead of standard output")
     p.add_argument("--demo", action="store_true",
                    help="the demo's journals (by default only those made against NEON_API_HOST, or Neon's API)")
+    p.add_argument("--account", metavar="ID",
+                   help="only journals of this Neon account (default: the account of NEON_API_KEY when it is set, "
+                        "else every account, said on standard error); journals that name no account are kept")
 
 
 def add_status_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,13 +118,24 @@ def report_main(ns: argparse.Namespace) -> int:
     except TimeError as e:
         _err("report", str(e))
         return EXIT_USAGE
+    account = (ns.account or "").strip() or None
+    if account is None and not ns.demo and os.environ.get("NEON_API_KEY") and not ns.runs:
+        account, why = asyncio.run(_key_account(False))
+        if account is None:
+            _err("report", f"the key's account is unknown ({why}): journals of every account")
+        else:
+            _err("report", f"journals of account {account} (NEON_API_KEY's; --account chooses another)")
     try:
         from neon_tui.incident.journals import current_host
 
-        inputs = load(list(ns.runs), since=since, host=current_host(ns.demo))
+        inputs = load(list(ns.runs), since=since, host=current_host(ns.demo), account=account)
     except JournalError as e:
         _err("report", str(e))
         return EXIT_UNREADABLE
+    accounts = sorted({str(x.header.get("account")) for x in [*inputs.runs, *inputs.actions] if x.header.get("account")})
+    if account is None and len(accounts) > 1:
+        _err("report", f"the journals name {len(accounts)} accounts ({', '.join(accounts)}): "
+                       "--account ID keeps one")
     for p in inputs.problems:
         _err("report", f"damaged journal: {p}")
     try:
@@ -146,10 +167,18 @@ def status_main(ns: argparse.Namespace) -> int:
     except TimeError as e:
         _err("status", str(e))
         return EXIT_USAGE
+    from datetime import datetime, timezone
+
+    started = datetime.now(timezone.utc)
+    account = None
+    if ns.demo or os.environ.get("NEON_API_KEY"):
+        account, _why = asyncio.run(_key_account(ns.demo))  # only the key's account's journals
     try:
         from neon_tui.incident.journals import current_host
 
-        inputs = load(None, since=since, host=current_host(ns.demo))
+        # --demo: each process is a fresh simulated account; earlier demo sessions' journals are not its business
+        inputs = load(None, since=since, host=current_host(ns.demo), account=account,
+                      not_before=started if ns.demo else None)
     except JournalError as e:
         _err("status", str(e))
         return EXIT_UNREADABLE
@@ -178,6 +207,22 @@ def status_main(ns: argparse.Namespace) -> int:
     for p in inputs.problems:
         _err("status", f"damaged journal: {p}")
     return code
+
+
+async def _key_account(demo: bool) -> tuple[str | None, str | None]:
+    """GET /auth's account_id for the key in use (or the demo's), or (None, why not)."""
+    from neon_tui.neon.errors import NeonError
+    from neon_tui.rotate_cli import make_client
+
+    try:
+        client, _sim = make_client(demo)
+    except NeonError as e:
+        return None, str(e)
+    async with client:
+        try:
+            return (await client.get_auth()).account_id, None
+        except NeonError as e:
+            return None, str(e)
 
 
 async def _account(ns: argparse.Namespace, inputs):

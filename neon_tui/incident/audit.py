@@ -162,7 +162,11 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     raw = text.strip()
     units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     if len(raw) >= 2 and raw[-1].lower() in units and raw[:-1].replace(".", "", 1).isdigit():
-        return now - timedelta(seconds=float(raw[:-1]) * units[raw[-1].lower()])
+        try:
+            return now - timedelta(seconds=float(raw[:-1]) * units[raw[-1].lower()])
+        except (OverflowError, ValueError):
+            raise ValueError(f"--since {text!r} reaches before the year 1: give a shorter age or an ISO 8601 time") \
+                from None
     try:
         when = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -175,16 +179,13 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return when
 
 
-def default_since(directory: Path | None = None, now: datetime | None = None) -> tuple[datetime, str]:
-    """The leak time of the newest exposure journal that has one, else 7 days ago; and where it came from."""
-    from neon_tui.incident.actions import list_action_journals, read_action_journal
-    from neon_tui.rotation.journal import JournalError
+def default_since(directory: Path | None = None, now: datetime | None = None, *, host: str | None = None,
+                  account: str | None = None, not_before: datetime | None = None) -> tuple[datetime, str]:
+    """The leak time of the newest exposure journal of this API host and account (a journal naming no account
+    counts) that has one, else 7 days ago; and where it came from."""
+    from neon_tui.incident.journals import exposure_journals
 
-    for path in reversed(list_action_journals("exposure", directory)):
-        try:
-            log = read_action_journal(path)
-        except JournalError:
-            continue
+    for log in reversed(exposure_journals(directory, host=host, account=account, not_before=not_before)):
         for rec in reversed(log.events("exposure_scanned")):
             leaked = rec.get("leaked_at")
             if isinstance(leaked, str) and leaked:
@@ -664,7 +665,7 @@ async def drop_roles(client, targets: Sequence[DropTarget], journal, *, reviews:
                      op_timeout: float = 120.0, on_outcome: Callable[[DropOutcome], None] | None = None,
                      ) -> list[DropOutcome]:
     """Drop each reviewed role (refusals are journaled as failures and never sent), one at a time: DELETE,
-    then wait for its operations. Journal kind "roles": role_dropped / role_drop_failed."""
+    then wait for its operations. Journal kind "roles": role_dropped / role_drop_failed / role_drop_refused."""
     reviews = list(reviews) if reviews is not None else await review_drops(client, targets)
     outcomes: list[DropOutcome] = []
     for rv in reviews:
@@ -674,6 +675,9 @@ async def drop_roles(client, targets: Sequence[DropTarget], journal, *, reviews:
             journal.write("role_dropped", project_id=t.project_id, branch_id=t.branch_id, role=t.role,
                           operations=out.operations, request_id=out.request_id,
                           already_gone=out.status == "gone")
+        elif out.status == "refused":  # never sent: the review refused it (not a failure that needs attention)
+            journal.write("role_drop_refused", project_id=t.project_id, branch_id=t.branch_id, role=t.role,
+                          reason=out.message)
         else:
             journal.write("role_drop_failed", project_id=t.project_id, branch_id=t.branch_id, role=t.role,
                           reason=out.message)
@@ -721,8 +725,13 @@ def journal_review(journal, report: AuditReport) -> None:
     """audit_reviewed: the counts of what the audit found (no names, no emails)."""
     # flagged: the roles with findings that need a decision (drop or keep): high and medium, each role once.
     # Low and info ones are for reading (e.g. login roles that own nothing), not for the checklist to wait on.
-    flagged = len({f.target for f in report.findings if f.is_role and f.severity in ("high", "medium")})
+    # flagged_targets: their ids (project_id, branch_id, role; no names of people, no secrets), so the checklist
+    # can require a decision on each one rather than a count of decisions.
+    targets = sorted({(f.project_id or "", f.branch_id or "", f.role or "") for f in report.findings
+                      if f.is_role and f.severity in ("high", "medium")})
+    flagged = len(targets)
     journal.write("audit_reviewed", findings=report.counts(), severities=report.severities(), flagged=flagged,
+                  flagged_targets=[list(t) for t in targets],
                   not_checked=len(report.not_checked), since=_iso(report.since))
 
 

@@ -121,16 +121,22 @@ def _keys(r: Report, actions: list[ActionLog]) -> Step:
     for x in old_revoked:
         d = dead.get(str(x["key_id"]))
         parts.append(f"old key {d['status']}" if d else f"old key {x['key_id']} revoked, not confirmed dead")
-    if k["revoke_failed"]:
-        parts.append(f"{len(k['revoke_failed'])} revoke(s) failed")
-    if k["revoke_failed"] or k["still_live"] and any(x["why"] == "revoke failed" for x in k["still_live"]):
+    from neon_tui.incident.report import key_states
+
+    failed_now = sorted(kid for kid, st in key_states(k).items() if st == "failed")  # latest event per key
+    if failed_now:
+        parts.append(f"{len(failed_now)} revoke(s) failed")
+    damaged = [p for p in r.problems if "has no valid key_id" in p]
+    if damaged:
+        parts.append(f"{len(damaged)} damaged key record(s)")
+    if failed_now or damaged or k["still_live"] and any(x["why"] == "revoke failed" for x in k["still_live"]):
         state = ATTENTION
     elif created and old_revoked and not k["still_live"]:
         state = DONE
     else:
         state = IN_PROGRESS
     return Step("keys", title, state, ", ".join(parts), "keys",
-                [f"API key {x['key_id']}: {x['why']}" for x in k["still_live"]])
+                [f"API key {x['key_id']}: {x['why']}" for x in k["still_live"]] + damaged)
 
 
 RISKY_IPALLOW = frozenset({"protected_only_gap", "bad_entry", "covers_all"})
@@ -141,11 +147,12 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
     if not any(a.kind == "ipallow" for a in actions):
         return Step("ipallow", title, TODO, "IP allow not reviewed yet", "ipallow")
     ip = r.ipallow
-    reviewed = sorted({str(x["project_id"]) for x in ip["reviewed"]} | {str(x["project_id"]) for x in ip["changed"]})
-    # A project is still open when its newest review had findings and no change came after it.
+    # Only a review reviews: a change to one project says nothing of the others, and does not clear what a
+    # review found unless a later review of that project shows it gone.
     newest: dict[str, dict[str, Any]] = {}
-    for x in sorted(ip["reviewed"] + ip["changed"], key=lambda x: x["t"]):
+    for x in sorted(ip["reviewed"], key=lambda x: x["t"] or ""):
         newest[str(x["project_id"])] = x
+    reviewed = sorted(newest)
     # Reviewing is the step: an empty list the user has seen (the default, and all a free plan allows) is
     # counted, not an alarm. Attention is for what the review showed to be wrong and is still unchanged: an
     # exposed password on a branch the list does not cover, a bad entry, an entry that covers every address.
@@ -153,9 +160,19 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
         return {str(f.get("kind")) if isinstance(f, dict) else "" for f in x.get("findings") or []}
 
     open_ = sorted(p for p, x in newest.items() if kinds(x) & RISKY_IPALLOW)
-    open_to_all = sorted(p for p, x in newest.items() if "open" in kinds(x))
-    total = projects if projects else len(reviewed)
-    figure = f"IP allow: {len(reviewed)} of {total} project(s) reviewed"
+    # "open" is a fact, not an alarm: a later change that gave the project a list (its journaled "after") ends it
+    closed_later = {str(c["project_id"]) for c in ip["changed"]
+                    if c.get("after") not in ("?", "(open to all)") and str(c["project_id"]) in newest
+                    and (c["t"] or "") > (newest[str(c["project_id"])]["t"] or "")}
+    open_to_all = sorted(p for p, x in newest.items() if "open" in kinds(x) and p not in closed_later)
+    # The total: the widest review journaled (it names how many projects it covered), else the account's or
+    # the exposure scan's project count; unknown otherwise (then the step cannot be done).
+    covered = [x["review_projects"] for x in ip["reviewed"] if isinstance(x.get("review_projects"), int)]
+    total = projects if projects else (max(covered) if covered else None)
+    if total is not None and covered:
+        total = max(total, max(covered))
+    figure = (f"IP allow: {len(reviewed)} of {total} project(s) reviewed" if total is not None
+              else f"IP allow: {len(reviewed)} project(s) reviewed, total unknown (r in the IP allow view reviews all)")
     if open_to_all:
         figure += f", {len(open_to_all)} open to every address"
     if open_:
@@ -164,7 +181,7 @@ def _ipallow(r: Report, actions: list[ActionLog], projects: int | None) -> Step:
         figure += f", {len(ip['failed'])} change(s) failed"
     if ip["failed"] or open_:
         state = ATTENTION
-    elif len(reviewed) >= total:
+    elif total is not None and reviewed and len(reviewed) >= total:
         state = DONE
     else:
         state = IN_PROGRESS
@@ -177,19 +194,38 @@ def _roles(r: Report, actions: list[ActionLog]) -> Step:
     title = "Audit the Postgres roles you do not recognize and drop the ones that should not exist"
     if not any(a.kind == "roles" for a in actions):
         return Step("audit", title, TODO, "roles not audited yet", "audit")
+    from neon_tui.incident.report import role_decisions
+
     ro = r.roles
-    flagged = ro["audits"][-1]["flagged"] if ro["audits"] else 0
-    decided = len(ro["dropped"]) + len(ro["kept"])
-    figure = f"roles: {flagged} flagged, {len(ro['dropped'])} dropped, {len(ro['kept'])} kept"
-    if ro["failed"]:
-        figure += f", {len(ro['failed'])} drop(s) failed"
+    latest = role_decisions(ro)  # the latest decision per role: a later drop clears an earlier failure
+    audit = ro["audits"][-1] if ro["audits"] else None
+    failed = sorted(t for t, d in latest.items() if d["decision"] == "failed")
+    if audit is not None and "flagged_targets" in audit:
+        # Each flagged role needs its own decision: dropped or kept (roles dropped before this audit are gone
+        # from it; a decision on another role does not count).
+        wanted = list(audit["flagged_targets"])
+        flagged = len(wanted)
+        undecided = [t for t in wanted if latest.get(t, {}).get("decision") not in ("dropped", "kept")]
+        dropped = sum(1 for d in latest.values() if d["decision"] == "dropped")
+        kept = sum(1 for d in latest.values() if d["decision"] == "kept")
+    else:  # an audit journaled without its targets: distinct decided roles against the count
+        flagged = audit["flagged"] if audit else 0
+        dropped = sum(1 for d in latest.values() if d["decision"] == "dropped")
+        kept = sum(1 for d in latest.values() if d["decision"] == "kept")
+        undecided = [] if dropped + kept >= flagged else [f"{flagged - dropped - kept} flagged role(s)"]
+    figure = f"roles: {flagged} flagged, {dropped} dropped, {kept} kept"
+    if failed:
+        figure += f", {len(failed)} drop(s) failed"
         state = ATTENTION
-    elif ro["audits"] and decided >= flagged:
+    elif audit is not None and not undecided:
         state = DONE
     else:
         state = IN_PROGRESS
-    return Step("audit", title, state, figure, "audit",
-                [f"{f['project_id']}/{f['branch_id']}/{f['role']}: {f['reason']}" for f in ro["failed"]])
+    if audit is not None and undecided and "flagged_targets" in audit:
+        figure += f", {len(undecided)} undecided"
+    details = [f"{t}: {latest[t].get('reason')}" for t in failed]
+    details += [f"{t}: flagged, not dropped or kept yet" for t in undecided if "/" in t]
+    return Step("audit", title, state, figure, "audit", details)
 
 
 def _report(actions: list[ActionLog], runs: list[RunLog]) -> Step:

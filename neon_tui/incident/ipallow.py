@@ -155,6 +155,62 @@ def _internal(addr: Address) -> bool:
     return any(addr.version == n.version and addr in n for n in _INTERNAL)
 
 
+# Wider than this, per family, the list is worth a warning (a /8 of IPv4, a /32 of IPv6: more than any one
+# organization's egress addresses).
+WIDE = {4: 2 ** 24, 6: 2 ** 96}
+FAMILY_SIZE = {4: 2 ** 32, 6: 2 ** 128}
+
+
+def coverage(entries: Iterable[str]) -> dict[int, int]:
+    """How many addresses the valid entries cover together, per IP version (overlaps counted once)."""
+    spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for entry in entries:
+        try:
+            lo, hi = entry_range(entry)
+        except ValueError:
+            continue
+        spans[lo.version].append((int(lo), int(hi)))
+    out: dict[int, int] = {}
+    for version, items in spans.items():
+        total, end = 0, -1
+        for lo, hi in sorted(items):
+            if hi <= end:
+                continue
+            total += hi - max(lo, end + 1) + 1
+            end = hi
+        if items:
+            out[version] = total
+    return out
+
+
+def breadth_notes(entries: Iterable[str]) -> list[tuple[str, bool]]:
+    """(message, flag) for what the entries cover together: every address of a family (flag: the list restricts
+    nothing for it), or more than a /8 (IPv4) or /32 (IPv6)."""
+    entries = [e.strip() for e in entries]
+    notes: list[tuple[str, bool]] = []
+    for version, n in sorted(coverage(entries).items()):
+        fam = f"IPv{version}"
+        if n >= FAMILY_SIZE[version]:
+            notes.append((f"together the entries cover every {fam} address: the list restricts nothing", True))
+        elif n > WIDE[version]:
+            share = n / FAMILY_SIZE[version]
+            notes.append((f"together the entries cover {n:,} {fam} addresses ({share:.1%} of all), more than a "
+                          f"{'/8' if version == 4 else '/32'}: is that really your own network?", False))
+    return notes
+
+
+def opens_access(after: AllowList) -> str | None:
+    """Why a list lets every address in (an empty list; entries covering every address of a family), or None."""
+    if not after.ips:
+        return "an empty list opens the project to every address"
+    for message, flag in breadth_notes(after.ips):
+        if flag:
+            return message
+    if any("covers every address" in m for m, flag in entry_notes(after.ips) if flag):
+        return "an entry covers every address: the list restricts nothing"
+    return None
+
+
 def entry_notes(entries: Iterable[str]) -> list[tuple[str, bool]]:
     """(message, flag) for entries that parse but look wrong; flag=True when it defeats the list."""
     notes: list[tuple[str, bool]] = []
@@ -272,6 +328,9 @@ async def review_project(client, project: Project, *, plan: str | None = None,
         r.findings.append(Finding("bad_entry", f"entry {problem}"))
     for message, flag in entry_notes(current.ips):
         r.findings.append(Finding("covers_all" if flag else "odd_entry", message, flag))
+    if not any(f.kind == "covers_all" for f in r.findings):  # entries that together cover everything, or a lot
+        for message, flag in breadth_notes(current.ips):
+            r.findings.append(Finding("covers_all" if flag else "wide", message, flag))
     if current.protected_branches_only:
         try:
             branches = await client.list_branches(project.id)
@@ -338,34 +397,31 @@ def _first_addr(text: str) -> str | None:
 
 
 async def find_my_address(client, *, given: str | None = None, org_ids: Iterable[str] = ()) -> MyAddress:
-    """The address to keep in the list. `given` (--my-ip) wins. Else the address Neon last saw the most
-    recently used key come from (`last_used_from_addr`; when it lists several, the first is the client and
-    the rest proxies); personal keys read GET /api_keys, organization keys their org's key list. No
-    external service is ever asked."""
+    """The address to keep in the list. `given` (--my-ip) wins. Else the address Neon last saw the key in
+    use come from (`last_used_from_addr`; when it lists several, the first is the client and the rest
+    proxies), the key in use as `keys.list_keys` establishes it. Never another key's address (after a leak the
+    most recently used key may be the attacker's): when the key in use is unknown, the address is unknown.
+    No external service is ever asked. (`org_ids` is kept for callers; list_keys finds the key lists.)"""
+    from neon_tui.incident.keys import KeyError_, list_keys
+
     if given:
         addr = _first_addr(given)
         if addr is None:
             raise ValueError(f"--my-ip {given!r} is not an IP address")
         return MyAddress(addr, "given with --my-ip")
-    keys = []
-    why = "no key lists a last-used address"
     try:
-        keys = await client.list_api_keys()
-    except PermissionDeniedError:
-        for org_id in org_ids:
-            try:
-                keys = await client.list_org_api_keys(org_id)
-                break
-            except NeonError as e:
-                why = f"the key list could not be read ({e.message})"
-    except NeonError as e:
-        why = f"the key list could not be read ({e.message})"
-    used = [k for k in keys if k.last_used_at is not None and _first_addr(k.last_used_from_addr)]
-    if not used:
-        return MyAddress(None, why + "; pass --my-ip")
-    key = max(used, key=lambda k: k.last_used_at)
-    return MyAddress(_first_addr(key.last_used_from_addr),
-                     f"where Neon last saw API key {key.name!r} used from")
+        listing = await list_keys(client, host=str(getattr(client, "base_url", "")) or None)
+    except (NeonError, KeyError_) as e:
+        return MyAddress(None, f"the key in use could not be established ({getattr(e, 'message', e)}); pass --my-ip")
+    if listing.in_use_id is None:
+        why = "; ".join(listing.problems) or "no key's last use matched this session"
+        return MyAddress(None, f"the key in use is unknown ({why}); pass --my-ip")
+    row = listing.row(listing.in_use_id)
+    addr = _first_addr(row.last_used_from_addr) if row is not None else None
+    if row is None or addr is None:
+        return MyAddress(None, f"Neon lists no last-used address for the key in use ({listing.in_use_id}); "
+                               "pass --my-ip")
+    return MyAddress(addr, f"where Neon last saw the key in use, {row.name!r} ({row.id}), used from")
 
 
 # ---------------------------------------------------------------------------------------------- change
@@ -400,6 +456,16 @@ class Change:
     @property
     def excludes_me(self) -> bool:
         return any(w.startswith("YOUR ADDRESS") for w in self.warnings)
+
+    @property
+    def opens(self) -> str | None:
+        """Why this change lets every address in, when it does and the list did not already."""
+        return opens_access(self.after) if self.changed else None
+
+    @property
+    def needs_typed(self) -> bool:
+        """The project's name must be typed (not y/N): it excludes the user's own address, or opens access."""
+        return self.excludes_me or self.opens is not None
 
     def lines(self) -> list[str]:
         """The review, as shown before asking for confirmation."""
@@ -452,6 +518,8 @@ def plan_change(current: AllowList, new: AllowList, my_addr: MyAddress | None, *
         for message, flag in entry_notes(ips):
             if flag:
                 c.warnings.append(message)
+        if not any("covers every address" in w for w in c.warnings):
+            c.warnings.extend(message for message, _flag in breadth_notes(ips))
     return c
 
 
@@ -618,9 +686,12 @@ def open_journal(client, *, account: str | None, key_kind: str | None, directory
 
 
 async def journal_reviewed(journal, projects: Iterable[ProjectReview]) -> None:
+    """One ipallow_reviewed per project, each with review_projects: how many projects this review covered
+    (the checklist's total: a change to one project is not a review of the others)."""
+    projects = list(projects)
     for p in projects:
         await journal.awrite("ipallow_reviewed", project_id=p.project_id,
-                             findings=[f.to_json() for f in p.findings])
+                             findings=[f.to_json() for f in p.findings], review_projects=len(projects))
 
 
 @dataclass(frozen=True)
@@ -630,16 +701,13 @@ class ExposureSet:
     scanned_at: str | None
 
 
-def latest_exposure(directory: Path | None = None) -> ExposureSet | None:
-    """The newest journaled exposure scan (kind "exposure", event exposure_scanned), or None."""
-    from neon_tui.incident.actions import list_action_journals, read_action_journal
-    from neon_tui.rotation.journal import JournalError
+def latest_exposure(directory: Path | None = None, *, host: str | None = None, account: str | None = None,
+                    not_before=None) -> ExposureSet | None:
+    """The newest journaled exposure scan (kind "exposure", event exposure_scanned) of this API host and
+    account (a journal naming no account counts), or None."""
+    from neon_tui.incident.journals import exposure_journals
 
-    for path in reversed(list_action_journals("exposure", directory)):
-        try:
-            log = read_action_journal(path)
-        except JournalError:
-            continue
+    for log in reversed(exposure_journals(directory, host=host, account=account, not_before=not_before)):
         scans = log.events("exposure_scanned")
         if not scans:
             continue

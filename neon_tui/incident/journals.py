@@ -104,12 +104,47 @@ def _same_host(a: Any, b: str) -> bool:
     return not isinstance(a, str) or not a or a.rstrip("/") == b.rstrip("/")
 
 
+def _same_account(a: Any, account: str | None) -> bool:
+    return account is None or not isinstance(a, str) or not a or a == account
+
+
+def belongs(header: dict[str, Any], *, host: str | None = None, account: str | None = None,
+            not_before: datetime | None = None) -> bool:
+    """Whether a journal (by its header) is this incident's: made against `host`, for `account` (a journal that
+    names no account is kept), begun at or after `not_before`."""
+    if host is not None and not _same_host(header.get("host"), host):
+        return False
+    if not _same_account(header.get("account"), account):
+        return False
+    if not_before is not None:
+        t = _when(header.get("t"))
+        if t is None or t < not_before:
+            return False
+    return True
+
+
+def exposure_journals(directory: Path | None = None, *, host: str | None = None, account: str | None = None,
+                      not_before: datetime | None = None) -> list[ActionLog]:
+    """The readable exposure journals of this host and account, oldest first (damaged ones are skipped)."""
+    out = []
+    for path in list_action_journals("exposure", directory):
+        try:
+            log = read_action_journal(path)
+        except JournalError:
+            continue
+        if belongs(log.header, host=host, account=account, not_before=not_before):
+            out.append(log)
+    return out
+
+
 def load(specs: list[str] | None = None, *, since: datetime | None = None, runs_dir: Path | None = None,
-         acts_dir: Path | None = None, host: str | None = None, not_before: datetime | None = None) -> Inputs:
+         acts_dir: Path | None = None, host: str | None = None, not_before: datetime | None = None,
+         account: str | None = None) -> Inputs:
     """The journals of the incident: the named ones (run or action ids, or paths), else the incident scope.
 
     In the scope, `host` keeps only journals made against that API host (the demo's never mix with a real
-    account's), and `not_before` drops journals begun before it (a demo session counts only its own).
+    account's), `account` only those of that account (journals that name none are kept), and `not_before`
+    drops journals begun before it (a demo session counts only its own).
 
     A named journal that cannot be read raises JournalError (the caller said which); in the scope, a damaged
     or foreign journal is reported in `problems` and never hides the others.
@@ -139,6 +174,9 @@ def load(specs: list[str] | None = None, *, since: datetime | None = None, runs_
         if host is not None:
             out.runs = [r for r in out.runs if _same_host(r.header.get("host"), host)]
             out.actions = [a for a in out.actions if _same_host(a.header.get("host"), host)]
+        if account is not None:
+            out.runs = [r for r in out.runs if _same_account(r.header.get("account"), account)]
+            out.actions = [a for a in out.actions if _same_account(a.header.get("account"), account)]
         if not_before is not None:
             def recent(header: dict[str, Any]) -> bool:
                 t = _when(header.get("t"))

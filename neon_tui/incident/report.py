@@ -194,6 +194,8 @@ _ACTION_TEXT = {
     "role_dropped": lambda r: f"role dropped: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}",
     "role_drop_failed": lambda r: f"role drop failed: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}: "
                                   f"{r.get('reason')}",
+    "role_drop_refused": lambda r: f"role drop refused: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}: "
+                                   f"{r.get('reason')}",
     "role_kept": lambda r: f"role kept: {r.get('project_id')}/{r.get('branch_id')}/{r.get('role')}"
                            + (f" ({r['reason']})" if r.get("reason") else ""),
     "report_written": lambda r: f"report written ({r.get('format')})",
@@ -209,6 +211,37 @@ def _ips(v: Any) -> str:
     ips = v.get("ips") or []
     text = ", ".join(str(i) for i in ips) if ips else "(open to all)"
     return text + (" [protected branches only]" if v.get("protected_branches_only") else "")
+
+
+def _is_key_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def key_states(keys: dict[str, list[dict[str, Any]]]) -> dict[int, str]:
+    """The latest revoke state per key id: "revoked", "failed" or "dead" (by time, then journal order)."""
+    events = [(x["t"] or "", n, i, state, x["key_id"]) for n, (name, state) in
+              enumerate((("revoked", "revoked"), ("revoke_failed", "failed"), ("dead", "dead")))
+              for i, x in enumerate(keys.get(name, []))]
+    out: dict[int, str] = {}
+    # same time: a revoke, then its failure or its proof (the order the hand-off writes them)
+    for *_rest, state, kid in sorted(events, key=lambda e: (e[0], e[1], e[2])):
+        out[kid] = state
+    return out
+
+
+def role_target(x: dict[str, Any]) -> str:
+    return f"{x.get('project_id')}/{x.get('branch_id')}/{x.get('role')}"
+
+
+def role_decisions(roles: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The latest decision per role target ("PROJECT/BRANCH/ROLE"): dropped, kept or failed, with its record.
+    Refusals of a review (a role the API does not know, a protected role) are not decisions."""
+    events = [(x["t"] or "", i, name, x) for name in ("dropped", "kept", "failed")
+              for i, x in enumerate(roles.get(name, []))]
+    out: dict[str, dict[str, Any]] = {}
+    for _t_, _i, name, x in sorted(events, key=lambda e: (e[0], e[1])):
+        out[role_target(x)] = {"decision": name, **x}
+    return out
 
 
 def _audit_flagged(rec: dict[str, Any]) -> int:
@@ -269,6 +302,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     """The report of these journals. `since` opens the leak window when no scan gave a leaked_at."""
     rows: list[TargetRow] = []
     timeline: list[dict[str, str]] = []
+    problems = list(problems or [])
     for run in runs:
         r, e = _run_rows(run)
         rows.extend(r)
@@ -323,11 +357,16 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     # Keys.
     keys: dict[str, list[dict[str, Any]]] = {"created": [], "revoked": [], "dead": [], "revoke_failed": [],
                                              "still_live": []}
+    key_events = ("key_created", "key_revoked", "key_dead", "key_revoke_failed")
     for a in actions:
         if a.kind != "keys":
             continue
         for r in a.records:
             e = r.get("event")
+            if e in key_events and not _is_key_id(r.get("key_id")):
+                # a damaged record must not read as "old key None ... done": skipped and reported
+                problems.append(f"{a.id}: {e} at {r.get('t')} has no valid key_id ({r.get('key_id')!r}): skipped")
+                continue
             if e == "key_created":
                 keys["created"].append({"t": _t(r.get("t")), "key_id": r.get("key_id"), "name": r.get("name"),
                                         "scope": r.get("scope"), "request_id": r.get("request_id")})
@@ -339,13 +378,14 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
             elif e == "key_revoke_failed":
                 keys["revoke_failed"].append({"t": _t(r.get("t")), "key_id": r.get("key_id"),
                                               "which": r.get("which"), "reason": r.get("reason")})
-    dead_ids = {str(k["key_id"]) for k in keys["dead"]}
-    revoked_ids = {str(k["key_id"]) for k in keys["revoked"]}
+    # The latest revoke event per key decides: a failure a resume then revoked and proved dead is closed.
+    latest_key = key_states(keys)
     for k in keys["revoked"] + keys["revoke_failed"]:
-        if str(k["key_id"]) not in dead_ids and k.get("which") in ("old", None):
-            if not any(str(x["key_id"]) == str(k["key_id"]) for x in keys["still_live"]):
+        state = latest_key.get(k["key_id"])
+        if state != "dead" and k.get("which") in ("old", None):
+            if not any(x["key_id"] == k["key_id"] for x in keys["still_live"]):
                 keys["still_live"].append({"key_id": k["key_id"],
-                                           "why": "revoke failed" if str(k["key_id"]) not in revoked_ids
+                                           "why": "revoke failed" if state == "failed"
                                            else "revoked, not yet confirmed dead"})
 
     # IP allow.
@@ -356,8 +396,11 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
         for r in a.records:
             e = r.get("event")
             if e == "ipallow_reviewed":
-                ipallow["reviewed"].append({"t": _t(r.get("t")), "project_id": r.get("project_id"),
-                                            "findings": list(r.get("findings") or [])})
+                reviewed = {"t": _t(r.get("t")), "project_id": r.get("project_id"),
+                            "findings": list(r.get("findings") or [])}
+                if isinstance(r.get("review_projects"), int) and not isinstance(r.get("review_projects"), bool):
+                    reviewed["review_projects"] = r["review_projects"]  # how many projects that review covered
+                ipallow["reviewed"].append(reviewed)
             elif e == "ipallow_changed":
                 ipallow["changed"].append({"t": _t(r.get("t")), "project_id": r.get("project_id"),
                                            "before": _ips(r.get("before")), "after": _ips(r.get("after")),
@@ -368,7 +411,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
                                           "reason": r.get("reason")})
 
     # Roles.
-    roles: dict[str, list[dict[str, Any]]] = {"audits": [], "dropped": [], "kept": [], "failed": []}
+    roles: dict[str, list[dict[str, Any]]] = {"audits": [], "dropped": [], "kept": [], "failed": [], "refused": []}
     for a in actions:
         if a.kind != "roles":
             continue
@@ -377,7 +420,11 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
             who = {"t": _t(r.get("t")), "project_id": r.get("project_id"), "branch_id": r.get("branch_id"),
                    "role": r.get("role")}
             if e == "audit_reviewed":
-                roles["audits"].append({"t": _t(r.get("t")), "flagged": _audit_flagged(r)})
+                audit = {"t": _t(r.get("t")), "flagged": _audit_flagged(r)}
+                if isinstance(r.get("flagged_targets"), list):
+                    audit["flagged_targets"] = sorted({"/".join(str(p) for p in x) for x in r["flagged_targets"]
+                                                       if isinstance(x, list) and len(x) == 3})
+                roles["audits"].append(audit)
             elif e == "role_dropped":
                 roles["dropped"].append({**who, "operations": list(r.get("operations") or []),
                                          "request_id": r.get("request_id")})
@@ -385,6 +432,8 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
                 roles["kept"].append({**who, "reason": r.get("reason")})
             elif e == "role_drop_failed":
                 roles["failed"].append({**who, "reason": r.get("reason")})
+            elif e == "role_drop_refused":
+                roles["refused"].append({**who, "reason": r.get("reason")})
 
     # Counts (over the newest row of each target, plus the skipped ones).
     final = list(latest.values())
@@ -443,7 +492,8 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
     if not any(a.kind == "roles" for a in actions):
         open_actions.append("Roles: not audited (drop roles you do not recognize)")
     for f in roles["failed"]:
-        open_actions.append(f"role {f['project_id']}/{f['branch_id']}/{f['role']}: drop failed ({f['reason']})")
+        if role_decisions(roles).get(role_target(f), {}).get("decision") == "failed":  # a later drop or keep clears it
+            open_actions.append(f"role {role_target(f)}: drop failed ({f['reason']})")
 
     timeline.sort(key=lambda e: (e["t"], e["source"], e["event"]))
     scope = {"since": iso(since) if since else None, "source": since_source or ("--since" if since else "journals"),
@@ -453,7 +503,7 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
                     "unchecked": [names.get(_label(k), _label(k)) for k in sorted(unchecked)]}
     rows.sort(key=lambda r: (r.label, r.run))
     report = Report(scope, header, window, counts, timeline, rows, exposure_out, keys, ipallow, roles, evidence,
-                    open_actions, sorted(problems or []))
+                    open_actions, sorted(problems))
     guard(to_dict(report))
     return report
 
@@ -525,8 +575,8 @@ def render_markdown(report: Report) -> str:
         L.append(f"- failed {f['t']} {_md(f['project_id'])}: {_md(f['reason'])}")
     L += ["", "## Roles", ""]
     L.append("- audits: " + (", ".join(f"{a['t']} ({a['flagged']} flagged)" for a in report.roles["audits"]) or "none"))
-    for name in ("dropped", "kept", "failed"):
-        items = report.roles[name]
+    for name in ("dropped", "kept", "failed", "refused"):
+        items = report.roles.get(name, [])
         L.append(f"- {name}: " + (", ".join(
             _md(f"{i['project_id']}/{i['branch_id']}/{i['role']}" + (f" ({i['reason']})" if i.get("reason") else ""))
             for i in items) or "none"))

@@ -214,15 +214,22 @@ class AuditScreen(NeonScreen):
         if f is not None:
             self.review_and_drop(f)
 
-    @work(exclusive=True, group="audit-drop")
+    @work(exclusive=True, group="audit-drop", exit_on_error=False)
     async def review_and_drop(self, f: Finding) -> None:
+        try:
+            await self._review_and_drop(f)
+        except Exception as e:  # a journal the disk refuses, an API error: shown, never the end of the app
+            self.app.push_screen(ErrorModal("Drop not completed", f"{f.label}: {e}"))
+            self.redraw()
+
+    async def _review_and_drop(self, f: Finding) -> None:
         client = self.app.client
         target = DropTarget(f.project_id or "", f.branch_id or "", f.role or "")
         (review,) = await review_drops(client, [target])
         if not review.ok:
             self.app.push_screen(ErrorModal("Not dropped", f"{review.label}: {review.refusal}"))
             try:
-                self._journal().write("role_drop_failed", project_id=target.project_id, branch_id=target.branch_id,
+                self._journal().write("role_drop_refused", project_id=target.project_id, branch_id=target.branch_id,
                                       role=target.role, reason=review.refusal)
             except Exception:
                 pass
@@ -233,7 +240,8 @@ class AuditScreen(NeonScreen):
         if not await self.app.push_screen_wait(TypedConfirmModal(question, target.role)):
             self.notify("Not dropped.", markup=False)
             return
-        (out,) = await drop_roles(client, [target], self._journal(), reviews=[review])
+        journal = self._journal()  # opened before the drop: nothing is dropped that cannot be journaled
+        (out,) = await drop_roles(client, [target], journal, reviews=[review])
         if out.status in ("dropped", "gone"):
             self.dropped.add(target.key)
             self.notify(out.message, markup=False)

@@ -62,13 +62,23 @@ class ChecklistScreen(NeonScreen):
         args: dict = {"host": str(client.base_url)} if client is not None else {}
         if getattr(self.app, "demo", False):
             args["not_before"] = getattr(self.app, "started_at", None)
+        account = getattr(self.app, "_account", None)  # the key's account (app.account_id()), once known
+        if account:
+            args["account"] = account
         return args
+
+    async def _know_account(self) -> None:
+        try:
+            await self.app.account_id()
+        except Exception:  # no account known: the host (and in the demo the session) still scope the journals
+            pass
 
     @work(exclusive=True, group="checklist", exit_on_error=False, description="Reading the incident's journals")
     async def refresh_steps(self) -> None:
         from neon_tui.incident.checklist import checklist, confirm
         from neon_tui.incident.journals import load
 
+        await self._know_account()
         scope = self.scope_args()
         inputs = await asyncio.to_thread(lambda: load(None, **scope))
         account = None
@@ -195,6 +205,7 @@ class ChecklistScreen(NeonScreen):
         from neon_tui.report_cli import write_report_file
         from neon_tui.rotation.journal import JournalError
 
+        await self._know_account()
         scope = self.scope_args()
 
         def write():

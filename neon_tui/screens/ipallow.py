@@ -97,16 +97,17 @@ class IpAllowReviewModal(ModalScreen[bool]):
         with Vertical(classes="dialog -error" if c.excludes_me else "dialog -warning"):
             yield Label("Review the IP allow change", classes="dialog-title")
             yield Static("\n".join(c.lines()), markup=False, classes="dialog-body", id="ipa-review-text")
-            if c.excludes_me:
-                yield Static(f"Your own address would be excluded. Type {c.name!r} to apply anyway.",
-                             markup=False, classes="dialog-problem")
+            if c.needs_typed:
+                why = "Your own address would be excluded" if c.excludes_me else \
+                    f"This opens the project to every address ({c.opens})"
+                yield Static(f"{why}. Type {c.name!r} to apply anyway.", markup=False, classes="dialog-problem")
                 yield Input(placeholder=c.name, id="ipa-typed")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Apply (a)", id="apply", variant="warning", disabled=c.excludes_me)
+                yield Button("Apply (a)", id="apply", variant="warning", disabled=c.needs_typed)
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        if self.change.excludes_me:
+        if self.change.needs_typed:
             self.query_one("#ipa-typed", Input).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -122,7 +123,7 @@ class IpAllowReviewModal(ModalScreen[bool]):
         self.dismiss(event.button.id == "apply")
 
     def action_apply(self) -> None:
-        if not self.change.excludes_me:
+        if not self.change.needs_typed:
             self.dismiss(True)
 
     def action_cancel(self) -> None:
@@ -178,7 +179,9 @@ class IpAllowScreen(NeonScreen):
         report = getattr(self.app, "exposure", None)
         if report is not None:
             return {tuple(e.key) for e in report.exposed}, f"the leak scan of this session ({len(report.exposed)} exposed)"
-        found = latest_exposure()
+        client = getattr(self.app, "client", None)
+        found = latest_exposure(host=str(client.base_url) if client is not None else None,
+                                account=getattr(self.app, "_account", None))
         if found is not None:
             return set(found.exposed), f"exposure journal {found.source} ({len(found.exposed)} exposed)"
         return None, "no exposure scan yet (L on the main screen): exposed branches cannot be named"
@@ -193,6 +196,10 @@ class IpAllowScreen(NeonScreen):
         projects = []
         for o in orgs or [None]:
             projects.extend(i.project for i in await inv.load_projects(o.id if o else None))
+        try:
+            await self.app.account_id()  # the exposure journal of this account only (None if /auth fails)
+        except Exception:
+            pass
         self.exposed, self.exposure_source = self._exposure()
         result = await review(client, projects, exposed=self.exposed, plans={o.id: o.plan for o in orgs})
         self.reviews = {r.project_id: r for r in result.projects}
@@ -278,8 +285,13 @@ class IpAllowScreen(NeonScreen):
     async def review_change(self, r: ProjectReview, text: str, protected_only: bool) -> None:
         if self.my_addr is None:
             self.my_addr = await find_my_address(self.app.client, org_ids=[r.org_id] if r.org_id else [])
-        change = plan_change(r.current, AllowList(tuple(parse_entries(text)), protected_only), self.my_addr,
+        # Plan from the project as it is now, not as the view last read it: someone may have changed it since.
+        current = AllowList.of(await self.app.client.get_project(r.project_id))
+        change = plan_change(current, AllowList(tuple(parse_entries(text)), protected_only), self.my_addr,
                              project_id=r.project_id, name=r.name, plan=r.plan)
+        if current != r.current:
+            change.warnings.insert(0, f"the list changed since this view read it (it was {r.current.describe()}): "
+                                      "'now' is the list as it is")
         if not change.ok:
             from neon_tui.screens.modals import ErrorModal
 
@@ -309,6 +321,17 @@ class IpAllowScreen(NeonScreen):
     @work(group="ipallow-apply", exit_on_error=False, description="IP allow: apply a change")
     async def apply_change(self, change: Change) -> None:
         pid = change.project_id
+        self._set_state(pid, "checking")
+        fresh = AllowList.of(await self.app.client.get_project(pid))
+        if fresh != change.before:  # changed while the review was open: never overwrite it unseen
+            from neon_tui.screens.modals import ErrorModal
+
+            self._set_state(pid, "changed elsewhere")
+            self.app.push_screen(ErrorModal(
+                "IP allow changed meanwhile",
+                f"{change.name}'s list changed while you reviewed the change:\nwas:  {change.before.describe()}"
+                f"\nnow:  {fresh.describe()}\n\nNothing was sent. Edit again (e) to change the list as it is now."))
+            return
         self._set_state(pid, "sending")
         journal = await self._open_journal()
         try:

@@ -35,6 +35,8 @@ def test_audit_json_and_exit_codes(served):
     # Usage errors: one clear line each.
     r = served.run("audit", "--since", "last tuesday")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--since" in r.stderr
+    r = served.run("audit", "--since", "9999999d")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "year 1" in r.stderr, r.stderr
     r = served.run("audit", "--org", "nope")
     assert r.returncode == 2 and "no organization 'nope'" in r.stderr
     # The review is journaled as counts.
@@ -64,3 +66,18 @@ def test_drop_reviews_confirms_and_journals(served):
     assert r.returncode == 2 and "PROJECT_ID/BRANCH_ID/ROLE" in r.stderr
     r = served.run("audit", "--json", "--since", "72h")
     assert _json(r.stdout)[-1]["findings"]["role_created"] == 0
+
+
+def test_the_audit_window_comes_from_this_hosts_exposure_scan_only(served, tmp_path):
+    """A demo exposure scan (another API host, another account) never sets a real account's audit window."""
+    leak = tmp_path / "leak.env"
+    leak.write_text("export DATABASE_URL='postgresql://app:npg_notreal@ep-x-1.aws.neon.tech/neondb'\n")
+    r = served.run("exposure", "--leaked", str(leak), "--demo", "--leaked-at", "2026-11-29T12:00Z")
+    assert sorted((served.state / "neon-tui" / "actions").glob("exposure-*.jsonl")), r.stderr
+    r = served.run("audit", "--json")
+    assert "2026-11-29T12:00:00Z" not in r.stderr, r.stderr
+    assert "7 days ago" in r.stderr
+    # This host's own scan sets it.
+    r = served.run("exposure", "--leaked", str(leak), "--leaked-at", "2026-11-28T08:00Z")
+    r = served.run("audit", "--json")
+    assert "looking for changes since 2026-11-28T08:00:00Z (the leak time of exposure scan" in r.stderr, r.stderr

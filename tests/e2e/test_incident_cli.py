@@ -76,3 +76,30 @@ def test_exposure_rotate_report_status(served, tmp_path):
     for text in (rep.stdout, status.stdout, scan.stdout, scan.stderr):
         for s in seen:
             assert s not in text
+
+
+def test_status_and_report_keep_to_the_keys_account_and_a_demo_to_its_own_session(served):
+    """Journals of another account on the same API host (written by the real `ipallow review` with an
+    organization key) are not this key's incident; `report --account` chooses one. A --demo status counts
+    only its own process's journals."""
+    sim = served.sim
+    org = next(o for o in sim.account.orgs if o.name == "Acme Robotics")
+    personal_key = served.env["NEON_API_KEY"]
+    served.env["NEON_API_KEY"] = sim.org_api_key(org.id)
+    r = served.run("ipallow", "review", "--json")
+    assert json.loads(r.stdout.splitlines()[-1])["reviewed"] is True, r.stderr
+    r = served.run("status", "--json")
+    assert {s["id"]: s for s in json.loads(r.stdout)["steps"]}["ipallow"]["state"] != "todo", r.stderr
+    served.env["NEON_API_KEY"] = personal_key
+    r = served.run("status", "--json")
+    steps = {s["id"]: s for s in json.loads(r.stdout)["steps"]}
+    assert steps["ipallow"]["state"] == "todo", steps["ipallow"]
+    r = served.run("report", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["scope"]["actions"] == [] and f"journals of account {sim.inspect.user_id}" in r.stderr
+    r = served.run("report", "--json", "--account", org.id)
+    assert [a.split("-")[0] for a in json.loads(r.stdout)["scope"]["actions"]] == ["ipallow"], r.stderr
+    # --demo: an earlier demo process's journals are another (simulated) account's.
+    served.run("ipallow", "review", "--demo", "--json")
+    r = served.run("status", "--demo", "--json")
+    assert {s["id"]: s for s in json.loads(r.stdout)["steps"]}["ipallow"]["state"] == "todo", r.stdout

@@ -31,7 +31,7 @@ def test_list_json_exit_codes_and_the_exposure_gap(served):
     # An exposure scan journaled in the state directory names the unprotected branch that is exposed.
     prod = sim.inspect.project_by_name("acme-prod")
     staging = sim.inspect.branch_by_name(prod.id, "staging").id
-    j = create_action_journal("exposure", host=served.url, account="a", directory=_actions(served))
+    j = create_action_journal("exposure", host=served.url, account=sim.inspect.user_id, directory=_actions(served))
     j.write("exposure_scanned", source="leak.env", exposed=[[prod.id, staging, "app"]], unchecked=[], counts={})
     j.close()
     r = served.run("ipallow", "--org", "Acme Robotics")
@@ -64,7 +64,7 @@ def test_set_asks_and_applies(served):
     p = sim.inspect.project_by_name("acme-ml-features")
     r = served.run("ipallow", "set", p.name, "--ips", "203.0.113.0/24,127.0.0.1", input="n\n")
     assert r.returncode == 1 and "not applied (declined)" in r.stderr and p.allowed_ips == []
-    assert "your address: 127.0.0.1 (where Neon last saw API key 'neon-tui' used from)" in r.stderr
+    assert "your address: 127.0.0.1 (where Neon last saw the key in use, 'neon-tui' (" in r.stderr, r.stderr
     r = served.run("ipallow", "set", p.id, "--ips", "203.0.113.0/24,127.0.0.1", "--protected-only", input="y\n")
     assert r.returncode == 0, r.stderr
     assert p.allowed_ips == ["203.0.113.0/24", "127.0.0.1"] and p.protected_branches_only is True
@@ -78,7 +78,8 @@ def test_set_asks_and_applies(served):
     change, applied = _lines(r.stdout)
     assert change["removed"] == ["127.0.0.1"] and applied["type"] == "applied"
     assert applied["ips"] == ["203.0.113.0/24"] and applied["protected_branches_only"] is True
-    assert len(applied["operations"]) == len(p.endpoints) and applied["requests"] <= 15
+    # up to 7 of the requests establish the key in use (keys.list_keys: its address is "your address")
+    assert len(applied["operations"]) == len(p.endpoints) and applied["requests"] <= 24
     events = [r["event"] for path in list_action_journals("ipallow", directory=_actions(served))
               for r in read_action_journal(path).records]
     assert events == ["ipallow_changed", "ipallow_applied", "ipallow_changed", "ipallow_applied"]
@@ -105,3 +106,40 @@ def test_paid_plan_refusal_and_usage_errors(served):
         r = served.run("ipallow", *args)
         assert r.returncode == 2, (args, r.stderr)
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+def test_a_change_is_not_a_review_and_the_total_comes_from_the_review(served):
+    """The real writers: `ipallow add` to one project is not a review of the account's 8; `ipallow review`
+    journals how many projects it covered, so status counts against that."""
+    r = served.run("ipallow", "add", "acme-prod", "--ips", "1.2.3.4", "--yes", "--my-ip", "1.2.3.4")
+    assert r.returncode == 0, r.stderr
+    r = served.run("status", "--json")
+    step = {s["id"]: s for s in json.loads(r.stdout)["steps"]}["ipallow"]
+    assert step["state"] == "in progress" and step["figure"].startswith("IP allow: 0 project(s) reviewed"), step
+    r = served.run("ipallow", "review", "--json")
+    assert json.loads(r.stdout.splitlines()[-1])["reviewed"] is True, r.stderr
+    r = served.run("status", "--json")
+    step = {s["id"]: s for s in json.loads(r.stdout)["steps"]}["ipallow"]
+    assert step["figure"].startswith("IP allow: 8 of 8 project(s) reviewed"), step
+    (path,) = [p for p in list_action_journals("ipallow", directory=_actions(served))
+               if read_action_journal(p).events("ipallow_reviewed")]
+    assert {x["review_projects"] for x in read_action_journal(path).events("ipallow_reviewed")} == {8}
+
+
+def test_widening_is_warned_and_opening_needs_the_typed_project_name(served):
+    for ips, warning in (("0.0.0.0/1,128.0.0.0/1", "cover every IPv4 address"),
+                         ("0.0.0.0-255.255.255.255", "cover every IPv4 address"),
+                         ("", "an empty list opens the project to every address")):
+        r = served.run("ipallow", "set", "acme-prod", "--ips", ips, "--my-ip", "1.2.3.4", input="y\n")
+        assert r.returncode == 1 and "not applied (declined)" in r.stderr, r.stderr
+        assert warning in r.stderr and "Type the project name (acme-prod)" in r.stderr, r.stderr
+    r = served.run("ipallow", "set", "acme-prod", "--ips", "10.0.0.0/7,1.2.3.4", "--my-ip", "1.2.3.4", input="n\n")
+    assert "more than a /8" in r.stderr and "Apply this change? [y/N]" in r.stderr, r.stderr
+    r = served.run("ipallow", "set", "acme-prod", "--ips", "0.0.0.0/1,128.0.0.0/1", "--my-ip", "1.2.3.4",
+                   "--json", input="acme-prod\n")
+    assert r.returncode == 0, r.stderr
+    assert _lines(r.stdout)[-1]["ips"] == ["0.0.0.0/1", "128.0.0.0/1"]
+    # The review flags the list now: together the entries restrict nothing.
+    r = served.run("ipallow", "--json")
+    prod = next(x for x in _lines(r.stdout) if x.get("project") == "acme-prod")
+    assert prod["flagged"] and any(f["kind"] == "covers_all" for f in prod["findings"]), prod

@@ -89,10 +89,14 @@ def run_records(*, rotated_all: bool = False) -> list[dict]:
     return recs
 
 
-def rehost(root: Path, host: str) -> None:
-    """Point every fixture journal under root at another API host (e.g. a test app's simulator)."""
+def rehost(root: Path, host: str, account: str | None = None) -> None:
+    """Point every fixture journal under root at another API host (e.g. a test app's simulator) and, given,
+    another account (the simulator key's)."""
     for path in root.rglob("*.jsonl"):
-        path.write_text(path.read_text().replace(json.dumps(HOST), json.dumps(host)))
+        text = path.read_text().replace(json.dumps(HOST), json.dumps(host))
+        if account is not None:
+            text = text.replace(json.dumps(ACCOUNT), json.dumps(account))
+        path.write_text(text)
 
 
 def write_incident(root: Path, *, complete: bool = False) -> tuple[Path, Path]:

@@ -181,7 +181,7 @@ def test_parse_since():
     assert parse_since("7d", now) == now - timedelta(days=7)
     assert parse_since("2026-11-28T09:00Z", now) == datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
     assert parse_since("2026-11-28T09:00", now).tzinfo is not None
-    for bad in ("yesterday", "24", "h", "2027-01-01T00:00Z"):
+    for bad in ("yesterday", "24", "h", "2027-01-01T00:00Z", "9999999d", "99999999999999w"):
         with pytest.raises(ValueError):
             parse_since(bad, now)
 
@@ -236,7 +236,8 @@ async def test_drop_waits_for_operations_and_journals_without_secrets(sim, clien
     (path,) = list_action_journals("roles", directory=tmp_path)
     log = read_action_journal(path)
     assert log.kind == "roles"
-    dropped, failed = log.events("role_dropped"), log.events("role_drop_failed")
+    dropped, failed = log.events("role_dropped"), log.events("role_drop_refused")  # refused by the review
+    assert not log.events("role_drop_failed")
     assert [(d["role"], d["operations"], d["already_gone"]) for d in dropped] == [
         ("migrator", by["migrator"].operations, False)]
     assert dropped[0]["request_id"]

@@ -69,6 +69,9 @@ def test_attention_states_from_action_journals(tmp_path):
          "branch dev still holds an exposed password (app)"}])
     ip.write("ipallow_reviewed", project_id="p2", findings=[
         {"kind": "open", "flag": True, "message": "open to every address: the allowlist is empty"}])
+    # a change to p1 after the review does not clear its finding (only a later review of p1 would)
+    ip.write("ipallow_changed", project_id="p1", before={"ips": ["1.2.3.4"], "protected_branches_only": True},
+             after={"ips": ["1.2.3.5"], "protected_branches_only": True}, operations=["op"], request_id="r")
     ip.close()
     roles = create_action_journal("roles", host=HOST, account=ACCOUNT, directory=tmp_path)
     roles.write("audit_reviewed", findings={"flagged": 3})
@@ -79,7 +82,8 @@ def test_attention_states_from_action_journals(tmp_path):
     assert s["keys"].state == ATTENTION and "1 revoke(s) failed" in s["keys"].figure
     # an exposed password outside the list is an alarm; an empty list the user reviewed is only counted
     assert s["ipallow"].state == ATTENTION and s["ipallow"].figure == \
-        "IP allow: 2 of 2 project(s) reviewed, 1 open to every address, 1 with risky findings unchanged"
+        "IP allow: 2 project(s) reviewed, total unknown (r in the IP allow view reviews all), 1 open to every " \
+        "address, 1 with risky findings unchanged"
     assert s["ipallow"].details == ["p1: covers protected branches only while unprotected branch dev still holds "
                                     "an exposed password (app)"]
     assert s["audit"].state == IN_PROGRESS and s["audit"].figure == "roles: 3 flagged, 0 dropped, 1 kept"
@@ -175,3 +179,112 @@ def test_the_scope_keeps_one_api_host_and_a_demo_session_counts_only_its_own_jou
     # a demo session started after every fixture journal: none of them is its business
     later = load(None, runs_dir=runs, acts_dir=acts, host=HOST, not_before=datetime.now(timezone.utc))
     assert later.runs == [] and later.actions == []
+
+
+async def test_unknown_roles_need_a_decision_on_each_flagged_role(tmp_path):
+    """The real audit and drop writers: dropping another role (twice) is not a decision on the flagged one; a
+    review's refusal is not a failure; a later successful drop clears an earlier failure."""
+    from neon_tui.incident.audit import DropTarget, audit, drop_roles, journal_review, open_roles_journal, review_drops
+    from neon_tui.neon import NeonClient
+    from neon_tui.simulator import SimConfig, Simulator
+    from neon_tui.simulator.leak import demo_leaked_at
+
+    sim = Simulator(SimConfig(op_seconds=0.05))
+    acts = tmp_path / "actions"
+
+    def audit_step():
+        inputs = load(None, runs_dir=tmp_path / "runs", acts_dir=acts)
+        return {s.id: s for s in checklist(inputs.runs, inputs.actions)}["audit"]
+
+    async with NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport()) as c:
+        report = await audit(c, since=demo_leaked_at(sim), journals=tmp_path)
+        j = open_roles_journal(c, account="acct", directory=acts)
+        journal_review(j, report)
+        prod = sim.inspect.project_by_name("acme-prod")
+        low = DropTarget(prod.id, sim.inspect.branch_by_name(prod.id, "dev/alice").id, "alice_debug")
+        await drop_roles(c, [low, low], j)  # a low role given twice: dropped, then refused (gone)
+        step = audit_step()
+        assert step.state == IN_PROGRESS, step.figure
+        assert step.figure == "roles: 1 flagged, 1 dropped, 0 kept, 1 undecided"
+        ml = sim.inspect.project_by_name("acme-ml-features")
+        branch = sim.inspect.branch_by_name(ml.id, "export-tmp")
+        sync = DropTarget(ml.id, branch.id, "sync_svc")
+        assert [d.endswith("/sync_svc: flagged, not dropped or kept yet") for d in step.details] == [True]
+        # A protected role refused by the review: journaled as a refusal, not attention.
+        await drop_roles(c, [DropTarget(ml.id, branch.id, "neondb_owner")], j)
+        assert audit_step().state == IN_PROGRESS
+        # The review passes, then a database is given to sync_svc: Neon refuses the drop (a failure).
+        (rv,) = await review_drops(c, [sync])
+        db = next(iter(branch.databases.values()))
+        owner, db.owner_name = db.owner_name, "sync_svc"
+        (out,) = await drop_roles(c, [sync], j, reviews=[rv])
+        assert out.status == "failed"
+        step = audit_step()
+        assert step.state == ATTENTION and "1 drop(s) failed" in step.figure
+        db.owner_name = owner
+        (out,) = await drop_roles(c, [sync], j)
+        assert out.status == "dropped"
+        j.close()
+    step = audit_step()
+    assert (step.state, step.figure) == (DONE, "roles: 1 flagged, 2 dropped, 0 kept")
+
+
+def test_a_failed_old_key_revoke_resumed_to_success_is_done_and_a_damaged_record_is_a_problem(tmp_path, monkeypatch):
+    """The real hand-off: the old key's revoke fails (attention), a resume revokes it and proves it dead (done).
+    A key record without an int key_id is skipped and reported, never read as a key."""
+    import asyncio
+
+    from neon_tui.incident.keys import FileKeySink, KeyRotation
+    from neon_tui.neon import NeonClient
+    from neon_tui.neon.secret import Secret
+    from neon_tui.simulator import SimConfig, Simulator
+
+    monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path / "state"))
+    sim = Simulator(SimConfig(op_seconds=0.05))
+    host = "https://neon-sim.invalid/api/v2"
+    acts = tmp_path / "actions"
+
+    async def nosleep(_s):
+        return None
+
+    def factory(key):
+        return NeonClient(key, host=host, transport=sim.transport(), sleep=nosleep)
+
+    def keys_step():
+        inputs = load(None, runs_dir=tmp_path / "runs", acts_dir=acts)
+        return {s.id: s for s in checklist(inputs.runs, inputs.actions)}["keys"]
+
+    old = sim.api_key
+    sink = FileKeySink(tmp_path / "key")
+
+    async def rotate():
+        client = factory(Secret(old))
+        try:
+            return await KeyRotation(client, old_key=Secret(old), sink=sink, client_factory=factory, host=host,
+                                     confirmed=True, directory=acts).run()
+        finally:
+            await client.aclose()
+
+    sim.fail_next("DELETE /api_keys/{key_id}", "500", times=20)
+    res = asyncio.run(rotate())
+    assert res.outcome == "old_live"
+    step = keys_step()
+    assert step.state == ATTENTION and "1 revoke(s) failed" in step.figure
+    sim.clear_scripted_faults()
+    res = asyncio.run(KeyRotation.resume(res.journal, old_key=Secret(old), sink=sink, client_factory=factory,
+                                         host=host))
+    assert res.outcome == "rotated", res.messages
+    step = keys_step()
+    assert step.state == DONE, step.figure
+    assert "revoke(s) failed" not in step.figure
+    # A damaged record (key_id not an int) is a problem, not a key.
+    j = create_action_journal("keys", host=host, account="acct", directory=acts)
+    j.write("key_revoked", key_id=None, which="old", request_id="r")
+    j.close()
+    step = keys_step()
+    assert step.state == ATTENTION and "1 damaged key record(s)" in step.figure
+    assert "old key None" not in step.figure
+    inputs = load(None, runs_dir=tmp_path / "runs", acts_dir=acts)
+    from neon_tui.incident.report import build_report
+
+    assert any("has no valid key_id (None)" in p for p in build_report(inputs.runs, inputs.actions).problems)

@@ -128,14 +128,24 @@ async def test_review_without_exposure_notes_open_branches_without_flagging(sim,
 
 # ------------------------------------------------------------------------------------------ own address
 
-async def test_my_address_from_the_key_list_and_given(sim, clock):
+async def test_my_address_given(sim, clock):
     async with client_for(sim, clock) as c:
-        mine = await find_my_address(c)
         given = await find_my_address(c, given="198.51.100.9")
         with pytest.raises(ValueError, match="not an IP address"):
             await find_my_address(c, given="my laptop")
-    assert mine.addr == "127.0.0.1" and "neon-tui" in mine.source
     assert given == MyAddress("198.51.100.9", "given with --my-ip")
+
+
+async def test_my_address_is_the_key_in_uses_never_a_more_recently_used_other_key():
+    """After a leak the most recently used key may be the attacker's: the address is the key in use's."""
+    from neon_tui.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(op_seconds=0.05))  # a real clock: list_keys finds the key in use by its last use
+    other = next(k for k in sim.account.keys.values() if k.key != sim.api_key and not k.revoked)
+    other.last_used_t, other.last_used_from_addr = sim.clock() + 3600, "203.0.113.66"
+    async with NeonClient(sim.api_key, host=HOST, transport=sim.transport()) as c:
+        mine = await find_my_address(c)
+    assert mine.addr == "127.0.0.1" and "the key in use" in mine.source, mine
 
 
 def test_plan_change_warns_before_excluding_my_address():

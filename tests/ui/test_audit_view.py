@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ui_helpers import EPOCH, make_app, make_sim, screen_text, settle
+from ui_helpers import EPOCH, IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import create_action_journal, list_action_journals, read_action_journal
 from neon_tui.screens.audit import AuditScreen
@@ -15,7 +15,7 @@ from neon_tui.simulator.account import DEMO_INTRUDER
 
 def _leak_recorded() -> None:
     """An exposure scan recorded the demo's leak time: the audit starts from it."""
-    j = create_action_journal("exposure", host="h", account="a")
+    j = create_action_journal("exposure", host=IN_PROCESS, account=None)
     j.write("exposure_scanned", source="demo sample", leaked_at=(EPOCH - timedelta(hours=48)).isoformat(),
             exposed=[], unchecked=[], counts={})
     j.close()
@@ -117,3 +117,31 @@ async def test_read_only_cannot_drop(tmp_path):
         pid = sim.inspect.project_by_name("acme-ml-features").id
         assert "sync_svc" in sim.inspect.role_names(pid, sim.inspect.branch_by_name(pid, "export-tmp").id)
         assert any("Read-only session" in n.message for n in app._notifications)
+
+
+async def test_a_journal_the_disk_refuses_is_shown_not_fatal(tmp_path):
+    import shutil
+
+    from neon_tui.incident.actions import actions_dir
+
+    _leak_recorded()
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = await _open(app, pilot)
+        if screen.journal is not None:
+            screen.journal.close()
+            screen.journal = None
+        # The actions directory becomes a file: the roles journal cannot be opened.
+        shutil.move(str(actions_dir()), str(tmp_path / "moved-actions"))
+        actions_dir().write_text("not a directory")
+        pid = sim.inspect.project_by_name("acme-ml-features").id
+        bid = sim.inspect.branch_by_name(pid, "export-tmp").id
+        screen.query_one("#audit-table").move_cursor(row=_row_of(screen, "role_created", "sync_svc"))
+        await pilot.press("d")
+        await _until(pilot, lambda: "Type 'sync_svc' to go on" in screen_text(app))
+        await pilot.press(*"sync_svc", "enter")
+        await _until(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert app.screen.title_text == "Drop not completed"
+        assert app.is_running
+        assert "sync_svc" in sim.inspect.role_names(pid, bid)  # nothing dropped that could not be journaled

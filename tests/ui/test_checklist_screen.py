@@ -39,8 +39,16 @@ async def test_c_opens_the_checklist_with_the_live_steps(tmp_path, monkeypatch):
     state = tmp_path / "state"
     monkeypatch.setenv("NEON_TUI_STATE_DIR", str(state))
     write_incident(state)
-    app = make_app(make_sim(), tmp_path)
-    rehost(state, str(app.client.base_url))
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    rehost(state, str(app.client.base_url), sim.inspect.user_id)
+    # Another account's journal on the same API host (e.g. an organization key's) is not this key's incident.
+    from neon_tui.incident.actions import create_action_journal
+
+    other = create_action_journal("roles", host=str(app.client.base_url), account="org-someone-else",
+                                  directory=state / "actions")
+    other.write("role_drop_failed", project_id="p", branch_id="b", role="x", reason="not ours")
+    other.close()
     app.demo = False  # a demo session counts only journals begun after it started; these are older
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(app, pilot)
@@ -50,7 +58,7 @@ async def test_c_opens_the_checklist_with_the_live_steps(tmp_path, monkeypatch):
         text = screen_text(app)
         assert "3 exposed found 16:02 · 1 unchecked" in text
         assert "rotated 2/3 · verified 2/3 old dead" in text
-        assert "roles: 2 flagged, 1 dropped, 1 kept" in text
+        assert "roles: 2 flagged, 1 dropped, 1 kept" in text and "drop(s) failed" not in text
         assert screen.query_one(DataTable).row_count == 7
 
         # enter on the first step opens the leak loader over the tree
@@ -81,8 +89,9 @@ async def test_w_writes_the_report_and_the_step_turns_done(tmp_path, monkeypatch
     state = tmp_path / "state"
     monkeypatch.setenv("NEON_TUI_STATE_DIR", str(state))
     write_incident(state, complete=True)
-    app = make_app(make_sim(), tmp_path)
-    rehost(state, str(app.client.base_url))
+    sim = make_sim()
+    app = make_app(sim, tmp_path)
+    rehost(state, str(app.client.base_url), sim.inspect.user_id)
     app.demo = False  # a demo session counts only journals begun after it started; these are older
     app.open_checklist = True  # as `neon-tui --checklist` and the demo start
     async with app.run_test(size=(160, 40)) as pilot:

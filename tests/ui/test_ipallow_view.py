@@ -4,7 +4,7 @@ for, the typed confirmation before excluding your own address, the paid-plan ref
 from __future__ import annotations
 
 from textual.widgets import DataTable, Input
-from ui_helpers import make_app, make_sim, screen_text, settle
+from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import actions_dir, create_action_journal, list_action_journals, read_action_journal
 
@@ -43,9 +43,17 @@ async def test_rows_flags_and_the_exposure_gap(tmp_path):
     sim = make_sim()
     prod = sim.inspect.project_by_name("acme-prod")
     staging = sim.inspect.branch_by_name(prod.id, "staging").id
-    j = create_action_journal("exposure", host="h", account="a", directory=actions_dir())
+    j = create_action_journal("exposure", host=IN_PROCESS, account=sim.inspect.user_id, directory=actions_dir())
     j.write("exposure_scanned", source="paste", exposed=[[prod.id, staging, "app"]], unchecked=[], counts={})
     j.close()
+    # Newer scans of another API host and of another account on this host are not this account's business.
+    import time
+
+    time.sleep(1.05)  # journal names carry the second: these are the newest
+    for host, account in (("https://other.example/api/v2", sim.inspect.user_id), (IN_PROCESS, "another-account")):
+        other = create_action_journal("exposure", host=host, account=account, directory=actions_dir())
+        other.write("exposure_scanned", source="paste", exposed=[], unchecked=[], counts={})
+        other.close()
     app = make_app(sim, tmp_path)
     async with app.run_test(size=(160, 44)) as pilot:
         screen = await _open(app, pilot)
@@ -98,6 +106,49 @@ async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
         assert analytics.allowed_ips == ["198.51.100.0/24"]
     events = [r["event"] for r in read_action_journal(list_action_journals("ipallow")[0]).records]
     assert events == ["ipallow_changed", "ipallow_applied", "ipallow_changed", "ipallow_applied"]
+
+
+async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path):
+    sim = make_sim(op_seconds=0.05)
+    ml = sim.inspect.project_by_name("acme-ml-features")
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await _open(app, pilot)
+        await _edit(app, pilot, screen, ml.id, "0.0.0.0/1, 128.0.0.0/1, 127.0.0.1")
+        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        assert "cover every IPv4 address" in screen_text(app)
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "IpAllowReviewModal" and ml.allowed_ips != ["0.0.0.0/1", "128.0.0.0/1",
+                                                                                      "127.0.0.1"]
+        app.screen.query_one("#ipa-typed", Input).value = "acme-ml-features"
+        await pilot.press("enter")
+        await _wait_state(app, pilot, screen, ml.id, "applied")
+        assert ml.allowed_ips == ["0.0.0.0/1", "128.0.0.0/1", "127.0.0.1"]
+
+
+async def test_a_list_changed_elsewhere_is_shown_and_never_overwritten_unseen(tmp_path):
+    sim = make_sim(op_seconds=0.05)
+    ml = sim.inspect.project_by_name("acme-ml-features")
+    app = make_app(sim, tmp_path)
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await _open(app, pilot)
+        ml.allowed_ips = ["198.51.100.7"]  # someone else changes it after the view read it
+        await _edit(app, pilot, screen, ml.id, "203.0.113.0/24, 127.0.0.1")
+        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        text = screen_text(app)
+        assert "now:   198.51.100.7 (all branches)" in text and "the list changed since this view read it" in text
+        assert "- 198.51.100.7" in text
+        ml.allowed_ips = ["198.51.100.8"]  # and again while the review is open
+        await pilot.press("a")
+        for _ in range(100):
+            await settle(app, pilot)
+            if type(app.screen).__name__ == "ErrorModal":
+                break
+        assert type(app.screen).__name__ == "ErrorModal" and app.screen.title_text == "IP allow changed meanwhile"
+        assert "now:  198.51.100.8" in app.screen.message
+        assert ml.allowed_ips == ["198.51.100.8"]
+        assert screen.states[ml.id] == "changed elsewhere"
 
 
 async def test_paid_plan_refusal_and_invalid_entries(tmp_path):
