@@ -24,12 +24,15 @@ Kinds and the events each writes (field names are part of the format; the report
   revoked was not the one in use, which is still live) | abandoned (a demo's, closed by a later demo) | failed
   (hand-off), revoked | partial (selected), created | failed (create); after old_live or half_made_live a resume
   appends again.
-- ``ipallow``: ``ipallow_reviewed`` project_id, findings [...]; ``ipallow_changed`` project_id, before, after
+- ``ipallow``: ``ipallow_reviewed`` project_id, findings [{"kind", "message", "flag"}...], review_projects
+  (how many projects that review covered); ``ipallow_changed`` project_id, before, after
   (each {"ips": [...], "protected_branches_only": bool}), operations [ids], request_id; ``ipallow_applied``
   project_id, operations; ``ipallow_failed`` project_id, reason.
-- ``roles``: ``audit_reviewed`` findings counts; ``role_dropped`` project_id, branch_id, role, operations,
-  request_id; ``role_drop_failed`` project_id, branch_id, role, reason; ``role_kept`` project_id, branch_id,
-  role, reason.
+- ``roles``: ``audit_reviewed`` findings (counts by kind), severities, flagged (roles with high or medium
+  findings), flagged_targets ["PROJECT_ID/BRANCH_ID/ROLE"...], not_checked, since; ``role_dropped`` project_id,
+  branch_id, role, operations, request_id, already_gone; ``role_drop_failed`` project_id, branch_id, role,
+  reason; ``role_drop_refused`` (the same fields: the review refused it, e.g. a protected role or one the API
+  does not know; never a failure to act on); ``role_kept`` project_id, branch_id, role, reason.
 - ``report``: ``report_written`` path, format ("markdown"|"json"), runs [ids], actions [ids].
 
 Every record also carries "t" (UTC ISO time) from `Journal.write`.

@@ -129,7 +129,7 @@ def _keys(r: Report, actions: list[ActionLog]) -> Step:
     damaged = [p for p in r.problems if "has no valid key_id" in p]
     if damaged:
         parts.append(f"{len(damaged)} damaged key record(s)")
-    if failed_now or damaged or k["still_live"] and any(x["why"] == "revoke failed" for x in k["still_live"]):
+    if failed_now or damaged or any(x["why"] != "revoked, not yet confirmed dead" for x in k["still_live"]):
         state = ATTENTION
     elif created and old_revoked and not k["still_live"]:
         state = DONE

@@ -217,6 +217,17 @@ def _is_key_id(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# How a key hand-off can end (neon_tui/incident/keys.py), and the ones that leave a key live with why.
+HANDOFF_OUTCOMES = frozenset({"rotated", "undone", "old_live", "new_key_dead", "wrong_key", "half_made_live",
+                              "failed"})
+HANDOFF_LIVE = {
+    "old_live": "revoke failed",
+    "new_key_dead": "hand-off stopped: the new key was revoked by someone else; the old key is still live",
+    "wrong_key": "hand-off revoked a key that was not in use; the key in use is still live",
+    "half_made_live": "an undone hand-off could not revoke the key it made",
+}
+
+
 def key_states(keys: dict[str, list[dict[str, Any]]]) -> dict[int, str]:
     """The latest revoke state per key id: "revoked", "failed" or "dead" (by time, then journal order)."""
     events = [(x["t"] or "", n, i, state, x["key_id"]) for n, (name, state) in
@@ -387,6 +398,17 @@ def build_report(runs: list[RunLog], actions: list[ActionLog], since: datetime |
                 keys["still_live"].append({"key_id": k["key_id"],
                                            "why": "revoke failed" if state == "failed"
                                            else "revoked, not yet confirmed dead"})
+
+    # How the newest key hand-off ended: one that left a key live says so, whatever its revoke records show.
+    endings = sorted(((_t(r.get("t")) or "", a.id, r.get("outcome"), a.header) for a in actions if a.kind == "keys"
+                      for r in a.events("done") if r.get("outcome") in HANDOFF_OUTCOMES), key=lambda e: (e[0], e[1]))
+    if endings and endings[-1][2] in HANDOFF_LIVE:
+        _t_end, _jid, outcome, header = endings[-1]
+        kid = header.get("old_key_id") if _is_key_id(header.get("old_key_id")) else "in use"
+        if outcome == "half_made_live":
+            kid = next((x["key_id"] for x in reversed(keys["created"])), "new")
+        if not any(x["key_id"] == kid for x in keys["still_live"]):
+            keys["still_live"].append({"key_id": kid, "why": HANDOFF_LIVE[outcome]})
 
     # IP allow.
     ipallow: dict[str, list[dict[str, Any]]] = {"reviewed": [], "changed": [], "failed": []}

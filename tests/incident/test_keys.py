@@ -360,6 +360,14 @@ def test_new_key_revoked_before_the_old_revoke_puts_the_live_old_key_back(sim, k
     from neon_tui.incident.keys import find_unfinished_handoffs
     assert find_unfinished_handoffs(tmp_path / "actions") == []
     no_secret_in(res.journal, [old])
+    # the checklist and the report do not read this hand-off as done: the old key is still live
+    from neon_tui.incident.checklist import ATTENTION, checklist
+    from neon_tui.incident.journals import load
+
+    inputs = load(None, runs_dir=tmp_path / "no-runs", acts_dir=tmp_path / "actions")
+    step = {x.id: x for x in checklist(inputs.runs, inputs.actions)}["keys"]
+    assert step.state == ATTENTION, step
+    assert any(f"API key {oid}: hand-off stopped: the new key was revoked by someone else" in d for d in step.details)
 
 
 def test_failed_old_revoke_keeps_the_backup_until_the_old_key_is_dead(sim, kr, tmp_path):
