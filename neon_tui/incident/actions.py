@@ -29,7 +29,7 @@ Kinds and the events each writes (field names are part of the format; the report
   (each {"ips": [...], "protected_branches_only": bool}), operations [ids], request_id; ``ipallow_applied``
   project_id, operations; ``ipallow_failed`` project_id, reason.
 - ``roles``: ``audit_reviewed`` findings (counts by kind), severities, flagged (roles with high or medium
-  findings), flagged_targets ["PROJECT_ID/BRANCH_ID/ROLE"...], not_checked, since; ``role_dropped`` project_id,
+  findings), flagged_targets [[project_id, branch_id, role]...], not_checked, since; ``role_dropped`` project_id,
   branch_id, role, operations, request_id, already_gone; ``role_drop_failed`` project_id, branch_id, role,
   reason; ``role_drop_refused`` (the same fields: the review refused it, e.g. a protected role or one the API
   does not know; never a failure to act on); ``role_kept`` project_id, branch_id, role, reason.
