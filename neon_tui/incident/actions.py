@@ -41,7 +41,6 @@ Every record also carries "t" (UTC ISO time) from `Journal.write`.
 from __future__ import annotations
 
 import getpass
-import json
 import socket
 import uuid
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from neon_tui.paths import state_dir
-from neon_tui.rotation.journal import Journal, JournalError
+from neon_tui.rotation.journal import Journal, JournalError, read_records
 
 ACTION_KINDS = ("exposure", "keys", "ipallow", "roles", "report")
 
@@ -108,27 +107,10 @@ class ActionLog:
 def read_action_journal(path: Path) -> ActionLog:
     """Replay an action journal. A torn last line (crash mid-write) is dropped; other damaged lines are
     reported in `problems`. A file without an action header raises JournalError."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise JournalError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
-    lines = raw.decode("utf-8", errors="replace").split("\n")
-    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+    problems: list[str] = []
     header: dict[str, Any] | None = None
     records: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            if n == last and not raw.endswith(b"\n"):
-                break
-            problems.append(f"{path}:{n}: not a journal record (damaged line)")
-            continue
+    for _n, rec in read_records(path, problems):
         if header is None:
             if rec.get("event") != "action":
                 raise JournalError(f"{path}: not a neon-tui action journal (no action header)")

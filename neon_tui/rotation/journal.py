@@ -218,6 +218,32 @@ def _state(value: Any) -> TargetState:
         return UNKNOWN  # a state this version does not know: treat it as in doubt, reconcile first
 
 
+def read_records(path: Path, problems: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every JSON object line of a journal. A torn last line (a crash mid-write) is
+    dropped, never acted on; a damaged line elsewhere is reported in `problems`. Unreadable: JournalError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise JournalError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    lines = raw.decode("utf-8", errors="replace").split("\n")
+    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+    out: list[tuple[int, dict[str, Any]]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if n == last and not raw.endswith(b"\n"):
+                break  # torn tail
+            problems.append(f"{path}:{n}: not a journal record (damaged line)")
+            continue
+        out.append((n, rec))
+    return out
+
+
 def read_journal(path: Path) -> JournalState:
     """Replay a journal.
 
@@ -231,24 +257,7 @@ def read_journal(path: Path) -> JournalState:
     ended = False
     problems: list[str] = []
     sinks: list[str] = []
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise JournalError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
-    lines = raw.decode("utf-8", errors="replace").split("\n")
-    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            if n == last and not raw.endswith(b"\n"):
-                break  # torn tail: never acted on
-            problems.append(f"{path}:{n}: not a journal record (damaged line)")
-            continue
+    for n, rec in read_records(path, problems):
         ev = rec.get("event")
         try:
             if ev == "run":
