@@ -516,6 +516,14 @@ class RunSession:
             return
         if key in self._verifying or self._verified_for.get(key) == result.password:
             return  # already being verified, or verified, for this very password
+        settled = self.verifier.settled(result.target)
+        if settled is not None:
+            # Nothing to log in to (no endpoint, no PostgreSQL here): the verdict is known now and a cancel
+            # arriving before a task could run must not turn it into "cancelled". Journaled in the background.
+            self._record_now(key, settled, result.password)
+            self._verifying[key] = asyncio.create_task(self._journal_settled(key, settled),
+                                                       name=f"verified {result.target.label}")
+            return
         if self._verify_stopped:
             self._record_now(key, Verification.not_verified(NOT_VERIFIED_CANCELLED), result.password)
             return
@@ -543,6 +551,15 @@ class RunSession:
         except Exception as e:  # never let a verification's surprise touch the run
             self._record_now(key, Verification.not_verified(f"verification error ({type(e).__name__})"),
                              result.password)
+        finally:
+            if self._verifying.get(key) is asyncio.current_task():
+                del self._verifying[key]
+            if self._out is not None:
+                self._out.put_nowait(_WAKE)
+
+    async def _journal_settled(self, key: TargetKey, verdict: Verification) -> None:
+        try:
+            await self._journal_verdict(key, verdict)  # a journal that cannot be written trips the engine's breaker
         finally:
             if self._verifying.get(key) is asyncio.current_task():
                 del self._verifying[key]

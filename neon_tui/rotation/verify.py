@@ -219,6 +219,17 @@ class Verifier:
                 return Check(kind, Login.UNKNOWN, f"login error ({type(e).__name__})")
         return Check(kind, out.result, out.detail)
 
+    def settled(self, target: Target) -> Verification | None:
+        """The verdict that needs no login (no PostgreSQL here, no endpoint, no database), at once; None when
+        there are logins to try. A cancel cannot change it, so the session records it without waiting."""
+        if self.unavailable:
+            return Verification.not_verified(self.unavailable)
+        ep = target.connect_endpoint
+        if ep is None or not target.connection_databases():
+            why = "no endpoint" if ep is None else "no database on the branch"
+            return Verification(NewVerdict.SKIPPED, OldVerdict.NOT_CHECKED, why, why)
+        return None
+
     async def verify(self, target: Target, new_uris: Sequence[tuple[str, Secret]] | None,
                      old_passwords: Sequence[Secret] = (), *, database: str | None = None,
                      new_skipped: str | None = None, old_missing: str | None = None) -> Verification:
@@ -228,13 +239,11 @@ class Verifier:
         with `new_skipped` saying why (password not held, ...). `old_passwords` are tried on the direct
         host. `old_missing` says why no old password is known (when there is none).
         """
-        if self.unavailable:
-            return Verification.not_verified(self.unavailable)
+        settled = self.settled(target)
+        if settled is not None:
+            return settled
         ep = target.connect_endpoint
         dbs = target.connection_databases()
-        if ep is None or not dbs:
-            why = "no endpoint" if ep is None else "no database on the branch"
-            return Verification(NewVerdict.SKIPPED, OldVerdict.NOT_CHECKED, why, why)
         database = database or dbs[0].name
         new_secret = None
         new_jobs = []
