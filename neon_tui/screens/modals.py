@@ -169,7 +169,9 @@ class HelpModal(ModalScreen[None]):
             with VerticalScroll():
                 lines = [f"{keys:<14} {desc:<28} {bid}" for keys, desc, bid in self.rows]
                 yield Static("\n".join([f"{'key':<14} {'action':<28} id", *lines]), markup=False)
-            yield Static(f"Remap in {self.config_path} under [keymap]: id = \"keys\"", markup=False,
+            from neon_tui.paths import config_file
+
+            yield Static(f"Remap in {self.config_path or config_file()} under [keymap]: id = \"keys\"", markup=False,
                          classes="dialog-hint")
 
     def action_dismiss(self) -> None:

@@ -52,7 +52,10 @@ def test_run_screen_finished_masked(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=_finished_run)
 
 
-def test_help(snap_compare, app):
+def test_help(snap_compare, app, monkeypatch):
+    # the help names the settings file (here: where NEON_TUI_CONFIG points, the same on every machine)
+    monkeypatch.setenv("NEON_TUI_CONFIG", "/etc/neon-tui/config.toml")
+
     async def run_before(pilot):
         await _loaded(pilot)
         await pilot.press("question_mark")
