@@ -14,7 +14,7 @@ from textual.widgets import Footer, Header, Input, Static, Tree
 
 from neon_tui.rotation.inventory import Inventory, ProjectInfo, shares_parent_password
 from neon_tui.rotation.plan import build_plan, skip_reason
-from neon_tui.widgets.org_tree import NodeRef, OrgTree, age
+from neon_tui.widgets.org_tree import NodeRef, OrgTree, stamp
 
 
 class MainScreen(NeonScreen):
@@ -276,7 +276,7 @@ class MainScreen(NeonScreen):
         now = self.app.now()
 
         def when(dt) -> str:
-            return f"{dt:%Y-%m-%d %H:%M} UTC ({age(dt, now)} ago)" if dt else "?"
+            return stamp(dt, now)
 
         if ref.kind == "org":
             org = next((o for o in self.tree.orgs if o and o.id == ref.org_id), None)

@@ -47,6 +47,14 @@ def age(when: datetime | None, now: datetime) -> str:
     return "now"
 
 
+def stamp(when: datetime | None, now: datetime) -> str:
+    """A UTC time with its age: "2026-11-30 03:00 UTC (5h ago)", "(just now)" under a minute."""
+    if when is None:
+        return "?"
+    a = age(when, now)
+    return f"{when:%Y-%m-%d %H:%M} UTC ({'just now' if a == 'now' else a + ' ago'})"
+
+
 class OrgTree(Tree[NodeRef]):
     """The account tree. Space marks; marks live in `marks` (login roles only).
 
