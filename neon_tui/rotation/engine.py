@@ -710,10 +710,11 @@ class RotationEngine:
             if had:
                 await self._set(t, FAILED, f"rotated and delivered to {had}, but the other chosen sinks never got "
                                            "it and this project does not store passwords: take it from there, or "
-                                           "reset again (--retry-failed)")
+                                           "reset again (R in the app, --retry-failed on the command line)")
             else:
                 await self._set(t, FAILED, "rotated, but the new password was lost before delivery and this project "
-                                           "does not store passwords; reset it again (--retry-failed)")
+                                           "does not store passwords; reset it again (R in the app, --retry-failed "
+                                           "on the command line)")
             return
         result = build_result(t, password)
         self.results[t.key] = result
