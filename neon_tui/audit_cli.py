@@ -231,16 +231,6 @@ async def _drop(ns: argparse.Namespace) -> int:
 
 
 async def _confirm(n: int) -> bool:
-    import threading
+    from neon_tui.rotate_cli import ask_typed
 
-    sys.stderr.write(f"Drop {n} role{'s' if n != 1 else ''}? Type 'drop' to go on: ")
-    sys.stderr.flush()
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[str] = loop.create_future()
-
-    def read() -> None:
-        line = sys.stdin.readline()
-        loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(line))
-
-    threading.Thread(target=read, daemon=True, name="confirm").start()
-    return (await answer).strip() == "drop"
+    return await ask_typed(f"Drop {n} role{'s' if n != 1 else ''}?", "drop")

@@ -431,27 +431,32 @@ def _on_sigint(session) -> None:
         pass
 
 
-async def _confirm(plan: Plan) -> bool:
-    """Ask on the terminal (stderr), so stdout can go to a file; Ctrl-C here changes nothing."""
+async def ask_typed(prompt: str, word: str) -> bool:
+    """Ask on the terminal (stderr, so stdout can go to a file) for a typed word; True when it was typed.
+    The read runs in a daemon thread: a blocked read must not keep the process alive after Ctrl-C."""
     import threading
 
-    n = len(plan.targets)
-    word = "rotate"
-    if plan.touches_protected_branch:
-        word = "rotate protected"
-        print("This plan resets roles on PROTECTED branches.", file=sys.stderr)
-    sys.stderr.write(f"Reset {n} password{'s' if n != 1 else ''}? Type '{word}' to go on: ")
+    sys.stderr.write(f"{prompt} Type '{word}' to go on: ")
     sys.stderr.flush()
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[str] = loop.create_future()
 
     def read() -> None:
-        # A daemon thread: a blocked read must not keep the process alive after Ctrl-C.
         line = sys.stdin.readline()
         loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(line))
 
     threading.Thread(target=read, daemon=True, name="confirm").start()
     return (await answer).strip() == word
+
+
+async def _confirm(plan: Plan) -> bool:
+    """Ctrl-C here changes nothing."""
+    n = len(plan.targets)
+    word = "rotate"
+    if plan.touches_protected_branch:
+        word = "rotate protected"
+        print("This plan resets roles on PROTECTED branches.", file=sys.stderr)
+    return await ask_typed(f"Reset {n} password{'s' if n != 1 else ''}?", word)
 
 
 class Output:
