@@ -549,8 +549,12 @@ class NeonClient:
 
     # ---------------------------------------------------------------- branches
 
-    async def iter_branch_pages(self, project_id: str, *, page_size: int = 1000) -> AsyncIterator[list[Branch]]:
-        """Pages of branches; this endpoint has its own cursor style (`pagination.next`)."""
+    async def iter_branch_pages(self, project_id: str, *, page_size: int = 100) -> AsyncIterator[list[Branch]]:
+        """Pages of branches; this endpoint has its own cursor style (`pagination.next`).
+
+        Neon serves at most 100 branches a page whatever `limit` says, and sends `next` even after a short
+        last page, so neither the page size nor a short page proves the end: only an empty page or a missing
+        `next` does (one extra request per project, rather than a branch silently left unrotated)."""
         route = "/projects/{project_id}/branches"
         path = f"/projects/{seg(project_id)}/branches"
         cursor: str | None = None

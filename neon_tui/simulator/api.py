@@ -17,6 +17,7 @@ from .views import Views, stamp_us
 
 LOCK_MESSAGE = "project already has running operations, scheduling of new ones is prohibited"
 ORG_ID_REQUIRED = "org_id is required, you can find it on your organization settings page"
+BRANCH_PAGE_CAP = 100  # what real Neon returns at most per page of GET /projects/{id}/branches
 ID_PATTERN = re.compile(r"^[a-z0-9-]{1,60}$")
 # IP Allow needs a paid plan: the docs name Scale (earlier Business/Enterprise). Neon's exact refusal text is
 # not published; this one is modelled on its other plan refusals (403, a plain message, empty code).
@@ -467,9 +468,11 @@ class Api:
                 raise SimError(400, "invalid request: cursor: malformed or does not match sort_by/sort_order") from None
             branches = [b for b in branches
                         if ((getattr(b, attr), b.id) < mark if desc else (getattr(b, attr), b.id) > mark)]
-        page = branches if limit is None else branches[:limit]
+        # Neon caps a page at 100 whatever the limit (1..10000 in the spec) and always hands out `next` after
+        # a non-empty page, even a short last one: only an empty page ends the walk.
+        page = branches[:min(limit or BRANCH_PAGE_CAP, BRANCH_PAGE_CAP)]
         pagination: dict[str, Any] = {"sort_by": sort_by, "sort_order": sort_order.upper()}
-        if limit is not None and len(branches) > limit:
+        if page:
             last = page[-1]
             pagination["next"] = base64.b64encode(json.dumps(
                 {"branch_id": last.id, "value": getattr(last, attr), "sort_by": sort_by,

@@ -52,6 +52,39 @@ async def test_many_page_branch_listing_next_style():
     assert len(pages) == 5 and len(ids) == len(set(ids)) == len(sim.inspect.branch_ids(pid)) == 30
 
 
+async def test_branch_listing_across_neons_100_cap():
+    """250 branches: Neon serves 100 a page whatever the limit and sends `next` after the short last page too;
+    the client and the inventory see every branch exactly once."""
+    from neon_tui.rotation.inventory import Inventory
+
+    sim = Simulator(SimConfig(projects=1, branches=250, roles=0))
+    pid = sim.inspect.project_ids(sim.inspect.primary_org_id)[0]
+    async with client_for(sim) as c:
+        sim.inspect.clear_requests()
+        pages = [p async for p in c.iter_branch_pages(pid, page_size=100)]
+        assert [len(p) for p in pages] == [100, 100, 50]
+        # the short page still carried `next`: one more request finds the empty page that ends the walk
+        listed = [r for r in sim.inspect.requests if r.route == "GET /projects/{project_id}/branches"]
+        assert len(listed) == 4
+        ids = [b.id for b in await c.list_branches(pid)]
+        assert len(ids) == len(set(ids)) == 250 and set(ids) == set(sim.inspect.branch_ids(pid))
+        # asking for more than the cap still gets 100 a page, and nothing is lost
+        big = [p async for p in c.iter_branch_pages(pid, page_size=1000)]
+        assert [len(p) for p in big] == [100, 100, 50]
+        inv = Inventory(c)
+        project = next(p for p in await inv.load_projects(sim.inspect.primary_org_id) if p.project.id == pid)
+        branches = await inv.load_branches(project)
+        assert set(branches) == set(ids)
+
+        def walk(parent):
+            for child in project.children(parent):
+                yield child.branch.id
+                yield from walk(child.branch.id)
+
+        tree = list(walk(None))
+        assert len(tree) == len(set(tree)) == 250
+
+
 async def test_personal_key_needs_org_id_with_neons_message():
     sim = Simulator(SimConfig())
     async with client_for(sim) as c:
