@@ -19,9 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from .account import build_account
-from .api import LOCK_MESSAGE, Api, Ctx, Reply
+from .api import Api, Ctx, Reply
 from .config import ALL_FAULT_KINDS, RequestRecord, SimConfig
-from .model import SimError
+from .model import LOCK_MESSAGE, SimError
 
 API_PREFIX = "/api/v2"
 JSON_TYPE = "application/json; charset=utf-8"
