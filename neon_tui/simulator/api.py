@@ -180,6 +180,16 @@ class Api:
                     return route, params, True
         return None, {}, path_known
 
+    def allowed_methods(self, segments: list[str]) -> list[str]:
+        """The methods some route serves on this path (for a 405's Allow header)."""
+        out: list[str] = []
+        for route in self.routes:
+            if len(route.segments) == len(segments) and all(
+                    (p.startswith("{") and seg) or p == seg for p, seg in zip(route.segments, segments)):
+                if route.method not in out:
+                    out.append(route.method)
+        return out
+
     # --- access helpers ------------------------------------------------------------------------
     def _org_access(self, ctx: Ctx, org_id: str, admin: bool = False):
         _check_id(org_id, "org_id")
@@ -415,7 +425,6 @@ class Api:
 
     def patch_project(self, ctx: Ctx) -> Reply:
         project = self._project(ctx)
-        self._mutable(ctx, project)
         patch = self._body_object(ctx, "project")
         name = patch.get("name")
         if name is not None:
@@ -428,6 +437,7 @@ class Api:
         new_allow: tuple[list[str], bool] | None = None
         if allowed is not None:
             new_allow = self._allowed_ips(project, allowed)
+        self._mutable(ctx, project)  # the body is judged first: decoding precedes scheduling
         if name is not None:
             project.name = name
         ops = []
