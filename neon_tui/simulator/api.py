@@ -161,34 +161,39 @@ class Api:
         a("GET", "/projects/{project_id}/operations/{operation_id}", self.get_operation)
 
     def match(self, method: str, segments: list[str]) -> tuple[Route | None, dict[str, str], bool]:
-        """Return (route, params, path_known); segments are already percent-decoded."""
-        path_known = False
+        """Return (route, params, path_known); segments are already percent-decoded. A path resolves to the
+        first template that matches it (literal templates such as /projects/shared come first), and only that
+        template's methods serve it: DELETE /projects/{id}/branches/count is a 405, not a branch called count."""
+        template = None
+        params: dict[str, str] = {}
         for route in self.routes:
-            if len(route.segments) != len(segments):
-                continue
-            params: dict[str, str] = {}
-            for pattern, seg in zip(route.segments, segments):
-                if pattern.startswith("{"):
-                    if not seg:
-                        break
-                    params[pattern[1:-1]] = seg
-                elif pattern != seg:
-                    break
-            else:
-                path_known = True
-                if route.method == method:
-                    return route, params, True
-        return None, {}, path_known
+            if template is None:
+                got = self._params(route, segments)
+                if got is None:
+                    continue
+                template, params = route.template, got
+            if route.template == template and route.method == method:
+                return route, params, True
+        return None, {}, template is not None
+
+    @staticmethod
+    def _params(route: Route, segments: list[str]) -> dict[str, str] | None:
+        if len(route.segments) != len(segments):
+            return None
+        params: dict[str, str] = {}
+        for pattern, seg in zip(route.segments, segments):
+            if pattern.startswith("{"):
+                if not seg:
+                    return None
+                params[pattern[1:-1]] = seg
+            elif pattern != seg:
+                return None
+        return params
 
     def allowed_methods(self, segments: list[str]) -> list[str]:
-        """The methods some route serves on this path (for a 405's Allow header)."""
-        out: list[str] = []
-        for route in self.routes:
-            if len(route.segments) == len(segments) and all(
-                    (p.startswith("{") and seg) or p == seg for p, seg in zip(route.segments, segments)):
-                if route.method not in out:
-                    out.append(route.method)
-        return out
+        """The methods served on this path (for a 405's Allow header): those of the template it resolves to."""
+        template = next((r.template for r in self.routes if self._params(r, segments) is not None), None)
+        return [r.method for r in self.routes if r.template == template]
 
     # --- access helpers ------------------------------------------------------------------------
     def _org_access(self, ctx: Ctx, org_id: str, admin: bool = False):
@@ -288,7 +293,7 @@ class Api:
     def _key_name(self, ctx: Ctx) -> str:
         body = self._body_object(ctx, None)
         name = body.get("key_name")
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):  # the spec sets no minimum length: an empty name is a name
             raise SimError(400, "invalid request: decode application/json: invalid: key_name (field required)")
         if len(name) > 64:
             raise SimError(400, "invalid request: key_name: maximum string length is 64")

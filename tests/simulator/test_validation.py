@@ -68,6 +68,12 @@ async def test_405_names_the_allowed_methods(sim):
         r = await c.request("PATCH", f"/projects/{pid}/branches/{main}/roles/app")
         assert r.headers["allow"] == "GET, DELETE"
         _is_neon_error(await c.request("TRACE", "/auth"), 405)
+        # a literal segment wins over a parameter: these are not a project called "shared" nor a branch "count"
+        r = await c.patch("/projects/shared", json={})
+        assert (r.status_code, r.headers["allow"]) == (405, "GET")
+        r = await c.delete(f"/projects/{pid}/branches/count")
+        assert (r.status_code, r.headers["allow"]) == (405, "GET")
+        assert len(sim.inspect.branch_ids(pid)) == 5
 
 
 BAD_BODIES = [
