@@ -418,3 +418,23 @@ async def test_branch_creation_answers_connection_uris_as_the_spec_says(sim, cli
     clock.advance(5)
     r = await client.post(f"/projects/{pid}/branches", json={})
     assert "connection_uris" not in r.json()
+
+
+async def test_ip_allow_needs_a_scale_plan(sim, client, clock):
+    insp = sim.inspect
+
+    def allow(ips, only=False):
+        return {"project": {"settings": {"allowed_ips": {"ips": ips, "protected_branches_only": only}}}}
+
+    for name, plan in (("side-project", "free"), ("acme-storefront", "launch")):
+        pid = insp.project_by_name(name).id
+        r = await client.patch(f"/projects/{pid}", json=allow(["203.0.113.7"]))
+        assert r.status_code == 403 and r.json()["message"] == (
+            f"IP Allow is not available on the {plan} plan; upgrade to the Scale plan to restrict access by IP address")
+        assert insp.projects[pid].allowed_ips == []
+        r = await client.patch(f"/projects/{pid}", json=allow([], True))
+        assert r.status_code == 403  # protected_branches_only alone is IP Allow too
+        assert (await client.patch(f"/projects/{pid}", json=allow([]))).status_code == 200  # clearing is allowed
+    scale = insp.project_by_name("acme-ml-features").id
+    r = await client.patch(f"/projects/{scale}", json=allow(["203.0.113.7"]))
+    assert r.status_code == 200 and insp.projects[scale].allowed_ips == ["203.0.113.7"]
