@@ -61,7 +61,7 @@ MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MUTATION_RETRY_STATUSES = frozenset({423, 429, 503})
 # Transport failures that happen before any byte of the request left: safe to resend even a mutation.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-_SECRET_KEYS = frozenset({"password", "uri"})
+_SECRET_KEYS = frozenset({"password", "uri", "connection_uri"})  # connection_uri: branch creation's connection_uris
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,3 +309,15 @@ def test_rich_traceback_with_locals_shows_no_secret():
         Console(file=buf, width=200).print(Traceback(show_locals=True))
     out = buf.getvalue()
     assert "Secret('********')" in out and KEY not in out and PASSWORD not in out
+
+
+async def test_branch_creations_connection_uris_arrive_wrapped():
+    uri = f"postgresql://neondb_owner:{PASSWORD}@ep-x.example/neondb"
+    script = Script(httpx.Response(201, json={"connection_uris": [{"connection_uri": uri, "connection_parameters": {
+        "database": "neondb", "password": PASSWORD, "role": "neondb_owner", "host": "h", "pooler_host": "p"}}]}))
+    async with make(script) as c:
+        data = await c.request("POST", "/projects/{project_id}/branches", "/projects/p-1/branches", body={})
+    (details,) = data["connection_uris"]
+    assert isinstance(details["connection_uri"], Secret) and details["connection_uri"].reveal() == uri
+    assert isinstance(details["connection_parameters"]["password"], Secret)
+    assert PASSWORD not in repr(data)
