@@ -61,7 +61,7 @@ MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MUTATION_RETRY_STATUSES = frozenset({423, 429, 503})
 # Transport failures that happen before any byte of the request left: safe to resend even a mutation.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-_SECRET_KEYS = frozenset({"password", "uri"})
+_SECRET_KEYS = frozenset({"password", "uri", "connection_uri"})  # connection_uri: branch creation's connection_uris
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +249,15 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+# Neon answers 422 with this message while a branch is still being created; like a 423 it proves nothing was
+# done, and it passes once the branch is ready. Any other 422 is a real refusal and is not retried.
+BRANCH_NOT_READY = "branch not ready yet"
+
+
+def _branch_not_ready(err: NeonError) -> bool:
+    return err.status == 422 and BRANCH_NOT_READY in err.message.lower()
+
+
 def seg(value: str) -> str:
     """One URL path segment: role and database names may hold spaces, unicode, slashes and quotes."""
     return quote(value, safe="")
@@ -258,7 +267,8 @@ class NeonClient:
     """Async client for the Neon API v2.
 
     Retries: GETs on network errors, 5xx, 423 and 429; mutations only on 423, 429 and 503 (answers
-    that prove nothing happened) or when the connection was never made. A mutation whose answer is
+    that prove nothing happened) or when the connection was never made; both on a 422 "branch not ready
+    yet" (any other 422 is final). A mutation whose answer is
     lost raises OutcomeUnknownError and is never resent: a blind reset_password retry would mint a
     second password nobody saw.
     """
@@ -399,7 +409,10 @@ class NeonClient:
             if status < 400:
                 return self._decode(response, method, path, rid)
             err = self._error(response, method, path, rid)
-            retryable = (status in MUTATION_RETRY_STATUSES) if mutating else (status >= 500 or status in (423, 429))
+            if mutating:
+                retryable = status in MUTATION_RETRY_STATUSES or _branch_not_ready(err)
+            else:
+                retryable = status >= 500 or status in (423, 429) or _branch_not_ready(err)
             if retryable and attempt < self.retry.max_attempts:
                 retry_after = err.retry_after if isinstance(err, RateLimitedError) else None
                 await self._sleep(self.retry.delay(attempt, retry_after))
@@ -549,8 +562,12 @@ class NeonClient:
 
     # ---------------------------------------------------------------- branches
 
-    async def iter_branch_pages(self, project_id: str, *, page_size: int = 1000) -> AsyncIterator[list[Branch]]:
-        """Pages of branches; this endpoint has its own cursor style (`pagination.next`)."""
+    async def iter_branch_pages(self, project_id: str, *, page_size: int = 100) -> AsyncIterator[list[Branch]]:
+        """Pages of branches; this endpoint has its own cursor style (`pagination.next`).
+
+        Neon serves at most 100 branches a page whatever `limit` says, and sends `next` even after a short
+        last page, so neither the page size nor a short page proves the end: only an empty page or a missing
+        `next` does (one extra request per project, rather than a branch silently left unrotated)."""
         route = "/projects/{project_id}/branches"
         path = f"/projects/{seg(project_id)}/branches"
         cursor: str | None = None

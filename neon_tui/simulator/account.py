@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from .config import SimConfig
 from .model import DAY, REGIONS, Account, Branch, Database, Member, Org, Permission, Project, Role
@@ -144,7 +145,24 @@ def build_account(cfg: SimConfig, epoch: dt.datetime, t0: float) -> Account:
         org.members.append(Member(ids.uuid(), acct.user.id, org.id, acct.user.email, "admin", org.created_t))
     if not explicit:
         _plant_drill(acct, t0)
+    _seed_active_computes(acct, cfg.seed, explicit)
     return acct
+
+
+# Demo projects whose production compute serves traffic at rest (active, not suspended): a reset there drops
+# live connections. Kept off acme-prod so the screenshots of its staging branch stay as they are.
+DEMO_ACTIVE = ("acme-analytics", "acme-storefront")
+
+
+def _seed_active_computes(acct: Account, seed: int, explicit: bool) -> None:
+    """Make the default branch's read-write compute active in some projects: the demo's DEMO_ACTIVE, and about
+    a third of a sized account's, drawn from a stream of their own so no id or password moves."""
+    pick = random.Random(seed * 7907 + 11)
+    for project in acct.projects.values():
+        endpoint = project.rw_endpoint(project.default_branch().id)
+        chosen = pick.random() < 1 / 3 if explicit else project.name in DEMO_ACTIVE
+        if endpoint is not None and chosen:
+            endpoint.current_state = "active"
 
 
 HOUR = 3600.0
@@ -182,7 +200,7 @@ def _plant_drill(acct: Account, t0: float) -> None:
     branch.created_by = creator
     on, role_name, role_age = DEMO_PLANTED_ROLE
     assert on == branch_name
-    acct.create_role(project, branch, role_name, False, t0 - role_age)
+    acct.create_role(project, branch, role_name, False, t0 - role_age, history=True)
 
 
 def _new_project(acct: Account, org: Org, name: str, region: str, pg: int, store: bool, created: float) -> Project:
@@ -230,7 +248,7 @@ def _build_project(acct: Account, org: Org, spec: dict, t0: float) -> None:
     for branch_name, role_names in spec["later_roles"].items():
         t += rng.uniform(0.05, 0.3) * (t0 - t)
         for role_name in role_names:
-            _, ops = acct.create_role(project, by_name[branch_name], role_name, False, t)
+            _, ops = acct.create_role(project, by_name[branch_name], role_name, False, t, history=True)
             for op in ops:
                 op.end_t = op.start_t = t  # historical: already finished
     project.updated_t = t

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import quote
 
-from .model import Account, ApiKey, Branch, Project, Role, SimError
+from .model import LOCK_MESSAGE, NOT_READY_MESSAGE, Account, ApiKey, Branch, Project, Role, SimError
 from .views import Views, stamp_us
 
-LOCK_MESSAGE = "project already has running operations, scheduling of new ones is prohibited"
 ORG_ID_REQUIRED = "org_id is required, you can find it on your organization settings page"
+BRANCH_PAGE_CAP = 100  # what real Neon returns at most per page of GET /projects/{id}/branches
 ID_PATTERN = re.compile(r"^[a-z0-9-]{1,60}$")
 # IP Allow needs a paid plan: the docs name Scale (earlier Business/Enterprise). Neon's exact refusal text is
 # not published; this one is modelled on its other plan refusals (403, a plain message, empty code).
@@ -135,12 +135,15 @@ class Api:
         a("POST", "/api_keys", self.create_key)
         a("DELETE", "/api_keys/{key_id}", self.revoke_key)
         a("GET", "/projects", self.list_projects)
+        a("GET", "/projects/shared", self.list_shared_projects)  # before /projects/{project_id}
         a("GET", "/projects/{project_id}", self.get_project)
         a("PATCH", "/projects/{project_id}", self.patch_project, True)
         a("GET", "/projects/{project_id}/permissions", self.list_permissions)
         a("GET", "/projects/{project_id}/branches", self.list_branches)
         a("POST", "/projects/{project_id}/branches", self.create_branch, True)
+        a("GET", "/projects/{project_id}/branches/count", self.count_branches)  # before .../{branch_id}
         a("GET", "/projects/{project_id}/branches/{branch_id}", self.get_branch)
+        a("DELETE", "/projects/{project_id}/branches/{branch_id}", self.delete_branch, True)
         p = "/projects/{project_id}/branches/{branch_id}"
         a("GET", p + "/roles", self.list_roles)
         a("POST", p + "/roles", self.create_role, True)
@@ -152,29 +155,45 @@ class Api:
         a("GET", p + "/databases/{database_name}", self.get_database)
         a("GET", p + "/endpoints", self.list_branch_endpoints)
         a("GET", "/projects/{project_id}/endpoints", self.list_endpoints)
+        a("GET", "/projects/{project_id}/endpoints/{endpoint_id}", self.get_endpoint)
         a("GET", "/projects/{project_id}/connection_uri", self.connection_uri)
         a("GET", "/projects/{project_id}/operations", self.list_operations)
         a("GET", "/projects/{project_id}/operations/{operation_id}", self.get_operation)
 
     def match(self, method: str, segments: list[str]) -> tuple[Route | None, dict[str, str], bool]:
-        """Return (route, params, path_known); segments are already percent-decoded."""
-        path_known = False
+        """Return (route, params, path_known); segments are already percent-decoded. A path resolves to the
+        first template that matches it (literal templates such as /projects/shared come first), and only that
+        template's methods serve it: DELETE /projects/{id}/branches/count is a 405, not a branch called count."""
+        template = None
+        params: dict[str, str] = {}
         for route in self.routes:
-            if len(route.segments) != len(segments):
-                continue
-            params: dict[str, str] = {}
-            for pattern, seg in zip(route.segments, segments):
-                if pattern.startswith("{"):
-                    if not seg:
-                        break
-                    params[pattern[1:-1]] = seg
-                elif pattern != seg:
-                    break
-            else:
-                path_known = True
-                if route.method == method:
-                    return route, params, True
-        return None, {}, path_known
+            if template is None:
+                got = self._params(route, segments)
+                if got is None:
+                    continue
+                template, params = route.template, got
+            if route.template == template and route.method == method:
+                return route, params, True
+        return None, {}, template is not None
+
+    @staticmethod
+    def _params(route: Route, segments: list[str]) -> dict[str, str] | None:
+        if len(route.segments) != len(segments):
+            return None
+        params: dict[str, str] = {}
+        for pattern, seg in zip(route.segments, segments):
+            if pattern.startswith("{"):
+                if not seg:
+                    return None
+                params[pattern[1:-1]] = seg
+            elif pattern != seg:
+                return None
+        return params
+
+    def allowed_methods(self, segments: list[str]) -> list[str]:
+        """The methods served on this path (for a 405's Allow header): those of the template it resolves to."""
+        template = next((r.template for r in self.routes if self._params(r, segments) is not None), None)
+        return [r.method for r in self.routes if r.template == template]
 
     # --- access helpers ------------------------------------------------------------------------
     def _org_access(self, ctx: Ctx, org_id: str, admin: bool = False):
@@ -213,6 +232,12 @@ class Api:
             raise SimError(404, "role not found")
         return role
 
+    def _ready(self, ctx: Ctx, branch: Branch) -> None:
+        """A branch still being created (current_state init) refuses changes with 422, checked before the
+        project lock: the branch's own state is validated before anything is scheduled."""
+        if ctx.now < branch.ready_t:
+            raise SimError(422, NOT_READY_MESSAGE)
+
     def _mutable(self, ctx: Ctx, project: Project) -> None:
         if self.acct.locked(project, ctx.now):
             raise SimError(423, LOCK_MESSAGE)
@@ -243,6 +268,12 @@ class Api:
             "active_seconds_limit": 0, "id": u.id, "email": u.email, "login": u.login, "name": u.name,
             "last_name": u.last_name, "image": u.image, "projects_limit": 100, "branches_limit": 5000,
             "max_autoscaling_limit": 8, "plan": "scale",
+            "billing_account": {
+                "state": "active", "payment_source": {"type": "card"}, "subscription_type": "scale_v3",
+                "payment_method": "stripe", "quota_reset_at_last": self.v.ts(min(o.created_t for o in self.acct.orgs)),
+                "name": f"{u.name} {u.last_name}", "email": u.email, "address_city": "", "address_country": "",
+                "address_line1": "", "address_line2": "", "address_postal_code": "", "address_state": "",
+            },
             "auth_accounts": [{"provider": "github", "email": u.email, "name": f"{u.name} {u.last_name}",
                                "login": u.login, "image": u.image}],
         })
@@ -262,7 +293,7 @@ class Api:
     def _key_name(self, ctx: Ctx) -> str:
         body = self._body_object(ctx, None)
         name = body.get("key_name")
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):  # the spec sets no minimum length: an empty name is a name
             raise SimError(400, "invalid request: decode application/json: invalid: key_name (field required)")
         if len(name) > 64:
             raise SimError(400, "invalid request: key_name: maximum string length is 64")
@@ -387,12 +418,18 @@ class Api:
         body["integrations"] = {}
         return Reply(200, body)
 
+    def list_shared_projects(self, ctx: Ctx) -> Reply:
+        """Projects other accounts shared with this user: none in the simulated account (observed `{"projects":
+        []}` for an account without shares); the query is still checked as Neon checks it."""
+        _int_param(ctx.query, "limit", 1, 400, 10)
+        _int_param(ctx.query, "timeout", 100, 30000, None)
+        return Reply(200, {"projects": [], "applications": {}, "integrations": {}})
+
     def get_project(self, ctx: Ctx) -> Reply:
         return Reply(200, {"project": self.v.project(self._project(ctx), ctx.now)})
 
     def patch_project(self, ctx: Ctx) -> Reply:
         project = self._project(ctx)
-        self._mutable(ctx, project)
         patch = self._body_object(ctx, "project")
         name = patch.get("name")
         if name is not None:
@@ -405,6 +442,7 @@ class Api:
         new_allow: tuple[list[str], bool] | None = None
         if allowed is not None:
             new_allow = self._allowed_ips(project, allowed)
+        self._mutable(ctx, project)  # the body is judged first: decoding precedes scheduling
         if name is not None:
             project.name = name
         ops = []
@@ -467,15 +505,43 @@ class Api:
                 raise SimError(400, "invalid request: cursor: malformed or does not match sort_by/sort_order") from None
             branches = [b for b in branches
                         if ((getattr(b, attr), b.id) < mark if desc else (getattr(b, attr), b.id) > mark)]
-        page = branches if limit is None else branches[:limit]
+        # Neon caps a page at 100 whatever the limit (1..10000 in the spec) and always hands out `next` after
+        # a non-empty page, even a short last one: only an empty page ends the walk.
+        page = branches[:min(limit or BRANCH_PAGE_CAP, BRANCH_PAGE_CAP)]
         pagination: dict[str, Any] = {"sort_by": sort_by, "sort_order": sort_order.upper()}
-        if limit is not None and len(branches) > limit:
+        if page:
             last = page[-1]
             pagination["next"] = base64.b64encode(json.dumps(
                 {"branch_id": last.id, "value": getattr(last, attr), "sort_by": sort_by,
                  "sort_order": sort_order}, separators=(",", ":")).encode()).decode()
         return Reply(200, {"branches": [self.v.branch(b, ctx.now) for b in page], "annotations": {},
                            "pagination": pagination})
+
+    def count_branches(self, ctx: Ctx) -> Reply:
+        project = self._project(ctx)
+        search = (ctx.query.get("search") or "").lower()
+        return Reply(200, {"count": sum(1 for b in project.branches.values()
+                                        if not search or search in b.name.lower() or search in b.id)})
+
+    def delete_branch(self, ctx: Ctx) -> Reply:
+        """Spec deleteProjectBranch: 204 for a branch that does not exist; never the default (or root) branch
+        nor one with children; its computes are suspended (connections dropped), then the timeline goes."""
+        project = self._project(ctx)
+        _bool_param(ctx.query, "hard_delete")
+        branch_id = ctx.params["branch_id"]
+        _check_id(branch_id, "branch_id")
+        branch = project.branches.get(branch_id)
+        if branch is None:
+            return Reply(204)
+        if branch.default or branch.parent_id is None:
+            raise SimError(400, "cannot delete the project's root or default branch")
+        if any(b.parent_id == branch.id for b in project.branches.values()):
+            raise SimError(400, "cannot delete a branch that has child branches")
+        self._ready(ctx, branch)
+        self._mutable(ctx, project)
+        ops = self.acct.delete_branch(project, branch, ctx.now)
+        return Reply(200, {"branch": self.v.branch(branch, ctx.now),
+                           "operations": [self.v.operation(op, ctx.now) for op in ops]})
 
     def get_branch(self, ctx: Ctx) -> Reply:
         branch = self._branch(ctx, self._project(ctx))
@@ -514,13 +580,32 @@ class Api:
         branch, endpoints, ops = self.acct.create_branch(
             project, parent, name, ctx.now, protected=bool(spec.get("protected", False)),
             endpoint_types=tuple(types))
-        return Reply(201, {
+        body = {
             "branch": self.v.branch(branch, ctx.now),
             "endpoints": [self.v.endpoint(e, project, ctx.now) for e in endpoints],
             "operations": [self.v.operation(op, ctx.now) for op in ops],
             "roles": [self.v.role(r) for r in branch.roles.values()],
             "databases": [self.v.database(d) for d in branch.databases.values()],
-        })
+        }
+        if endpoints:
+            body["connection_uris"] = self._connection_uris(branch, endpoints)
+        return Reply(201, body)
+
+    @staticmethod
+    def _connection_uris(branch: Branch, endpoints) -> list[dict]:
+        """Spec ConnectionDetails: "When creating a branch from a parent with more than one role or database,
+        the response body does not include a connection URI", so one entry for a one-role, one-database branch
+        (on its read-write compute if it has one), else none."""
+        logins = [r for r in branch.roles.values() if r.password is not None and not r.no_login]
+        if len(branch.roles) != 1 or len(logins) != 1 or len(branch.databases) != 1:
+            return []
+        role, db = logins[0], next(iter(branch.databases.values()))
+        ep = next((e for e in endpoints if e.type == "read_write"), endpoints[0])
+        uri = (f"postgresql://{quote(role.name, safe='')}:{quote(role.password, safe='')}@{ep.host}/"
+               f"{quote(db.name, safe='')}?sslmode=require&channel_binding=require")
+        return [{"connection_uri": uri, "connection_parameters": {
+            "database": db.name, "password": role.password, "role": role.name, "host": ep.host,
+            "pooler_host": ep.pooler_host}}]
 
     # --- roles -------------------------------------------------------------------------------------
     def list_roles(self, ctx: Ctx) -> Reply:
@@ -534,6 +619,7 @@ class Api:
     def create_role(self, ctx: Ctx) -> Reply:
         project = self._project(ctx)
         branch = self._branch(ctx, project)
+        self._ready(ctx, branch)
         self._mutable(ctx, project)
         spec = self._body_object(ctx, "role")
         name = spec.get("name")
@@ -546,6 +632,7 @@ class Api:
     def delete_role(self, ctx: Ctx) -> Reply:
         project = self._project(ctx)
         branch = self._branch(ctx, project)
+        self._ready(ctx, branch)
         self._mutable(ctx, project)
         role = branch.roles.get(ctx.params["role_name"])
         if role is None:
@@ -567,6 +654,7 @@ class Api:
         project = self._project(ctx)
         branch = self._branch(ctx, project)
         role = self._role(ctx, branch)
+        self._ready(ctx, branch)
         self._mutable(ctx, project)
         role, password, ops = self.acct.reset_password(project, branch, role, ctx.now, fail=ctx.fail_ops)
         return Reply(200, {"role": self.v.role(role, password),
@@ -587,6 +675,15 @@ class Api:
     def list_endpoints(self, ctx: Ctx) -> Reply:
         project = self._project(ctx)
         return Reply(200, {"endpoints": [self.v.endpoint(e, project, ctx.now) for e in project.endpoints.values()]})
+
+    def get_endpoint(self, ctx: Ctx) -> Reply:
+        project = self._project(ctx)
+        endpoint_id = ctx.params["endpoint_id"]
+        _check_id(endpoint_id, "endpoint_id")
+        endpoint = project.endpoints.get(endpoint_id)
+        if endpoint is None:
+            raise SimError(404, "endpoint not found")
+        return Reply(200, {"endpoint": self.v.endpoint(endpoint, project, ctx.now)})
 
     def list_branch_endpoints(self, ctx: Ctx) -> Reply:
         project = self._project(ctx)

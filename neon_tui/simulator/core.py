@@ -13,15 +13,14 @@ from collections import deque
 from typing import Callable
 from urllib.parse import unquote
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route as StarletteRoute
 
 from .account import build_account
-from .api import LOCK_MESSAGE, Api, Ctx, Reply
+from .api import Api, Ctx, Reply
 from .config import ALL_FAULT_KINDS, RequestRecord, SimConfig
-from .model import SimError
+from .model import LOCK_MESSAGE, SimError
+from .validate import check_request
 
 API_PREFIX = "/api/v2"
 JSON_TYPE = "application/json; charset=utf-8"
@@ -87,6 +86,16 @@ def _transport_class():
 _TRANSPORT_CLASS = None
 
 
+class _AsgiApp:
+    """An ASGI 3 application object (uvicorn tells ASGI 3 from 2 by an async __call__)."""
+
+    def __init__(self, handler) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self._handler(scope, receive, send)
+
+
 class RateLimiter:
     """Neon's documented limits: 700 requests per sliding minute, 40 per second per route."""
 
@@ -108,7 +117,7 @@ class RateLimiter:
 
 
 class Simulator:
-    """A stateful simulated Neon account serving the API v2 as a Starlette app."""
+    """A stateful simulated Neon account serving the API v2 as an ASGI app."""
 
     base_url = "http://neon-sim.invalid" + API_PREFIX
 
@@ -134,8 +143,10 @@ class Simulator:
         self.limiter = RateLimiter()
         self._org_keys: dict[str, str] = {}
         self._scripted: list[list] = []  # [route name, kind, times left, key id or None]: see fail_next
-        self.app = Starlette(routes=[StarletteRoute(
-            "/{path:path}", self._endpoint, methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])])
+        # A bare ASGI callable rather than Starlette routing: every path (even one with an encoded newline,
+        # which Starlette's `{path:path}` does not match) and every method reaches the pipeline, so every
+        # answer is Neon's JSON error shape with a request id.
+        self.app = _AsgiApp(self._asgi)
         self.inspect = Inspector(self)
         self.postgres = None  # a PostgresBackend while one serves this simulator's branches
 
@@ -232,6 +243,21 @@ class Simulator:
         headers = {"retry-after": "1"} if self._burst_count % 2 else None
         return self._error(429, "rate limit exceeded", request_id, headers)
 
+    async def _asgi(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        response = await self._endpoint(request)
+        await response(scope, receive, send)
+
     async def _endpoint(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -243,6 +269,9 @@ class Simulator:
                                request_id=request_id, extra={"query": request.url.query})
         try:
             response = self._handle(request, raw, body_bytes, request_id, record)
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler still answers as Neon does: JSON, request id
+            record.extra["exception"] = type(exc).__name__
+            response = self._error(500, "internal server error", request_id)
         finally:
             with self.lock:
                 self.requests.append(record)
@@ -262,7 +291,8 @@ class Simulator:
             route, params, known = self.api.match(request.method, segments)
             if route is None:
                 if known:
-                    return self._error(405, "method not allowed", request_id)
+                    allowed = ", ".join(self.api.allowed_methods(segments))
+                    return self._error(405, f"method {request.method} not allowed", request_id, {"allow": allowed})
                 return self._error(404, "not found", request_id)
             record.route = route.name
 
@@ -310,6 +340,11 @@ class Simulator:
                     body = json.loads(body_bytes)
                 except ValueError as exc:
                     return self._error(400, f"invalid request: decode application/json: {exc}", request_id)
+            invalid = check_request(route.name, params, request.query_params, body, body is not None)
+            if invalid is not None:
+                if fault in ("drop_reset", "op_failed", "drop_reset_late", "502_applied"):
+                    record.fault = None  # refused before anything was applied: the fault never happened
+                return self._error(400, invalid, request_id)
             self.account.settle(now)
             ctx = Ctx(request.method, params, request.query_params, body, key, now,
                       request.client.host if request.client else "", fail_ops=fault == "op_failed")

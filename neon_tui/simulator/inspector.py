@@ -69,6 +69,20 @@ class Inspector:
         with self._sim.lock:
             return self._sim.account.locked(self._sim.account.projects[project_id], self._sim.clock())
 
+    def wake_endpoint(self, endpoint_id: str) -> None:
+        """As a connection to an idle compute does: it starts, and for a moment Neon cannot suspend it
+        (a reset then gets 423 "endpoint is in some transitive state, could not suspend")."""
+        with self._sim.lock:
+            endpoint = self.endpoint(endpoint_id)
+            self._sim.account.wake(endpoint, self._sim.clock())
+
+    def endpoint(self, endpoint_id: str):
+        """The live Endpoint, or KeyError."""
+        for project in self._sim.account.projects.values():
+            if endpoint_id in project.endpoints:
+                return project.endpoints[endpoint_id]
+        raise KeyError(endpoint_id)
+
     # --- topology ------------------------------------------------------------------------------------------
     @property
     def user_id(self) -> str:

@@ -16,6 +16,10 @@ REGIONS = {
 }
 DAY = 86_400.0
 ACTIVE_STATUSES = ("scheduling", "running")
+# Neon's refusals of an operation it cannot schedule now; all three are "try again later" answers.
+LOCK_MESSAGE = "project already has running conflicting operations, scheduling of new ones is prohibited"
+TRANSITION_MESSAGE = "endpoint is in some transitive state, could not suspend"
+NOT_READY_MESSAGE = "branch not ready yet"
 
 
 class SimError(Exception):
@@ -123,7 +127,14 @@ class Endpoint:
     region_id: str
     created_t: float
     updated_t: float
-    current_state: str = "idle"
+    current_state: str = "idle"  # at rest: "active" (serving) or "idle" (suspended)
+    # Until then the compute is starting (woken by a connection) or stopping: Neon reports "init" and
+    # refuses to suspend it (423 TRANSITION_MESSAGE).
+    transition_until: float = float("-inf")
+    sessions_dropped: int = 0  # suspend_compute operations that ended while this compute was active
+
+    def transitive(self, now: float) -> bool:
+        return now < self.transition_until
 
     @property
     def host(self) -> str:
@@ -219,6 +230,7 @@ class Account:
         self.user = User(id="", email="", name="", last_name="", login="", image="")
         self._op_walls: dict[str, set[dt.datetime]] = {}
         self._pending: list[Role] = []  # settle() only looks here, so big accounts stay cheap
+        self._suspends: list[tuple[Endpoint, Operation]] = []  # suspend_compute ops still to take effect
 
     # --- time -------------------------------------------------------------------------------
     def wall(self, t: float) -> dt.datetime:
@@ -254,7 +266,17 @@ class Account:
         return op
 
     def settle(self, now: float) -> None:
-        """Apply or discard reset passwords whose operations have reached a terminal state."""
+        """Apply or discard reset passwords whose operations have reached a terminal state; suspend the
+        computes whose suspend_compute finished (an active one drops its connections then)."""
+        waiting: list[tuple[Endpoint, Operation]] = []
+        for endpoint, op in self._suspends:
+            if now < op.end_t:
+                waiting.append((endpoint, op))
+            elif op.outcome == "finished":
+                if endpoint.current_state == "active":
+                    endpoint.sessions_dropped += 1
+                endpoint.current_state = "idle"
+        self._suspends = waiting
         still: list[Role] = []
         for role in self._pending:
             pending = role.pending
@@ -273,7 +295,14 @@ class Account:
 
     def check_unlocked(self, project: Project, now: float) -> None:
         if self.locked(project, now):
-            raise SimError(423, "project already has running operations, scheduling of new ones is prohibited")
+            raise SimError(423, LOCK_MESSAGE)
+
+    def wake(self, endpoint: Endpoint, now: float) -> None:
+        """A connection reached an idle compute: it starts (no operation in the project's list, so no project
+        lock), and until it is up Neon cannot suspend it."""
+        if endpoint.current_state != "active" and not endpoint.transitive(now):
+            endpoint.transition_until = now + 0.25 * self.op_seconds
+            endpoint.current_state = "active"
 
     def _config_ops(self, project: Project, branch: Branch, now: float, *, suspend: bool,
                     fail: bool = False) -> list[Operation]:
@@ -282,6 +311,8 @@ class Account:
         endpoint = project.rw_endpoint(branch.id)
         if endpoint is None:
             return ops
+        if suspend and endpoint.transitive(now):
+            raise SimError(423, TRANSITION_MESSAGE)
         apply_end = now + 0.6 * self.op_seconds if suspend else now + 0.5 * self.op_seconds
         if fail:
             ops.append(self.add_op(project, "apply_config", now, now, apply_end, branch.id, endpoint.id,
@@ -293,8 +324,9 @@ class Account:
             return ops
         ops.append(self.add_op(project, "apply_config", now, now, apply_end, branch.id, endpoint.id))
         if suspend:
-            ops.append(self.add_op(project, "suspend_compute", now, apply_end, now + self.op_seconds,
-                                   branch.id, endpoint.id))
+            op = self.add_op(project, "suspend_compute", now, apply_end, now + self.op_seconds, branch.id, endpoint.id)
+            ops.append(op)
+            self._suspends.append((endpoint, op))
         return ops
 
     def allowed_ips_ops(self, project: Project, now: float, *, fail: bool = False) -> list[Operation]:
@@ -327,7 +359,9 @@ class Account:
         return role, new_password, ops
 
     def create_role(self, project: Project, branch: Branch, name: str, no_login: bool,
-                    now: float) -> tuple[Role, list[Operation]]:
+                    now: float, *, history: bool = False) -> tuple[Role, list[Operation]]:
+        """`history`: a role the account was built with; its (finished) apply_config stands alone, as it did
+        before role creation also suspended the compute, so the seeded ids and passwords stay what they were."""
         if not name or len(name.encode()) > 63:
             raise SimError(400, "role name must be between 1 and 63 bytes long")
         lowered = name.lower()
@@ -336,8 +370,9 @@ class Account:
         if name in branch.roles:
             raise SimError(409, f"role \"{name}\" already exists")
         role = Role(branch.id, name, None if no_login else self.ids.password(), now, now, no_login=no_login)
+        ops = self._config_ops(project, branch, now, suspend=not history)  # the same pair as a reset
         branch.roles[name] = role
-        return role, self._config_ops(project, branch, now, suspend=False)
+        return role, ops
 
     def delete_role(self, project: Project, branch: Branch, role: Role, now: float) -> list[Operation]:
         if role.protected:
@@ -345,8 +380,23 @@ class Account:
         owned = [d.name for d in branch.databases.values() if d.owner_name == role.name]
         if owned:
             raise SimError(400, f"role \"{role.name}\" owns database(s) {', '.join(owned)} and cannot be deleted")
+        ops = self._config_ops(project, branch, now, suspend=True)
         del branch.roles[role.name]
-        return self._config_ops(project, branch, now, suspend=False)
+        return ops
+
+    def delete_branch(self, project: Project, branch: Branch, now: float) -> list[Operation]:
+        """suspend_compute per compute (connections dropped), then delete_timeline; the branch and its computes
+        are gone from every list at once (a deleted branch is only recoverable, never listed)."""
+        ops: list[Operation] = []
+        end = now + 0.5 * self.op_seconds
+        for endpoint in project.branch_endpoints(branch.id):
+            ops.append(self.add_op(project, "suspend_compute", now, now, end, branch.id, endpoint.id))
+            del project.endpoints[endpoint.id]
+        ops.append(self.add_op(project, "delete_timeline", now, end if ops else now, now + self.op_seconds, branch.id))
+        del project.branches[branch.id]
+        self._pending = [r for r in self._pending if r.branch_id != branch.id]
+        project.updated_t = now
+        return ops
 
     def add_endpoint(self, project: Project, branch: Branch, type_: str, t: float) -> Endpoint:
         ep = Endpoint(self.ids.endpoint(), project.id, branch.id, type_, project.region_id, t, t)

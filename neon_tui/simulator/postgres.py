@@ -322,7 +322,13 @@ class PostgresBackend:
                 cl = self.manager.create(branch_id, source)
             if not cl.running:
                 self._make_room()
-                self.manager.start(cl)
+                # While the cluster really starts, Neon reports the compute as starting and cannot suspend it:
+                # a reset then meets 423 "endpoint is in some transitive state, could not suspend".
+                self._starting(project_id, branch_id, True)
+                try:
+                    self.manager.start(cl)
+                finally:
+                    self._starting(project_id, branch_id, False)
                 self._set_state(project_id, branch_id, "active")
             self._sync(cl, project_id, branch_id)
             cl.last_used = time.monotonic()
@@ -345,6 +351,15 @@ class PostgresBackend:
             self.manager.stop(victim)
             self._set_state(None, victim.name, "idle")
             running = self.manager.running()
+
+    def _starting(self, project_id: str, branch_id: str, starting: bool) -> None:
+        with self.sim.lock:
+            project = self.sim.account.projects.get(project_id)
+            for ep in project.branch_endpoints(branch_id) if project else ():
+                if not starting:
+                    ep.transition_until = float("-inf")
+                elif ep.current_state != "active":  # the API already calls it active (seeded): not a wake-up
+                    ep.transition_until = float("inf")
 
     def _set_state(self, project_id: str | None, branch_id: str, state: str) -> None:
         with self.sim.lock:

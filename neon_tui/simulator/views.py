@@ -118,16 +118,20 @@ class Views:
                 "created_at": self.ts(d.created_t), "updated_at": self.ts(d.updated_t)}
 
     def endpoint(self, e: Endpoint, project: Project, now: float) -> dict:
-        busy = any(op.endpoint_id == e.id and op.active(now) for op in project.operations)
-        return {
+        busy = any(op.endpoint_id == e.id and op.active(now) for op in reversed(project.operations))
+        state = "init" if e.transitive(now) else "active" if busy else e.current_state
+        body = {
             "host": e.host, "id": e.id, "project_id": e.project_id, "branch_id": e.branch_id,
             "autoscaling_limit_min_cu": 0.25, "autoscaling_limit_max_cu": 2, "region_id": e.region_id,
-            "type": e.type, "current_state": "active" if busy else e.current_state, "settings": {},
+            "type": e.type, "current_state": state, "settings": {},
             "pooler_enabled": False, "pooler_mode": "transaction", "disabled": False,
             "passwordless_access": True, "last_active": "2000-01-01T00:00:00Z", "creation_source": "console",
             "created_at": self.ts(e.created_t), "updated_at": self.ts(e.updated_t),
             "proxy_host": REGIONS[e.region_id][1], "suspend_timeout_seconds": 0, "provisioner": "k8s-neonvm",
         }
+        if state == "init":
+            body["pending_state"] = "active"
+        return body
 
     def operation(self, op: Operation, now: float) -> dict:
         status = op.status(now)

@@ -248,7 +248,9 @@ async def test_simulator_refuses_bad_entries_and_non_boolean_scope(sim, clock):
                                        'a valid IP address, CIDR range or IP range')
         r = await h.patch(f"/projects/{pid}", json={"project": {"settings": {"allowed_ips": {
             "ips": ["203.0.113.1"], "protected_branches_only": "yes"}}}})
-        assert r.status_code == 400 and "protected_branches_only: must be a boolean" in r.json()["message"]
+        assert r.status_code == 400 and r.json()["message"] == (
+            "invalid request: decode application/json: invalid: project.settings.allowed_ips.protected_branches_only "
+            "(boolean expected)")
         assert json.loads(r.text)["code"] == ""
 
 

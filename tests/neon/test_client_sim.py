@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from neon_tui.neon import (
@@ -50,6 +51,39 @@ async def test_many_page_branch_listing_next_style():
         pages = [p async for p in c.iter_branch_pages(pid, page_size=7)]
     ids = [b.id for page in pages for b in page]
     assert len(pages) == 5 and len(ids) == len(set(ids)) == len(sim.inspect.branch_ids(pid)) == 30
+
+
+async def test_branch_listing_across_neons_100_cap():
+    """250 branches: Neon serves 100 a page whatever the limit and sends `next` after the short last page too;
+    the client and the inventory see every branch exactly once."""
+    from neon_tui.rotation.inventory import Inventory
+
+    sim = Simulator(SimConfig(projects=1, branches=250, roles=0))
+    pid = sim.inspect.project_ids(sim.inspect.primary_org_id)[0]
+    async with client_for(sim) as c:
+        sim.inspect.clear_requests()
+        pages = [p async for p in c.iter_branch_pages(pid, page_size=100)]
+        assert [len(p) for p in pages] == [100, 100, 50]
+        # the short page still carried `next`: one more request finds the empty page that ends the walk
+        listed = [r for r in sim.inspect.requests if r.route == "GET /projects/{project_id}/branches"]
+        assert len(listed) == 4
+        ids = [b.id for b in await c.list_branches(pid)]
+        assert len(ids) == len(set(ids)) == 250 and set(ids) == set(sim.inspect.branch_ids(pid))
+        # asking for more than the cap still gets 100 a page, and nothing is lost
+        big = [p async for p in c.iter_branch_pages(pid, page_size=1000)]
+        assert [len(p) for p in big] == [100, 100, 50]
+        inv = Inventory(c)
+        project = next(p for p in await inv.load_projects(sim.inspect.primary_org_id) if p.project.id == pid)
+        branches = await inv.load_branches(project)
+        assert set(branches) == set(ids)
+
+        def walk(parent):
+            for child in project.children(parent):
+                yield child.branch.id
+                yield from walk(child.branch.id)
+
+        tree = list(walk(None))
+        assert len(tree) == len(set(tree)) == 250
 
 
 async def test_personal_key_needs_org_id_with_neons_message():
@@ -224,3 +258,32 @@ async def test_unreachable_api_is_a_clear_network_error():
     async with NeonClient("napi_x", host=f"http://127.0.0.1:{port}/api/v2", limiter=None, retry=FAST) as c:
         with pytest.raises(NetworkError, match="could not reach"):
             await c.get_auth()
+
+
+async def test_client_waits_out_not_ready_lock_and_starting_compute():
+    """A reset on a branch still being created meets 422 "branch not ready yet", then the project's 423; one on
+    a compute that is starting meets 423 "endpoint is in some transitive state": the client backs off through
+    all of them and the reset happens exactly once."""
+    sim = Simulator(SimConfig(op_seconds=0.4))
+    insp = sim.inspect
+    pid = insp.project_by_name("acme-prod").id
+    main = insp.default_branch_id(pid)
+    patient = RetryPolicy(max_attempts=12, base_delay=0.05, max_delay=0.2)
+    async with client_for(sim, retry=patient) as c:
+        # the client has no create_branch: create it with a plain HTTP request to the same simulator
+        async with httpx.AsyncClient(transport=sim.transport(), base_url=sim.base_url,
+                                     headers={"Authorization": f"Bearer {sim.api_key}"}) as http:
+            r = await http.post(f"/projects/{pid}/branches", json={"branch": {"parent_id": main},
+                                                                   "endpoints": [{"type": "read_write"}]})
+        fresh = r.json()["branch"]["id"]
+        result = await c.reset_role_password(pid, fresh, "app")
+        statuses = [(rec.status, rec.path.endswith("reset_password")) for rec in c.history]
+        assert (422, True) in statuses and (423, True) in statuses and statuses[-1] == (200, True)
+        assert insp.reset_count(pid, fresh, "app") == 1 and result.role.password is not None
+        await asyncio.sleep(0.5)  # the reset's operations finish
+        staging = insp.branch_by_name(pid, "staging").id
+        insp.wake_endpoint(sim.account.projects[pid].rw_endpoint(staging).id)
+        c.history.clear()
+        await c.reset_role_password(pid, staging, "app")
+        assert [rec.status for rec in c.history][0] == 423 and c.history[-1].status == 200
+        assert insp.reset_count(pid, staging, "app") == 1

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from neon_tui.neon import (
+    ApiError,
     AuthenticationError,
     InsecureTransportError,
     LockedError,
@@ -131,6 +132,42 @@ async def test_mutation_retried_on_statuses_that_prove_nothing_happened(status):
         result = await c.reset_role_password("p-1", "br-a", "app")
     assert result.role.password.reveal() == PASSWORD
     assert len(script.requests) == 2
+
+
+@pytest.mark.parametrize("status,message", [
+    (423, "project already has running conflicting operations, scheduling of new ones is prohibited"),
+    (423, "endpoint is in some transitive state, could not suspend"),
+    (422, "branch not ready yet"),
+])
+async def test_neons_not_now_answers_are_retried_with_backoff(status, message):
+    ok = httpx.Response(200, json={"role": dict(ROLE_JSON, password=PASSWORD), "operations": []})
+    sleeps = []
+    script = Script(err(status, message), err(status, message), ok)
+    async with make(script, sleeps=sleeps) as c:
+        result = await c.reset_role_password("p-1", "br-a", "app")
+    assert result.role.password.reveal() == PASSWORD
+    assert len(script.requests) == 3 and len(sleeps) == 2 and 0 < sleeps[0] and sleeps[1] > RetryPolicy().base_delay / 2
+
+
+@pytest.mark.parametrize("method", ["get", "reset"])
+async def test_other_422_is_final(method):
+    script = Script(err(422, "role name is not valid"))
+    async with make(script) as c:
+        with pytest.raises(ApiError) as info:
+            if method == "get":
+                await c.get_role("p-1", "br-a", "app")
+            else:
+                await c.reset_role_password("p-1", "br-a", "app")
+    assert info.value.status == 422 and info.value.message == "role name is not valid"
+    assert len(script.requests) == 1
+
+
+async def test_branch_not_ready_gives_up_after_max_attempts():
+    script = Script(err(422, "branch not ready yet"))
+    async with make(script, retry=RetryPolicy(max_attempts=3)) as c:
+        with pytest.raises(ApiError, match="branch not ready yet"):
+            await c.create_role("p-1", "br-a", "x")
+    assert len(script.requests) == 3
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
@@ -272,3 +309,15 @@ def test_rich_traceback_with_locals_shows_no_secret():
         Console(file=buf, width=200).print(Traceback(show_locals=True))
     out = buf.getvalue()
     assert "Secret('********')" in out and KEY not in out and PASSWORD not in out
+
+
+async def test_branch_creations_connection_uris_arrive_wrapped():
+    uri = f"postgresql://neondb_owner:{PASSWORD}@ep-x.example/neondb"
+    script = Script(httpx.Response(201, json={"connection_uris": [{"connection_uri": uri, "connection_parameters": {
+        "database": "neondb", "password": PASSWORD, "role": "neondb_owner", "host": "h", "pooler_host": "p"}}]}))
+    async with make(script) as c:
+        data = await c.request("POST", "/projects/{project_id}/branches", "/projects/p-1/branches", body={})
+    (details,) = data["connection_uris"]
+    assert isinstance(details["connection_uri"], Secret) and details["connection_uri"].reveal() == uri
+    assert isinstance(details["connection_parameters"]["password"], Secret)
+    assert PASSWORD not in repr(data)

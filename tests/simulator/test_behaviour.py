@@ -75,7 +75,8 @@ async def test_mutations_locked_while_operations_run(sim, client, clock):
     for call in locked:
         r = await call
         assert r.status_code == 423
-        assert r.json()["message"] == "project already has running operations, scheduling of new ones is prohibited"
+        assert r.json()["message"] == ("project already has running conflicting operations, scheduling of new ones is "
+                                     "prohibited")
     assert (await client.get(f"/projects/{pid}/branches/{main}/roles")).status_code == 200
     other = insp.project_by_name("acme-analytics").id
     other_main = insp.default_branch_id(other)
@@ -295,3 +296,145 @@ async def test_latency_is_added_per_request(clock):
         started = time.perf_counter()
         assert (await c.get("/auth")).status_code == 200
         assert time.perf_counter() - started >= 0.04
+
+
+LOCKED = "project already has running conflicting operations, scheduling of new ones is prohibited"
+TRANSITIVE = "endpoint is in some transitive state, could not suspend"
+
+
+async def test_branch_not_ready_then_locked_then_accepted(sim, client, clock):
+    insp, pid, main = _names(sim)
+    r = await client.post(f"/projects/{pid}/branches", json={"branch": {"parent_id": main, "name": "dev/fresh"},
+                                                             "endpoints": [{"type": "read_write"}]})
+    fresh = r.json()["branch"]["id"]
+    assert r.json()["branch"]["current_state"] == "init"
+    # the branch is still being created: its own state is refused first, with 422
+    for call in (client.post(role_path(pid, fresh, "app", "/reset_password")),
+                 client.post(f"/projects/{pid}/branches/{fresh}/roles", json={"role": {"name": "x"}}),
+                 client.delete(role_path(pid, fresh, "readonly"))):
+        r = await call
+        assert (r.status_code, r.json()["message"]) == (422, "branch not ready yet")
+    # another branch of the same project is not "not ready", it is locked by the running operations
+    r = await client.post(role_path(pid, main, "app", "/reset_password"))
+    assert (r.status_code, r.json()["message"]) == (423, LOCKED)
+    clock.advance(1.0)  # create_branch done (ready), start_compute still running: the project lock answers
+    assert (await client.get(f"/projects/{pid}/branches/{fresh}")).json()["branch"]["current_state"] == "ready"
+    r = await client.post(role_path(pid, fresh, "app", "/reset_password"))
+    assert (r.status_code, r.json()["message"]) == (423, LOCKED)
+    clock.advance(1.0)
+    assert (await client.post(role_path(pid, fresh, "app", "/reset_password"))).status_code == 200
+    assert insp.reset_count(pid, fresh, "app") == 1
+
+
+async def test_starting_compute_cannot_be_suspended(sim, client, clock):
+    insp, pid, _ = _names(sim)
+    staging = insp.branch_by_name(pid, "staging").id
+    ep = sim.account.projects[pid].rw_endpoint(staging).id
+    assert not insp.locked(pid)
+    insp.wake_endpoint(ep)  # a connection reached the idle compute: it is starting (no project operation)
+    body = (await client.get(f"/projects/{pid}/endpoints/{ep}")).json()["endpoint"]
+    assert (body["current_state"], body["pending_state"]) == ("init", "active")
+    r = await client.post(role_path(pid, staging, "app", "/reset_password"))
+    assert (r.status_code, r.json()["message"]) == (423, TRANSITIVE)
+    r = await client.post(f"/projects/{pid}/branches/{staging}/roles", json={"role": {"name": "newbie"}})
+    assert (r.status_code, r.json()["message"]) == (423, TRANSITIVE)
+    assert insp.reset_count(pid, staging, "app") == 0 and "newbie" not in insp.role_names(pid, staging)
+    clock.advance(0.5)  # started (0.25 * op_seconds)
+    body = (await client.get(f"/projects/{pid}/endpoints/{ep}")).json()["endpoint"]
+    assert body["current_state"] == "active" and "pending_state" not in body
+    assert (await client.post(role_path(pid, staging, "app", "/reset_password"))).status_code == 200
+
+
+async def test_reset_on_an_active_compute_drops_its_connections_and_suspends_it(sim, client, clock):
+    insp = sim.inspect
+    pid = insp.project_by_name("acme-analytics").id
+    main = insp.default_branch_id(pid)
+    ep = sim.account.projects[pid].rw_endpoint(main).id
+    state = lambda: client.get(f"/projects/{pid}/endpoints/{ep}")  # noqa: E731
+    assert (await state()).json()["endpoint"]["current_state"] == "active"  # serving at rest (seeded)
+    r = await client.post(role_path(pid, main, "readonly", "/reset_password"))
+    assert [o["action"] for o in r.json()["operations"]] == ["apply_config", "suspend_compute"]
+    assert (await state()).json()["endpoint"]["current_state"] == "active"
+    assert insp.endpoint(ep).sessions_dropped == 0
+    clock.advance(2.0)
+    assert (await state()).json()["endpoint"]["current_state"] == "idle"
+    assert insp.endpoint(ep).sessions_dropped == 1  # suspend_compute ended while it was active
+    # an idle compute wakes for the reset and is suspended again: no session to drop
+    staging = insp.branch_by_name(insp.project_by_name("acme-prod").id, "staging")
+    idle = sim.account.projects[staging.project_id].rw_endpoint(staging.id).id
+    r = await client.post(role_path(staging.project_id, staging.id, "app", "/reset_password"))
+    assert (await client.get(f"/projects/{staging.project_id}/endpoints/{idle}")).json()["endpoint"][
+        "current_state"] == "active"
+    clock.advance(2.0)
+    assert (await client.get(f"/projects/{staging.project_id}/endpoints/{idle}")).json()["endpoint"][
+        "current_state"] == "idle"
+    assert insp.endpoint(idle).sessions_dropped == 0
+
+
+def test_some_computes_are_active_at_rest_deterministically(clock):
+    def active(sim):
+        return sorted((p.name, e.id) for p in sim.account.projects.values() for e in p.endpoints.values()
+                      if e.current_state == "active")
+
+    demo = make_sim(clock)
+    assert [n for n, _ in active(demo)] == ["acme-analytics", "acme-storefront"]
+    sized = make_sim(clock, projects=30, branches=2, roles=1)
+    assert active(sized) == active(make_sim(clock, projects=30, branches=2, roles=1))
+    assert 3 <= len(active(sized)) <= 20
+    assert all(sized.account.projects[sized.inspect.project_by_name(n).id].endpoints[e].branch_id
+               == sized.inspect.default_branch_id(sized.inspect.project_by_name(n).id) for n, e in active(sized))
+
+
+async def test_role_create_and_delete_answer_the_resets_operations_pair(sim, client, clock):
+    insp, pid, main = _names(sim)
+    rw = sim.account.projects[pid].rw_endpoint(main).id
+    r = await client.post(f"/projects/{pid}/branches/{main}/roles", json={"role": {"name": "auditor"}})
+    assert r.status_code == 201
+    assert [(o["action"], o["endpoint_id"]) for o in r.json()["operations"]] == [
+        ("apply_config", rw), ("suspend_compute", rw)]
+    clock.advance(2.0)
+    r = await client.delete(role_path(pid, main, "auditor"))
+    assert r.status_code == 200
+    assert [o["action"] for o in r.json()["operations"]] == ["apply_config", "suspend_compute"]
+
+
+async def test_branch_creation_answers_connection_uris_as_the_spec_says(sim, client, clock):
+    insp = sim.inspect
+    blog = insp.project_by_name("blog").id  # one role, one database: the spec's case for a URI
+    r = await client.post(f"/projects/{blog}/branches", json={"endpoints": [{"type": "read_write"}]})
+    body = r.json()
+    (details,) = body["connection_uris"]
+    params = details["connection_parameters"]
+    ep = body["endpoints"][0]
+    assert (params["role"], params["database"], params["host"]) == ("neondb_owner", "neondb", ep["host"])
+    assert params["pooler_host"] == ep["host"].replace(ep["id"], ep["id"] + "-pooler")
+    assert params["password"] == insp.password(blog, body["branch"]["id"], "neondb_owner")
+    assert details["connection_uri"] == (f"postgresql://neondb_owner:{params['password']}@{ep['host']}/neondb"
+                                         "?sslmode=require&channel_binding=require")
+    # more than one role: no URI (spec ConnectionDetails); no compute: nothing to connect to
+    pid = insp.project_by_name("acme-prod").id
+    r = await client.post(f"/projects/{pid}/branches", json={"endpoints": [{"type": "read_write"}]})
+    assert r.json()["connection_uris"] == []
+    clock.advance(5)
+    r = await client.post(f"/projects/{pid}/branches", json={})
+    assert "connection_uris" not in r.json()
+
+
+async def test_ip_allow_needs_a_scale_plan(sim, client, clock):
+    insp = sim.inspect
+
+    def allow(ips, only=False):
+        return {"project": {"settings": {"allowed_ips": {"ips": ips, "protected_branches_only": only}}}}
+
+    for name, plan in (("side-project", "free"), ("acme-storefront", "launch")):
+        pid = insp.project_by_name(name).id
+        r = await client.patch(f"/projects/{pid}", json=allow(["203.0.113.7"]))
+        assert r.status_code == 403 and r.json()["message"] == (
+            f"IP Allow is not available on the {plan} plan; upgrade to the Scale plan to restrict access by IP address")
+        assert insp.projects[pid].allowed_ips == []
+        r = await client.patch(f"/projects/{pid}", json=allow([], True))
+        assert r.status_code == 403  # protected_branches_only alone is IP Allow too
+        assert (await client.patch(f"/projects/{pid}", json=allow([]))).status_code == 200  # clearing is allowed
+    scale = insp.project_by_name("acme-ml-features").id
+    r = await client.patch(f"/projects/{scale}", json=allow(["203.0.113.7"]))
+    assert r.status_code == 200 and insp.projects[scale].allowed_ips == ["203.0.113.7"]

@@ -44,7 +44,9 @@ async def _walk_branches(client, project_id: str, sort_by: str, sort_order: str,
 async def test_read_endpoints_conform(sim, client, validator):
     insp = sim.inspect
     assert (await client.get("/auth")).json()["auth_method"] == "api_key_user"
-    assert (await client.get("/users/me")).status_code == 200
+    me = (await client.get("/users/me")).json()
+    assert me["billing_account"]["subscription_type"] == "scale_v3" and me["billing_account"]["email"] == me["email"]
+    assert (await client.get("/projects/shared")).json() == {"projects": [], "applications": {}, "integrations": {}}
     orgs = (await client.get("/users/me/organizations")).json()["organizations"]
     assert {o["id"] for o in orgs} == set(insp.org_ids)
     assert {o["managed_by"] for o in orgs} == {"console", "vercel"}
@@ -76,8 +78,12 @@ async def test_read_endpoints_conform(sim, client, validator):
         granted = (await client.get(f"/projects/{project_id}/permissions")).json()["project_permissions"]
         assert len(granted) == len(insp.projects[project_id].permissions)
         everything = (await client.get(f"/projects/{project_id}/branches")).json()
-        assert "next" not in everything["pagination"]
-        assert everything["pagination"] == {"sort_by": "updated_at", "sort_order": "DESC"}
+        # Neon hands out `next` even after a short page; following it gives the empty page that ends the list
+        assert set(everything["pagination"]) == {"next", "sort_by", "sort_order"}
+        assert (everything["pagination"]["sort_by"], everything["pagination"]["sort_order"]) == ("updated_at", "DESC")
+        after = (await client.get(f"/projects/{project_id}/branches",
+                                  params={"cursor": everything["pagination"]["next"]})).json()
+        assert after["branches"] == [] and after["pagination"] == {"sort_by": "updated_at", "sort_order": "DESC"}
         assert everything["annotations"] == {}
         all_ids = [b["id"] for b in everything["branches"]]
         for sort_by in ("name", "created_at", "updated_at"):
@@ -100,6 +106,10 @@ async def test_read_endpoints_conform(sim, client, validator):
             await client.get(base + "/endpoints")
         endpoints = (await client.get(f"/projects/{project_id}/endpoints")).json()["endpoints"]
         assert {e["type"] for e in endpoints} <= {"read_write", "read_only"}
+        for e in endpoints:
+            assert (await client.get(f"/projects/{project_id}/endpoints/{e['id']}")).json()["endpoint"] == e
+        count = (await client.get(f"/projects/{project_id}/branches/count")).json()
+        assert count == {"count": len(all_ids)}
         r = await client.get(f"/projects/{project_id}/connection_uri",
                              params={"database_name": next(iter(insp.projects[project_id].default_branch().databases)),
                                      "role_name": "neondb_owner", "pooled": "true"})
@@ -154,6 +164,19 @@ async def test_mutations_and_errors_conform(sim, client, validator, clock):
     clock.advance(5)
     assert (await client.delete(role_path(pid, new_branch, "temp user"))).status_code == 204
     assert (await client.delete(role_path(pid, new_branch, "neondb_owner"))).status_code == 400
+    assert (await client.get(f"/projects/{pid}/branches/count", params={"search": "pr-200"})).json() == {"count": 1}
+    # A branch with a child, or the default branch, cannot be deleted; a leaf can, and then it is gone (204).
+    assert (await client.delete(f"/projects/{pid}/branches/{staging}")).status_code == 400
+    assert (await client.delete(f"/projects/{pid}/branches/{main}")).status_code == 400
+    clock.advance(5)
+    r = await client.delete(f"/projects/{pid}/branches/{new_branch}")
+    assert r.status_code == 200 and r.json()["branch"]["id"] == new_branch
+    assert [op["action"] for op in r.json()["operations"]] == ["suspend_compute", "delete_timeline"]
+    assert new_branch not in insp.branch_ids(pid)
+    assert (await client.get(f"/projects/{pid}/branches/{new_branch}")).status_code == 404
+    assert (await client.delete(f"/projects/{pid}/branches/{new_branch}")).status_code == 204
+    assert (await client.get(f"/projects/{pid}/endpoints/ep-missing-a1234567")).status_code == 404
+    clock.advance(5)
 
     r = await client.post(role_path(pid, main, "app", "/reset_password"))
     assert r.status_code == 200

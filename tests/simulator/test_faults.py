@@ -21,7 +21,7 @@ async def test_error_faults_apply_nothing(sim, client, kind, status):
     r = await client.post(role_path(pid, main, "app", "/reset_password"))
     assert r.status_code == status and r.json()["code"] == ""
     if kind == "423":
-        assert "running operations" in r.json()["message"]
+        assert "running conflicting operations" in r.json()["message"]
         assert (await client.get("/auth")).status_code == 200  # reads are never given a spurious 423
     insp.set_faults(0.0)
     assert insp.reset_count(pid, main, "app") == 0 and insp.password(pid, main, "app") == old

@@ -375,3 +375,40 @@ def test_a_compute_with_an_open_connection_is_never_stopped_for_room():
         alice = _branch(ps, project, "dev/alice")
         assert ps.login_error(_uri(ps, project, alice, "app")) is None
         assert ps.backend.running_endpoints() == [alice.id]
+
+
+def test_a_reset_while_an_idle_compute_starts_meets_423_transitive(pg_sim, monkeypatch):
+    """A first connection starts the idle compute for real; while it starts, Neon reports it starting and
+    refuses to suspend it, so a reset answers 423 "endpoint is in some transitive state, could not suspend"."""
+    import threading
+
+    ps = pg_sim
+    project = _project(ps, "acme-ml-features")
+    branch = _branch(ps, project, "experiments/embeddings-v2")
+    ep = project.rw_endpoint(branch.id)
+    assert ep.current_state == "idle" and ps.backend.cluster(branch.id) is None
+    assert wait_until(lambda: not ps.sim.inspect.locked(project.id))  # no earlier operation still running
+    release = threading.Event()
+    real_start = ps.backend.manager.start
+
+    def held_start(cl):
+        release.wait(20)  # the start is in progress until the test lets it finish
+        return real_start(cl)
+
+    monkeypatch.setattr(ps.backend.manager, "start", held_start)
+    uri = _uri(ps, project, branch, "app")
+    results: list = []
+    login = threading.Thread(target=lambda: results.append(ps.login_error(uri)))
+    login.start()
+    try:
+        path = f"/projects/{project.id}/endpoints/{ep.id}"
+        assert wait_until(lambda: ps.api.get(path).json()["endpoint"]["current_state"] == "init")
+        assert ps.api.get(path).json()["endpoint"]["pending_state"] == "active"
+        r = ps.api.post(f"/projects/{project.id}/branches/{branch.id}/roles/app/reset_password")
+        assert (r.status_code, r.json()["message"]) == (423, "endpoint is in some transitive state, could not suspend")
+    finally:
+        release.set()
+        login.join(30)
+    assert results == [None]
+    assert ps.api.get(path).json()["endpoint"]["current_state"] == "active"
+    assert ps.api.post(f"/projects/{project.id}/branches/{branch.id}/roles/app/reset_password").status_code == 200
