@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rotation_helpers import fast_engine, org_of, run_all, sim_client
+from rotation_helpers import ManualClock, fast_engine, org_of, run_all, sim_client
 
 from neon_tui.rotation.events import RunFinished, TargetChanged
 from neon_tui.rotation.inventory import Inventory
@@ -56,21 +56,32 @@ async def test_rotates_every_target_once_and_the_new_password_works(demo, tmp_pa
 
 
 async def test_new_password_only_reported_after_operations_finish(tmp_path):
-    async with sim_client(op_seconds=0.3) as (sim, client):
+    # The simulator's clock is the test's: operations finish when the test moves it, not when the wall clock
+    # happens to pass op_seconds (under load the engine can be late by more than that, which made this flaky).
+    clock = ManualClock()
+    async with sim_client(clock=clock, op_seconds=0.3) as (sim, client):
         plan = await plan_for(sim, client, "acme-prod/staging/app", org=org_of(sim, "acme-prod"))
         (t,) = plan.targets
         old = sim.inspect.password(*t.key)
         engine = fast_engine(client)
-        seen_applying = False
+        seen = []
         async for ev in engine.run(plan):
-            if isinstance(ev, TargetChanged) and ev.state == "applying" and not seen_applying:
-                # the old password still works while operations run (the first event comes right after the
-                # reset's answer, 0.3 s before they finish; later ones are read after a poll and may be late)
-                seen_applying = True
+            if not isinstance(ev, TargetChanged):
+                continue
+            seen.append(ev.state)
+            if ev.state == "applying" and seen.count("applying") == 1:
+                # operations still running: the old password still works, the new one is only pending
+                assert sim.inspect.locked(t.project_id)
                 assert sim.inspect.accepts(*t.key, old)
-            if isinstance(ev, TargetChanged) and ev.state == "rotated":
-                assert sim.inspect.accepts(*t.key, ev.result.password.reveal())
+                pending = sim.inspect.pending_password(*t.key)
+                assert pending is not None and not sim.inspect.accepts(*t.key, pending)
+                assert engine.states[t.key] == "applying" and t.key not in engine.results
+                clock.advance(0.31)  # now they finish
+            if ev.state == "rotated":
+                assert ev.result.password.reveal() == pending
+                assert sim.inspect.accepts(*t.key, pending) and not sim.inspect.accepts(*t.key, old)
                 assert not sim.inspect.locked(t.project_id)
+        assert seen[-1] == "rotated" and "applying" in seen
 
 
 async def test_one_mutation_in_flight_per_project_and_no_423_failures():
