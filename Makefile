@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test`. Both create the virtualenv on first use.
+# The README's two commands: `make demo` and `make test` (`make quick` skips the slow tests). All create the virtualenv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the tests marked slow (over ~2 s, or needing PostgreSQL, a keyring, a clipboard or tmux).
+.PHONY: quick
+quick: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/neon-tui simulator serve

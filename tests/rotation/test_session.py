@@ -277,6 +277,7 @@ async def test_journal_lines_never_hold_a_secret(tmp_path):
         await drain(session)
         await session.close()
         text = session.journal_path.read_text()
+        assert len(sink.got) == len(plan.targets) > 0
         for r in sink.got:
             assert r.password.reveal() not in text
         assert sim.api_key not in text

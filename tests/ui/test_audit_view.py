@@ -116,7 +116,7 @@ async def test_read_only_cannot_drop(tmp_path):
         await settle(app, pilot)
         pid = sim.inspect.project_by_name("acme-ml-features").id
         assert "sync_svc" in sim.inspect.role_names(pid, sim.inspect.branch_by_name(pid, "export-tmp").id)
-        assert any("Read-only session" in n.message for n in app._notifications)
+        assert any("Read-only session" in n.message for n in app.notices)
 
 
 async def test_a_journal_the_disk_refuses_is_shown_not_fatal(tmp_path):

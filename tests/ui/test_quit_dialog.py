@@ -6,6 +6,7 @@ from __future__ import annotations
 from ui_helpers import make_app, make_sim, settle
 
 from neon_tui.screens.modals import ResumeModal, YesNoModal
+from neon_tui.screens.run import RunScreen
 
 
 async def _ask(app, pilot, modal: YesNoModal) -> list:
@@ -87,10 +88,10 @@ async def test_q_then_enter_does_not_quit_when_passwords_are_undelivered(tmp_pat
         await pilot.press("q", "enter")
         await pilot.pause()
         assert app.is_running and app.return_code is None
-        assert type(app.screen).__name__ == "RunScreen"
+        assert type(app.screen) is RunScreen
         await pilot.press("q")
         await pilot.pause()
-        assert type(app.screen).__name__ == "YesNoModal"
+        assert type(app.screen) is YesNoModal
         await pilot.press("y")
         await pilot.pause()
     assert app.return_code == 0

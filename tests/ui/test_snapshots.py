@@ -31,8 +31,7 @@ async def _finished_run(pilot):
     await _review(pilot)
     await pilot.press("y")
     await wait_run(pilot.app, pilot)
-    for n in list(pilot.app._notifications):
-        pilot.app._unnotify(n)
+    pilot.app.clear_notifications()
     await pilot.pause()
 
 

@@ -10,6 +10,8 @@ from textual import events
 from ui_helpers import make_app, make_sim, screen_text, settle
 
 from neon_tui.widgets.org_tree import OrgTree
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import ErrorModal
 
 CHARS = {"space": " ", "enter": "\r", "slash": "/", "escape": "\x1b"}
 
@@ -26,7 +28,7 @@ async def type_keys(app, keys, gap: float = 0.0) -> None:
 async def first_projects_on_screen(app) -> OrgTree:
     for _ in range(5000):
         screen = app.screen
-        if type(screen).__name__ == "MainScreen" and any(r.kind == "project" for r in screen.tree._node_map):
+        if type(screen) is MainScreen and any(r.kind == "project" for r in screen.tree.refs):
             return screen.tree
         await asyncio.sleep(0.002)
     raise AssertionError("no project was ever shown")
@@ -39,7 +41,7 @@ async def settle_all(app, pilot, extra: float = 0.3) -> None:
 
 
 def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
+    return [n.message for n in app.notices]
 
 
 def marked_is_under_cursor(tree: OrgTree) -> bool:
@@ -170,16 +172,16 @@ async def test_a_failed_load_drops_the_waiting_keys_instead_of_feeding_them_to_t
         await type_keys(app, ["j", "j", "l", "enter", "space"])
         for _ in range(100):
             await asyncio.sleep(0.02)
-            if type(app.screen).__name__ == "ErrorModal" and tree.holding is None:
+            if type(app.screen) is ErrorModal and tree.holding is None:
                 break
         await asyncio.sleep(0.2)
         await pilot.pause()
-        assert type(app.screen).__name__ == "ErrorModal"  # still there: the waiting enter did not close it
+        assert type(app.screen) is ErrorModal  # still there: the waiting enter did not close it
         assert any(n.startswith("2 keys not applied: loading ") and n.endswith(" failed.") for n in notes(app))
-        while type(app.screen).__name__ == "ErrorModal":
+        while type(app.screen) is ErrorModal:
             await pilot.press("escape")
             await pilot.pause()
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         assert tree.holding is None and not tree.marks
         assert tree.cursor_node.data == opened
 
@@ -246,5 +248,5 @@ async def test_a_filter_that_hides_the_cursor_node_puts_the_cursor_on_its_neares
         await pilot.pause()
         tree.filter_text = "staging"  # acme-prod has a staging branch; acme-ml-features has none
         tree.rebuild()
-        assert hidden not in tree._node_map
+        assert tree.node_for(hidden) is None
         assert tree.cursor_node.data == org.data
