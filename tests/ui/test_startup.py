@@ -113,10 +113,12 @@ async def test_offers_to_resume_an_interrupted_run(tmp_path, monkeypatch):
 
     engine = RotationEngine(client, journal=Journal.create(), first_poll=0.02, poll_min=0.01)
     async for ev in engine.run(plan):
-        if isinstance(ev, TargetChanged) and ev.state == "resetting":
-            engine.cancel()
+        if isinstance(ev, TargetChanged) and ev.state == "rotated":
+            engine.cancel()  # one target done, the rest never started: a run to resume, not to redo
     engine.journal.close()
-    assert "cancelled" in engine.states.values()
+    done = [k for k, s in engine.states.items() if s == "rotated"]
+    assert done and "cancelled" in engine.states.values()
+    assert all(sim.inspect.reset_count(*k) == 1 for k in done)
     app = NeonApp(client=NeonClient(sim.api_key, host=IN_PROCESS, transport=sim.transport(), retry=FAST),
                   now=lambda: NOW, offer_resume=True)
     app.clip = Clipboard("osc52", osc52=app.copy_to_clipboard, env={})
@@ -128,5 +130,6 @@ async def test_offers_to_resume_an_interrupted_run(tmp_path, monkeypatch):
         await wait_run(app, pilot)
         assert type(app.screen) is RunScreen
         assert set(app.screen.states.values()) == {"rotated"}
+        assert app.session.journal_path == engine.journal.path  # the interrupted run's journal, continued
     for t in plan.targets:
-        assert sim.inspect.reset_count(*t.key) == 1
+        assert sim.inspect.reset_count(*t.key) == 1  # what the first run rotated was not reset again
