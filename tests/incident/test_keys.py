@@ -137,6 +137,7 @@ def test_listing_marks_the_key_in_use_by_probe_and_shows_org_keys(sim, kr):
     assert in_use[0].last_used_at is not None and in_use[0].last_used_from_addr != ""
 
 
+@pytest.mark.slow
 def test_rotation_to_the_keyring_hands_off_and_old_key_answers_401(sim, kr, tmp_path):
     old = sim.api_key
     oid = old_id(sim)
@@ -508,6 +509,7 @@ def test_the_recorded_key_is_forgotten_when_another_key_is_saved_and_needs_the_p
     assert set(sim.account.keys) == before and not (tmp_path / "k").exists()
 
 
+@pytest.mark.slow
 def test_rotating_a_keyring_key_into_a_file_warns_that_the_keyring_entry_holds_the_old_key(sim, kr, tmp_path):
     old = sim.api_key
     kr.entries[("neon-tui", "NEON_API_KEY")] = old

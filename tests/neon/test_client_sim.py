@@ -118,6 +118,7 @@ async def test_every_injected_fault_maps_to_its_typed_error(kind, get_error, res
         assert sim.inspect.reset_count(pid, bid, name) == (1 if applied else 0)
 
 
+@pytest.mark.slow
 async def test_reads_survive_a_fault_rate():
     sim = Simulator(SimConfig(projects=12, branches=3, roles=1, fault_rate=0.3,
                               faults=("500", "503", "429", "reset")))
@@ -131,6 +132,7 @@ async def test_reads_survive_a_fault_rate():
     assert any(r.fault for r in sim.inspect.requests)
 
 
+@pytest.mark.slow
 async def test_limiter_keeps_the_account_under_neons_limit():
     sim = Simulator(SimConfig(rate_limit="neon"))
     pid = sim.inspect.project_by_name("acme-prod").id

@@ -25,6 +25,7 @@ def all_secrets(sim, client_key=None):
     return out
 
 
+@pytest.mark.slow
 async def test_rotates_every_target_once_and_the_new_password_works(demo, tmp_path):
     sim, client = demo
     org = org_of(sim, "acme-prod")
@@ -84,6 +85,7 @@ async def test_new_password_only_reported_after_operations_finish(tmp_path):
         assert seen[-1] == "rotated" and "applying" in seen
 
 
+@pytest.mark.slow
 async def test_one_mutation_in_flight_per_project_and_no_423_failures():
     async with sim_client(op_seconds=0.05) as (sim, client):
         plan = await plan_for(sim, client, "acme-prod", "acme-analytics", org=org_of(sim, "acme-prod"))
@@ -107,6 +109,7 @@ async def test_waits_out_a_lock_held_by_someone_else():
         assert engine.states[t.key] == "rotated" and sim.inspect.reset_count(*t.key) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_ten_percent_faults_every_target_ends_and_none_is_reset_twice(seed, tmp_path):
     async with sim_client(seed=seed, projects=4, branches=3, roles=2, op_seconds=0.03) as (sim, client):
@@ -167,6 +170,7 @@ async def test_dropped_reset_without_stored_passwords_fails_with_a_clear_reason(
         assert sim.inspect.reset_count(*t.key) == 1
 
 
+@pytest.mark.slow
 async def test_cancel_stops_new_resets_and_lets_in_flight_finish(tmp_path):
     async with sim_client(op_seconds=0.1) as (sim, client):
         plan = await plan_for(sim, client, "acme-prod", org=org_of(sim, "acme-prod"))

@@ -269,6 +269,7 @@ async def test_a_damaged_journal_is_resumed_conservatively(tmp_path):
         assert all(sim.inspect.reset_count(*t.key) == 1 for t in plan.targets)  # reconciled, never reset twice
 
 
+@pytest.mark.slow
 async def test_journal_lines_never_hold_a_secret(tmp_path):
     async with sim_client(op_seconds=0.05) as (sim, client):
         plan = await plan_for(sim, client, "acme-prod", org=org_of(sim, "acme-prod"))

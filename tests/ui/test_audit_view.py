@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from ui_helpers import EPOCH, IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import create_action_journal, list_action_journals, read_action_journal
 from neon_tui.screens.audit import AuditScreen
 from neon_tui.screens.modals import ErrorModal
 from neon_tui.simulator.account import DEMO_INTRUDER
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 
 def _leak_recorded() -> None:

@@ -3,6 +3,7 @@ The real app on the in-process simulator, with two test sinks added to the run (
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, screen_text, settle, wait_run
 
 import neon_tui.app as app_module
@@ -43,6 +44,7 @@ def key_of(sim, project: str, branch: str, role: str) -> tuple[str, str, str]:
     return pid, sim.inspect.branch_by_name(pid, branch).id, role
 
 
+@pytest.mark.slow
 async def test_deliver_view_shows_each_sink_per_target_and_retries_a_failed_cell(tmp_path, monkeypatch):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -146,6 +148,7 @@ async def _review_two(app, pilot, sim):
     return keys
 
 
+@pytest.mark.slow
 async def test_more_sinks_with_a_bad_or_unfit_spec_is_refused_before_any_reset(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -173,6 +176,7 @@ async def test_more_sinks_with_a_bad_or_unfit_spec_is_refused_before_any_reset(t
             assert type(app.screen) is ReviewScreen
 
 
+@pytest.mark.slow
 async def test_more_sinks_adds_a_file_next_to_the_keyring_and_the_deliver_view_shows_both(tmp_path, memory_keyring):
     sim = make_sim()
     app = make_app(sim, tmp_path)

@@ -3,6 +3,7 @@ reopening a run, and targets without a connection string. The real app on the in
 
 from __future__ import annotations
 
+import pytest
 from keyring.backend import KeyringBackend
 from ui_helpers import MEMORY_KEYRING, make_app, make_sim, review_staging_app, screen_text, settle, staging_ids, wait_run
 
@@ -12,6 +13,8 @@ from neon_tui.screens.main import MainScreen
 from neon_tui.screens.modals import BreakerModal, DeliveryModal, ErrorModal
 from neon_tui.screens.review import ReviewScreen
 from neon_tui.screens.run import RunScreen
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 JOURNAL = "run-20261127T030000Z-test.jsonl"
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
 from ui_helpers import make_app, make_sim, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.screens.modals import ErrorModal
 from neon_tui.screens.stored import StoredCopiesModal
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 
 def uri(pw: str, host: str, user: str = "app", db: str = "neondb") -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, screen_text, settle
 
 from neon_tui.screens.main import MainScreen
 from neon_tui.screens.modals import LeakModal
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 LEAKED = "Ui-Leaked-Pw-77"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.config import Settings
@@ -27,6 +28,7 @@ async def rotate_staging_app(app, pilot):
     await wait_run(app, pilot)
 
 
+@pytest.mark.slow
 async def test_load_filter_mark_review_run_copy(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -77,6 +79,7 @@ async def test_load_filter_mark_review_run_copy(tmp_path):
     assert any(json.loads(line).get("sink") == "clipboard" for line in journal.splitlines())
 
 
+@pytest.mark.slow
 async def test_keyring_store_with_memory_backend(tmp_path, memory_keyring):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -94,6 +97,7 @@ async def test_keyring_store_with_memory_backend(tmp_path, memory_keyring):
     assert (service, user) in stored and "-pooler." in stored[(service, user)]
 
 
+@pytest.mark.slow
 async def test_keyring_unavailable_is_shown_plainly(tmp_path, monkeypatch):
     import keyring
     from keyring.backends import fail
@@ -115,6 +119,7 @@ async def test_keyring_unavailable_is_shown_plainly(tmp_path, monkeypatch):
         keyring.set_keyring(previous)
 
 
+@pytest.mark.slow
 async def test_protected_branch_needs_typed_confirmation(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -168,6 +173,7 @@ async def test_mark_project_marks_all_login_roles_and_partial_marks_show(tmp_pat
         assert not tree.marks
 
 
+@pytest.mark.slow
 async def test_failed_target_can_be_retried(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -185,6 +191,7 @@ async def test_failed_target_can_be_retried(tmp_path):
         assert sim.inspect.reset_count(pid, bid, "app") == 2  # the retry is an explicit second reset
 
 
+@pytest.mark.slow
 async def test_read_only_never_writes(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path, read_only=True)
@@ -197,6 +204,7 @@ async def test_read_only_never_writes(tmp_path):
     assert not [r for r in sim.inspect.requests if r.method != "GET"]
 
 
+@pytest.mark.slow
 async def test_keymap_remaps_by_binding_id(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path, settings=Settings(keymap={"mark": "x"}))
@@ -213,6 +221,7 @@ async def test_keymap_remaps_by_binding_id(tmp_path):
         assert tree.marks == {ref.key}
 
 
+@pytest.mark.slow
 async def test_help_palette_and_command_log(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)

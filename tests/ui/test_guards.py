@@ -3,6 +3,7 @@ passwords, marks cleared after a run, cancel and continue, enter on review, filt
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.rotation.journal import read_journal
@@ -11,6 +12,8 @@ from neon_tui.screens.main import MainScreen
 from neon_tui.screens.modals import YesNoModal
 from neon_tui.screens.review import ReviewScreen
 from neon_tui.screens.run import RunScreen
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 JOURNAL = "run-20261127T030000Z-test.jsonl"
 

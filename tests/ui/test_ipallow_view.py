@@ -3,6 +3,7 @@ for, the typed confirmation before excluding your own address, the paid-plan ref
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable, Input
 from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle
 
@@ -42,6 +43,7 @@ async def _wait_state(app, pilot, screen, pid, prefix):
     raise AssertionError(f"state of {pid}: {screen.states.get(pid)!r}")
 
 
+@pytest.mark.slow
 async def test_rows_flags_and_the_exposure_gap(tmp_path):
     sim = make_sim()
     prod = sim.inspect.project_by_name("acme-prod")
@@ -82,6 +84,7 @@ async def test_rows_flags_and_the_exposure_gap(tmp_path):
     assert len(read_action_journal(path).events("ipallow_reviewed")) == 8
 
 
+@pytest.mark.slow
 async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
     sim = make_sim(op_seconds=0.3)
     ml = sim.inspect.project_by_name("acme-ml-features")
@@ -111,6 +114,7 @@ async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
     assert events == ["ipallow_changed", "ipallow_applied", "ipallow_changed", "ipallow_applied"]
 
 
+@pytest.mark.slow
 async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path):
     sim = make_sim(op_seconds=0.05)
     ml = sim.inspect.project_by_name("acme-ml-features")
@@ -130,6 +134,7 @@ async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path)
         assert ml.allowed_ips == ["0.0.0.0/1", "128.0.0.0/1", "127.0.0.1"]
 
 
+@pytest.mark.slow
 async def test_a_list_changed_elsewhere_is_shown_and_never_overwritten_unseen(tmp_path):
     sim = make_sim(op_seconds=0.05)
     ml = sim.inspect.project_by_name("acme-ml-features")
@@ -154,6 +159,7 @@ async def test_a_list_changed_elsewhere_is_shown_and_never_overwritten_unseen(tm
         assert screen.states[ml.id] == "changed elsewhere"
 
 
+@pytest.mark.slow
 async def test_paid_plan_refusal_and_invalid_entries(tmp_path):
     sim = make_sim()
     blog = sim.inspect.project_by_name("blog")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import list_action_journals, read_action_journal
 from neon_tui.neon import NeonClient, RetryPolicy
 from neon_tui.screens.keys import KeysScreen, PersonalKeyModal
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 
 def factory(sim):

@@ -3,6 +3,7 @@ choice of the other button) gives them up."""
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, settle
 
 from neon_tui.screens.modals import ResumeModal, YesNoModal
@@ -76,6 +77,7 @@ async def test_the_resume_offer_also_defaults_to_not_now(tmp_path):
         assert answers == [False]
 
 
+@pytest.mark.slow
 async def test_q_then_enter_does_not_quit_when_passwords_are_undelivered(tmp_path):
     from ui_helpers import review_staging_app, wait_run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from ui_helpers import IN_PROCESS, MEMORY_KEYRING, NOW, make_sim, screen_text, settle, wait_run
 
 from neon_tui.app import NeonApp
@@ -36,6 +37,7 @@ async def test_key_from_env(tmp_path):
         assert type(app.screen) is MainScreen
 
 
+@pytest.mark.slow
 async def test_bad_key_gets_a_clear_message_and_a_new_prompt(tmp_path, memory_keyring):
     sim = make_sim()
     app = app_for(sim, {"NEON_API_KEY": "napi_definitely_wrong_key_123"})
@@ -101,6 +103,7 @@ async def test_api_error_mid_session_is_a_modal(tmp_path):
         assert "HTTP 401" in screen_text(app)
 
 
+@pytest.mark.slow
 async def test_offers_to_resume_an_interrupted_run(tmp_path, monkeypatch):
     monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path / "state"))
     sim = make_sim()

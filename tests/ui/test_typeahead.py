@@ -49,6 +49,7 @@ def marked_is_under_cursor(tree: OrgTree) -> bool:
     return bool(tree.marks) and tree.marks == set(tree.login_keys(ref))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("latency_ms,gap", [(40, 0.0), (80, 0.01), (80, 0.03), (80, 0.06), (150, 0.06), (150, 0.1)])
 async def test_open_down_mark_right_after_launch_marks_the_first_child_of_what_was_opened(tmp_path, latency_ms, gap):
     """j j j l j space, typed as the first projects paint: the third line is opened, the cursor goes to its
@@ -110,6 +111,7 @@ async def test_open_and_move_in_one_burst_on_a_loaded_project(tmp_path):
         assert marked_is_under_cursor(tree)
 
 
+@pytest.mark.slow
 async def test_waiting_keys_show_in_the_status_line(tmp_path):
     sim = make_sim(latency_ms=400)
     app = make_app(sim, tmp_path)
@@ -129,6 +131,7 @@ async def test_waiting_keys_show_in_the_status_line(tmp_path):
         assert marked_is_under_cursor(tree)
 
 
+@pytest.mark.slow
 async def test_keys_wait_only_so_long_then_are_dropped_and_it_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(OrgTree, "HOLD_SECONDS", 0.3)
     sim = make_sim(latency_ms=700)
@@ -186,6 +189,7 @@ async def test_a_failed_load_drops_the_waiting_keys_instead_of_feeding_them_to_t
         assert tree.cursor_node.data == opened
 
 
+@pytest.mark.slow
 async def test_a_filter_typed_while_a_project_loads_lands_in_the_filter(tmp_path):
     sim = make_sim(latency_ms=150)
     app = make_app(sim, tmp_path)
@@ -211,6 +215,7 @@ async def test_quit_is_never_held(tmp_path):
     assert app.return_code == 0
 
 
+@pytest.mark.slow
 async def test_a_branch_opened_before_its_roles_arrive_waits_for_them(tmp_path):
     sim = make_sim(latency_ms=150)
     app = make_app(sim, tmp_path)
