@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test` (`make quick` skips the slow tests). All create the virtualenv on first use.
+# The README's two commands: `make demo` and `make test`. Both create the virtualenv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
