@@ -21,6 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Everything but the tests marked slow (over ~2 s, or needing PostgreSQL, a keyring, a clipboard or tmux).
+.PHONY: quick
+quick: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 serve: $(STAMP)
 	$(BIN)/neon-tui simulator serve
 

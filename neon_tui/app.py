@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -27,6 +29,16 @@ from neon_tui.rotation.session import RunSession
 from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, ResumeModal, YesNoModal
 
 ClientFactory = Callable[[Secret], NeonClient]
+NOTICES_KEPT = 200
+
+
+class Notice(NamedTuple):
+    """One notification the app showed (see NeonApp.notices)."""
+
+    message: str
+    severity: str
+    title: str = ""
+    timeout: float = 0.0  # seconds on screen
 
 
 class NeonApp(App):
@@ -606,6 +618,25 @@ class NeonApp(App):
 
     async def run_in_thread(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
+
+    # ------------------------------------------------------------- notices
+
+    _notices: deque[Notice] | None = None
+
+    def notify(self, message, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Show a toast, and remember it in `notices`: toasts expire and Textual keeps no public list of them.
+        Notifications never carry a secret (a standing rule), so keeping their text is safe."""
+        if self._notices is None:  # made on first use, so this feature stays in this one block
+            self._notices = deque(maxlen=NOTICES_KEPT)
+        self._notices.append(Notice(str(message), severity, title,
+                                    self.NOTIFICATION_TIMEOUT if timeout is None else timeout))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    @property
+    def notices(self) -> tuple[Notice, ...]:
+        """The notifications this app sent, oldest first (the last NOTICES_KEPT)."""
+        return tuple(self._notices or ())
 
 
 def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None,

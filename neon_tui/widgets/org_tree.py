@@ -533,3 +533,9 @@ class OrgTree(Tree[NodeRef]):
                 refs.add(ref)
         refs.update(NodeRef("role", project_id=k[0], branch_id=k[1], role_name=k[2]) for k in keys)
         return refs
+
+    @property
+    def refs(self) -> tuple[NodeRef, ...]:
+        """The nodes in the tree now, in the order they were added (the filter's hits and their ancestors;
+        children of a closed node only once they are loaded). `node_for(ref)` gives the TreeNode."""
+        return tuple(self._node_map)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from neon_tui.simulator.account import DEMO_INTRUDER
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 
 def _json(out):

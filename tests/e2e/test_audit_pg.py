@@ -15,7 +15,7 @@ from neon_tui.simulator import SimConfig, Simulator
 from neon_tui.simulator.postgres import PostgresBackend
 from neon_tui.simulator.serve import serve_in_thread
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def test_audit_pg_finds_a_role_made_in_sql(tmp_path):

@@ -169,6 +169,7 @@ def _aws_env(served, aws):
         served.env.pop(k, None)
 
 
+@pytest.mark.slow
 def test_rotate_delivers_to_aws_secret(served, aws):
     _aws_env(served, aws)
     aws.create_secret(Name="app/cfg", SecretString='{"user": "app", "DATABASE_URL": "old"}')
@@ -197,6 +198,7 @@ def _enforce_auth(monkeypatch):
     monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "denied", "unknown-key"])
 def test_rotate_with_a_bad_aws_secret_resets_nothing(served, aws, case, monkeypatch):
     _aws_env(served, aws)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import pytest
+
 from neon_tui.rotation.journal import read_journal
 
 
@@ -54,6 +56,7 @@ def test_scan_reports_where_and_whose_without_a_value(served, tmp_path):
         assert all(quote(s, safe="") not in text and s not in text for s in secrets)
 
 
+@pytest.mark.slow
 def test_rotate_patches_env_files_and_journals_no_password(served, tmp_path):
     sim = served.sim
     app, (old,) = _tree(tmp_path, sim)

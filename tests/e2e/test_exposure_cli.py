@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import pytest
+
+
 LEAKED = "Le@ked pw/42'"
 
 
@@ -22,6 +25,7 @@ def _leak_file(tmp_path, role="app"):
     return f
 
 
+@pytest.mark.slow
 def test_selectors_feed_rotate_exactly(served, tmp_path):
     sim = served.sim
     a = _set(sim, "acme-prod", "staging", "app")
@@ -42,6 +46,7 @@ def test_selectors_feed_rotate_exactly(served, tmp_path):
     assert got == {a, b, c, d}
 
 
+@pytest.mark.slow
 def test_json_stdin_and_exit_codes(served, tmp_path):
     sim = served.sim
     key = _set(sim, "acme-prod", "staging", "app")
@@ -86,6 +91,7 @@ def test_a_bare_password_given_as_the_file_is_not_echoed(served):
         assert "npg_AbCdEf123456" not in r.stderr + r.stdout
 
 
+@pytest.mark.slow
 def test_probes_against_a_simulator_without_postgres_are_not_sent_anywhere(served, tmp_path):
     """A loopback API without PGHOSTADDR/PGPORT: probing would look up Neon-like host names on the internet
     with leaked passwords. The roles are 'could not check' with the reason instead."""

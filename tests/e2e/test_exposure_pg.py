@@ -16,7 +16,7 @@ from neon_tui.simulator.leak import sample_leak
 from neon_tui.simulator.postgres import PostgresBackend
 from neon_tui.simulator.serve import serve_in_thread
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def test_sample_leak_is_found_by_reveal_and_by_real_logins(tmp_path):

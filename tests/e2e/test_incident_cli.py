@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
+
 LEAKED = "Le@ked pw/42'"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from neon_tui.incident.actions import create_action_journal, list_action_journals, read_action_journal
 
 
@@ -59,6 +61,7 @@ def test_nothing_flagged_exits_zero_and_review_is_journaled(served):
     assert all(isinstance(r["findings"], list) for r in reviewed)
 
 
+@pytest.mark.slow
 def test_set_asks_and_applies(served):
     sim = served.sim
     p = sim.inspect.project_by_name("acme-ml-features")
@@ -86,6 +89,7 @@ def test_set_asks_and_applies(served):
     assert sim.api_key not in "".join(x.read_text() for x in _actions(served).iterdir())
 
 
+@pytest.mark.slow
 def test_paid_plan_refusal_and_usage_errors(served):
     sim = served.sim
     blog = sim.inspect.project_by_name("blog")
@@ -108,6 +112,7 @@ def test_paid_plan_refusal_and_usage_errors(served):
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
 
 
+@pytest.mark.slow
 def test_a_change_is_not_a_review_and_the_total_comes_from_the_review(served):
     """The real writers: `ipallow add` to one project is not a review of the account's 8; `ipallow review`
     journals how many projects it covered, so status counts against that."""
@@ -126,6 +131,7 @@ def test_a_change_is_not_a_review_and_the_total_comes_from_the_review(served):
     assert {x["review_projects"] for x in read_action_journal(path).events("ipallow_reviewed")} == {8}
 
 
+@pytest.mark.slow
 def test_widening_is_warned_and_opening_needs_the_typed_project_name(served):
     for ips, warning in (("0.0.0.0/1,128.0.0.0/1", "cover every IPv4 address"),
                          ("0.0.0.0-255.255.255.255", "cover every IPv4 address"),

@@ -15,7 +15,7 @@ from neon_tui.simulator.postgres import PostgresBackend
 from neon_tui.simulator.router import ip_not_allowed
 from neon_tui.simulator.serve import serve_in_thread
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.fixture

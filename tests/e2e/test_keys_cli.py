@@ -35,6 +35,7 @@ def _no_secret(served, texts, secrets):
             assert s not in t
 
 
+@pytest.mark.slow
 def test_list_json_marks_the_key_in_use_and_shows_last_use(served):
     old = served.sim.api_key
     p = served.run("keys", "list", "--json")
@@ -47,6 +48,7 @@ def test_list_json_marks_the_key_in_use_and_shows_last_use(served):
     _no_secret(served, [p.stdout, p.stderr], [old])
 
 
+@pytest.mark.slow
 def test_rotate_without_a_confirmed_key_id_changes_nothing(served, tmp_path):
     before = set(served.sim.account.keys)
     p = served.run("keys", "rotate", "--yes", "--sink", f"file:{tmp_path / 'k'}")
@@ -55,6 +57,7 @@ def test_rotate_without_a_confirmed_key_id_changes_nothing(served, tmp_path):
     assert set(served.sim.account.keys) == before and not (tmp_path / "k").exists()
 
 
+@pytest.mark.slow
 def test_rotate_hands_off_to_a_file_and_the_old_key_answers_401(served, tmp_path):
     old = served.sim.api_key
     sink = tmp_path / "neon.key"
@@ -71,6 +74,7 @@ def test_rotate_hands_off_to_a_file_and_the_old_key_answers_401(served, tmp_path
     _no_secret(served, [p.stdout, p.stderr], [old, new])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", STEPS)
 def test_sigkill_between_steps_then_resume_leaves_one_working_key_held(served, tmp_path, step):
     old = served.sim.api_key
@@ -109,6 +113,7 @@ def test_sigkill_between_steps_then_resume_leaves_one_working_key_held(served, t
     _no_secret(served, [p.stdout, p.stderr, r.stdout, r.stderr], [old, held])
 
 
+@pytest.mark.slow
 def test_failed_old_revoke_exits_1_and_says_still_live(served, tmp_path):
     old = served.sim.api_key
     served.sim.fail_next("DELETE /api_keys/{key_id}", "500", times=50)
@@ -128,6 +133,7 @@ def test_failed_old_revoke_exits_1_and_says_still_live(served, tmp_path):
     assert _answers(served, old) == 401 and _answers(served, new) == 200 and sink.read_text().strip() == new
 
 
+@pytest.mark.slow
 def test_project_scoped_key_needs_a_personal_key(served, tmp_path):
     sim = served.sim
     org = sim.inspect.primary_org_id
@@ -152,6 +158,7 @@ def test_project_scoped_key_needs_a_personal_key(served, tmp_path):
     assert new.project_id == pid and new.org_id == org and scoped.revoked and not new.revoked
 
 
+@pytest.mark.slow
 def test_revoke_others_with_review_and_refuses_the_key_in_use(served):
     sim = served.sim
     with sim.lock:
@@ -166,6 +173,7 @@ def test_revoke_others_with_review_and_refuses_the_key_in_use(served):
     assert _answers(served, other.key) == 401 and _answers(served, sim.api_key) == 200
 
 
+@pytest.mark.slow
 def test_create_stores_only_in_the_chosen_sink(served, tmp_path):
     sink = tmp_path / "ci.key"
     p = served.run("keys", "create", "ci-2", "--sink", f"file:{sink}", "--print")
@@ -182,6 +190,7 @@ def test_create_stores_only_in_the_chosen_sink(served, tmp_path):
     _no_secret(served, [p.stdout, p.stderr], [secret, served.sim.api_key])
 
 
+@pytest.mark.slow
 def test_on_a_terminal_a_guessed_key_and_the_rotation_are_both_typed_confirmations(served, tmp_path):
     import os
     import pty
@@ -203,6 +212,7 @@ def test_on_a_terminal_a_guessed_key_and_the_rotation_are_both_typed_confirmatio
     assert _answers(served, old) == 401 and _answers(served, sink.read_text().strip()) == 200
 
 
+@pytest.mark.slow
 def test_on_a_terminal_a_wrong_answer_changes_nothing(served, tmp_path):
     import os
     import pty
@@ -231,6 +241,7 @@ def test_default_keyring_sink_without_a_keyring_refuses_before_anything(served):
     assert not _journals(served)
 
 
+@pytest.mark.slow
 def test_demo_rotation_never_writes_to_the_keyring(tmp_path):
     """The demo's simulated key must never replace the user's real key in the keyring entry: with a keyring
     backend that fails on every call, the demo hand-off still completes (memory), and a keyring sink is refused."""
@@ -257,6 +268,7 @@ def test_demo_rotation_never_writes_to_the_keyring(tmp_path):
         assert p.returncode == 2 and "never writes to your keyring" in p.stderr
 
 
+@pytest.mark.slow
 def test_rotate_with_old_key_id_of_a_key_not_in_use_is_refused_and_changes_nothing(served, tmp_path):
     other = served.sim.account.new_key("ci-deploy", 0.0)
     before = set(served.sim.account.keys)
@@ -271,6 +283,7 @@ def test_rotate_with_old_key_id_of_a_key_not_in_use_is_refused_and_changes_nothi
     assert _answers(served, served.sim.api_key) == 200
 
 
+@pytest.mark.slow
 def test_an_interrupted_demo_hand_off_is_journaled_parseably_and_blocks_no_later_demo(tmp_path):
     """A demo hand-off killed half-way cannot be resumed (its simulated account died with it): the next demo says
     so once, closes it as abandoned, and rotates; it never answers 'an interrupted key hand-off exists' forever."""
@@ -307,6 +320,7 @@ def test_an_interrupted_demo_hand_off_is_journaled_parseably_and_blocks_no_later
     assert r.returncode == 2 and "no interrupted key hand-off" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["after_created", "after_proven"])
 def test_sigkill_on_the_probe_path_then_resume(served, tmp_path, step):
     """No --old-key-id: the key in use is found by the probe and confirmed on a terminal; SIGKILL; --resume."""

@@ -52,6 +52,7 @@ KILL_THEN_RESUME = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.keyring
 @pytest.mark.parametrize("step,expect", [("after_store", "undone"), ("after_stored", "rotated"),
                                          ("after_proven", "rotated")])

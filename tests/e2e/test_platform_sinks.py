@@ -228,6 +228,7 @@ async def test_vercel_bad_token_and_unknown_project(vercel):
 # ------------------------------------------------------------------ the CLI, end to end
 
 
+@pytest.mark.slow
 def test_rotate_delivers_to_github_and_vercel(served, github, vercel):
     sim = served.sim
     served.env.update(GITHUB_API_URL=github.url, GITHUB_TOKEN=github.token, VERCEL_API_URL=vercel.url,

@@ -17,7 +17,7 @@ from neon_tui.simulator import SimConfig, Simulator
 from neon_tui.simulator.postgres import PostgresBackend
 from neon_tui.simulator.serve import serve_in_thread
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def test_one_run_patches_two_env_files_sets_github_and_vercel_and_proves_the_old_password_dead(tmp_path):

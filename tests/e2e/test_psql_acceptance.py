@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pg_helpers import psql_path, require_postgres
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def _psql(uri: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -174,6 +174,7 @@ REFUSED = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.keyring
 def test_secret_service_round_trip_with_odd_names(tmp_path):
     out = in_session(tmp_path / "home", ROUND_TRIP)
@@ -187,6 +188,7 @@ def test_secret_service_round_trip_with_odd_names(tmp_path):
     assert out["probe_left"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.keyring
 def test_keyring_sink_stores_direct_and_pooled_entries(tmp_path):
     out = in_session(tmp_path / "home", SINK)
@@ -201,6 +203,7 @@ def test_keyring_sink_stores_direct_and_pooled_entries(tmp_path):
     assert out["bare"] is True  # no endpoint yet: the password itself reached the Secret Service
 
 
+@pytest.mark.slow
 @pytest.mark.keyring
 def test_no_login_keyring_and_no_prompt_is_reported_as_maybe_locked(tmp_path):
     out = in_session(tmp_path / "home", REFUSED, unlock=False)
@@ -211,6 +214,7 @@ def test_no_login_keyring_and_no_prompt_is_reported_as_maybe_locked(tmp_path):
     assert out["title"] == "Keyring unavailable"
 
 
+@pytest.mark.slow
 @pytest.mark.keyring
 def test_an_existing_keyring_left_locked_is_reported_as_locked(tmp_path):
     home = tmp_path / "home"
@@ -222,6 +226,7 @@ def test_an_existing_keyring_left_locked_is_reported_as_locked(tmp_path):
     assert "locked" in out["error"] and "unlock" in out["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.keyring
 def test_no_keyring_backend_at_all_is_refused(tmp_path):
     env = base_env(tmp_path / "home") | {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
@@ -338,6 +343,7 @@ def xenv(tmp_path):
         log.close()
 
 
+@pytest.mark.slow
 @pytest.mark.clipboard
 def test_native_copy_lands_in_the_x_clipboard_and_is_cleared(xenv):
     child = ClipChild(xenv)
@@ -353,6 +359,7 @@ def test_native_copy_lands_in_the_x_clipboard_and_is_cleared(xenv):
         child.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.clipboard
 def test_clear_leaves_what_the_user_copied_since(xenv):
     child = ClipChild(xenv)
@@ -376,6 +383,7 @@ def test_clear_leaves_what_the_user_copied_since(xenv):
             user.wait(timeout=5)
 
 
+@pytest.mark.slow
 @pytest.mark.clipboard
 def test_a_display_that_is_gone_is_noticed_not_silently_ignored(tmp_path):
     # xclip exits quietly when it cannot connect, so only the read-back tells the copy did not land.

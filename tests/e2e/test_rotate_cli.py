@@ -37,6 +37,7 @@ def jsonl(text):
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.slow
 def test_json_apply_with_stdout_delivery(served):
     sim = served.sim
     out = served.run("rotate", "acme-prod/staging/*", "--org", "Acme Robotics", "--apply", "--yes", "--json",
@@ -61,6 +62,7 @@ def test_json_apply_with_stdout_delivery(served):
     assert not any(p in text for p in passwords(sim)) and sim.api_key not in text
 
 
+@pytest.mark.slow
 def test_passwords_only_reach_the_chosen_sink(served):
     out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "none")
     assert out.returncode == 0, out.stderr
@@ -78,6 +80,7 @@ def test_keyring_delivery_fails_loudly_before_any_reset(served):
     assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
 
 
+@pytest.mark.slow
 def test_bad_key_and_unreachable_api_are_clear_messages(served):
     env = dict(served.env, NEON_API_KEY="napi_not_a_real_key")
     import subprocess
@@ -121,6 +124,7 @@ def _journal_states(served):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.sim(projects=2, branches=2, roles=1, op_seconds=0.4, latency_ms=60)
 @pytest.mark.parametrize("point", ["first-resetting", "first-applying", "third-rotated", "mid-run-resetting"])
 def test_sigkill_then_resume_completes_without_double_reset(served, point):
@@ -157,6 +161,7 @@ def test_sigkill_then_resume_completes_without_double_reset(served, point):
         assert sim.inspect.reset_count(*key) == 1, f"{key} reset {sim.inspect.reset_count(*key)} times"
     printed = out.stdout
     resumed_keys = [k for k, t in before.targets.items() if t.state not in ("rotated", "delivered")]
+    assert resumed_keys  # killed mid-run: some targets were left to the resume
     for key in resumed_keys:
         assert sim.inspect.password(*key) in printed, f"{key}: new password not delivered on resume"
     assert "Resuming" in out.stderr
@@ -173,6 +178,7 @@ def test_read_only_refuses_to_apply(served):
     assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
 
 
+@pytest.mark.slow
 def test_json_stdout_delivery_is_journaled_after_printing(served):
     out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "stdout")
     assert out.returncode == 0, out.stderr
@@ -191,6 +197,7 @@ def test_a_selector_that_matches_nothing_is_an_error(served):
     assert out.returncode == 0 and "'acme-prod/nope/x' matched no role" in out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.sim(projects=2, branches=2, roles=1, op_seconds=0.4, latency_ms=60)
 def test_sigkill_before_any_reset_then_a_fresh_run(served):
     """Killed while still planning: nothing was sent, there is nothing to resume, a new run does it all once."""
@@ -212,6 +219,7 @@ def test_sigkill_before_any_reset_then_a_fresh_run(served):
 # ---------------------------------------------------------------------------------------------- verification
 
 
+@pytest.mark.slow
 def test_verify_goes_with_apply_and_is_on_by_default(served):
     out = served.run("rotate", "acme-prod/staging/app", "--verify")
     assert out.returncode == 2 and "--verify" in out.stderr
@@ -223,6 +231,7 @@ def test_verify_goes_with_apply_and_is_on_by_default(served):
     assert "verification: 1 not verified" in out.stderr
 
 
+@pytest.mark.slow
 def test_json_verify_lines_and_no_verify(served):
     out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--json", "--deliver", "none")
     assert out.returncode == 0, out.stderr
@@ -289,6 +298,7 @@ def _run_cli_in_process(monkeypatch, tmp_path, old_still_works: bool):
     return rotate_cli.main(ns)
 
 
+@pytest.mark.slow
 def test_old_password_still_accepted_is_exit_1(monkeypatch, tmp_path, capsys):
     assert _run_cli_in_process(monkeypatch, tmp_path, old_still_works=True) == 1
     err = capsys.readouterr().err

@@ -10,6 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+
 FAKE = textwrap.dedent("""\
     #!{python}
     import json, os, sys
@@ -73,6 +76,7 @@ def resets(sim):
     return [r for r in sim.inspect.requests if r.route and r.route.endswith("reset_password") and r.method == "POST"]
 
 
+@pytest.mark.slow
 def test_rules_deliver_each_target_to_its_sinks(served, tmp_path):
     log = setup(served, tmp_path)
     out = served.run("rotate", "acme-prod/main/app", "acme-prod/staging/app", "--apply", "--yes",
@@ -115,6 +119,7 @@ def test_a_target_without_a_rule_stops_the_run_before_any_reset(served, tmp_path
     assert not resets(served.sim) and calls(log) == []
 
 
+@pytest.mark.slow
 def test_a_failing_sink_halts_with_a_redacted_reason(served, tmp_path):
     log = setup(served, tmp_path)
     served.env["FAKE_FAIL"] = "vercel"
@@ -131,6 +136,7 @@ def test_a_failing_sink_halts_with_a_redacted_reason(served, tmp_path):
     assert vercel["stdin"] not in journal.read_text()
 
 
+@pytest.mark.slow
 def test_deliver_one_named_sink_and_bad_config(served, tmp_path):
     log = setup(served, tmp_path, CONFIG.replace('repo = "acme/app"', 'repo = "acme/app"\nvar = "DB_URL"'))
     out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--deliver", "sink:app-repo")

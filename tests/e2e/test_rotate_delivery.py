@@ -62,6 +62,7 @@ def test_a_key_with_a_trailing_newline_works(served):
 # ------------------------------------------------------------------ sinks
 
 
+@pytest.mark.slow
 def test_file_sink_and_stdout_together(served, tmp_path):
     sim = served.sim
     path = tmp_path / "new-creds.tsv"
@@ -107,6 +108,7 @@ def _flaky_env(served, tmp_path, ok_writes: int) -> tuple[dict, Path]:
     return env, store
 
 
+@pytest.mark.slow
 @pytest.mark.sim(projects=6, branches=2, roles=1, op_seconds=0.3, latency_ms=20)
 def test_a_keyring_failing_mid_run_stops_new_resets_and_nothing_is_lost(served, tmp_path):
     import subprocess
@@ -145,6 +147,7 @@ def test_a_keyring_failing_mid_run_stops_new_resets_and_nothing_is_lost(served, 
 # ------------------------------------------------------------------ JSON Lines and SIGKILL
 
 
+@pytest.mark.slow
 @pytest.mark.sim(op_seconds=0.3, latency_ms=30)
 def test_json_lines_under_sigkill_lose_at_most_one_password_per_kill(served):
     """A project that does not store passwords: what was printed is all anyone will ever have."""
@@ -214,6 +217,7 @@ def test_a_journal_of_another_account_is_refused(served):
     assert out.returncode == 2 and "no interrupted run" in out.stderr and "another" in out.stderr
 
 
+@pytest.mark.slow
 def test_a_damaged_journal_is_named_and_does_not_hide_another_run(served):
     sim = served.sim
     out = served.run("rotate", "acme-prod/staging/app", "--apply", "--yes", "--deliver", "none")

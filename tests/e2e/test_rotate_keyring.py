@@ -30,6 +30,7 @@ ROTATE_TO_KEYRING = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.keyring
 def test_rotate_delivers_every_connection_string_to_the_secret_service(tmp_path):
     out = in_session(tmp_path / "home", ROTATE_TO_KEYRING, timeout=60)

@@ -17,7 +17,7 @@ import pytest
 from neon_tui.simulator import SimConfig, Simulator
 from neon_tui.simulator.serve import serve_in_thread
 
-pytestmark = pytest.mark.tmux
+pytestmark = [pytest.mark.slow, pytest.mark.tmux]
 CLEAR_AFTER = 4  # seconds, through the settings file
 
 if not shutil.which("tmux"):

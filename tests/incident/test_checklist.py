@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from incident_fixtures import ACCOUNT, HOST, write_incident
 
 from neon_tui.incident.actions import create_action_journal
@@ -134,6 +135,7 @@ def _cli(state: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
+@pytest.mark.slow
 def test_status_and_report_exit_codes(tmp_path):
     state = tmp_path / "state"
     write_incident(state)

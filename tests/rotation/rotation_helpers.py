@@ -11,10 +11,24 @@ from neon_tui.simulator import SimConfig, Simulator
 FAST_RETRY = RetryPolicy(max_attempts=8, base_delay=0.01, max_delay=0.05, max_retry_after=1.5)
 
 
+class ManualClock:
+    """A simulator clock that moves only when the test says so: what the simulator sees as finished
+    depends on `advance`, never on how loaded the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextlib.asynccontextmanager
-async def sim_client(**cfg):
+async def sim_client(clock=None, **cfg):
     cfg.setdefault("op_seconds", 0.05)
-    sim = Simulator(SimConfig(**cfg))
+    sim = Simulator(SimConfig(**cfg), clock=clock)
     client = NeonClient(sim.api_key, host="https://neon-sim.invalid/api/v2", transport=sim.transport(),
                         retry=FAST_RETRY)
     async with client:
@@ -42,7 +56,7 @@ async def run_all(engine, plan, **kw):
     return events
 
 
-__all__ = ["FAST_RETRY", "Inventory", "ListSink", "drain", "fast_engine", "fast_session", "org_of", "run_all",
+__all__ = ["FAST_RETRY", "Inventory", "ListSink", "ManualClock", "drain", "fast_engine", "fast_session", "org_of", "run_all",
            "sim_client"]
 
 

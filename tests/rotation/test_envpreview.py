@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_envfiles import HOST_A, HOST_A_POOL, OLD_A, OLD_B, TA, golden, uri  # noqa: F401
+from test_envfiles import OLD_A, OLD_B, TA, golden, uri
 
 from neon_tui.rotation.envpreview import NEW_MASK, OLD_MASK, preview
 

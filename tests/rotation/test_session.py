@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from rotation_helpers import ListSink, drain, fast_session, org_of, sim_client
@@ -98,7 +99,14 @@ async def test_a_sink_failing_mid_run_stops_new_resets_everywhere(tmp_path):
         assert len(resets(sim)) < len(plan.targets) // 2 + len(plan.projects)
         states = session.counts()
         held = session.undelivered()
-        assert held and all(k[0] == bad for k in held)
+        # The breaker trips the whole sink, not one project: the refused project's password is held, and so is
+        # each password whose reset was already in flight elsewhere when the sink tripped (at most one per
+        # project, as one mutation runs per project). How many of those there are depends on timing.
+        per_project = Counter(k[0] for k in held)
+        assert per_project[bad] >= 1
+        assert all(n == 1 for p, n in per_project.items() if p != bad), per_project
+        delivered = {r.target.key for r in sink.got}
+        assert not any(k[0] == bad for k in delivered) and not delivered & set(held)
         assert states.get("cancelled", 0) == len(plan.targets) - len(resets(sim))
         for key in held:  # held passwords are live and still in hand: nothing lost
             assert sim.inspect.accepts(*key, session.result(key).password.reveal())
@@ -261,6 +269,7 @@ async def test_a_damaged_journal_is_resumed_conservatively(tmp_path):
         assert all(sim.inspect.reset_count(*t.key) == 1 for t in plan.targets)  # reconciled, never reset twice
 
 
+@pytest.mark.slow
 async def test_journal_lines_never_hold_a_secret(tmp_path):
     async with sim_client(op_seconds=0.05) as (sim, client):
         plan = await plan_for(sim, client, "acme-prod", org=org_of(sim, "acme-prod"))
@@ -269,6 +278,7 @@ async def test_journal_lines_never_hold_a_secret(tmp_path):
         await drain(session)
         await session.close()
         text = session.journal_path.read_text()
+        assert len(sink.got) == len(plan.targets) > 0
         for r in sink.got:
             assert r.password.reveal() not in text
         assert sim.api_key not in text

@@ -39,6 +39,8 @@ def _swap_password(uri: str, password: str) -> str:
     return creds.rsplit(":", 1)[0] + ":" + password + "@" + rest
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_delivered_strings_log_in_by_sni_pooler_options_and_psql(pg_sim):
     ps = pg_sim
     project = _project(ps, "acme-prod")
@@ -70,6 +72,8 @@ def test_delivered_strings_log_in_by_sni_pooler_options_and_psql(pg_sim):
     assert (out.returncode, out.stdout.strip()) == (0, "app"), out.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_passwords_are_per_branch(pg_sim):
     ps = pg_sim
     project = _project(ps, "acme-prod")
@@ -81,6 +85,8 @@ def test_passwords_are_per_branch(pg_sim):
     assert "password authentication failed" in ps.login_error(_swap_password(on_staging, main_pw))
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_reset_applies_at_apply_config_and_suspend_drops_sessions(pg_sim):
     ps = pg_sim
     project = _project(ps, "acme-storefront")
@@ -117,6 +123,8 @@ def test_reset_applies_at_apply_config_and_suspend_drops_sessions(pg_sim):
     assert project.rw_endpoint(main.id).id in ps.backend.suspended
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_failed_apply_config_keeps_the_old_password(pg_sim):
     ps = pg_sim
     project = _project(ps, "acme-storefront")
@@ -138,6 +146,8 @@ def test_failed_apply_config_keeps_the_old_password(pg_sim):
     assert "password authentication failed" in ps.login_error(new_uri)
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_child_branch_inherits_parent_data_and_password_unless_parent_is_protected(pg_sim):
     ps = pg_sim
     project = _project(ps, "side-project")
@@ -170,6 +180,8 @@ def test_child_branch_inherits_parent_data_and_password_unless_parent_is_protect
     assert "password authentication failed" in ps.login_error(_swap_password(child_uri, parent_pw))
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_roles_exist_for_real_and_no_login_roles_cannot_log_in(pg_sim):
     ps = pg_sim
     project = _project(ps, "acme-prod")
@@ -194,6 +206,8 @@ def test_roles_exist_for_real_and_no_login_roles_cannot_log_in(pg_sim):
     assert pw
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_router_answers_with_neon_texts(pg_sim):
     ps = pg_sim
     project = _project(ps, "blog")
@@ -230,6 +244,8 @@ def _patch_ips(ps, project, ips):
     return r
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_zz_no_plaintext_password_reaches_a_server_log(pg_sim):
     logs = pg_sim.backend.log_files()
     assert logs and SEEN_PASSWORDS
@@ -244,6 +260,8 @@ def test_zz_no_plaintext_password_reaches_a_server_log(pg_sim):
     assert not pg_sim.backend.errors
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_lru_cap_restart_and_close_leaves_nothing_behind():
     with pg_session(max_running=2) as ps:
         project = _project(ps, "acme-prod")
@@ -284,6 +302,8 @@ def test_serve_postgres_without_binaries_exits_2_with_install_hint(monkeypatch, 
     assert "--postgres needs PostgreSQL server binaries" in err and "apt-get install postgresql" in err
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_concurrent_first_connections_start_the_compute_once(pg_sim):
     import threading
 
@@ -316,6 +336,8 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_sigkill_of_the_owner_leaves_no_server_behind(tmp_path):
     """The demo or a test may die by SIGKILL: the watchdog still stops its clusters and removes the dir."""
     from pg_helpers import require_postgres
@@ -339,6 +361,8 @@ def test_sigkill_of_the_owner_leaves_no_server_behind(tmp_path):
     b"\x00\x00\x00\x50\x00\x03\x00\x00user\x00",          # a startup packet cut short
     b"\x00\x00\x00\x08\x04\xd2\x16\x2f" + b"\x16\x03\x01\x02\x00",  # SSLRequest, then a TLS header, no body
 ])
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_router_drops_a_client_that_stops_sending(pg_sim, monkeypatch, sent):
     """Found in review: such clients held a router task forever."""
     import socket
@@ -360,6 +384,8 @@ def test_router_drops_a_client_that_stops_sending(pg_sim, monkeypatch, sent):
         assert time.monotonic() - t0 < 4  # closed by the router, not by our 5 s timeout
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_a_compute_with_an_open_connection_is_never_stopped_for_room():
     """Found while benchmarking: LRU stopped a compute in the middle of a verification login."""
     with pg_session(max_running=1) as ps:

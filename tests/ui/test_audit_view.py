@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from ui_helpers import EPOCH, IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import create_action_journal, list_action_journals, read_action_journal
 from neon_tui.screens.audit import AuditScreen
 from neon_tui.screens.modals import ErrorModal
 from neon_tui.simulator.account import DEMO_INTRUDER
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 
 def _leak_recorded() -> None:
@@ -116,7 +119,7 @@ async def test_read_only_cannot_drop(tmp_path):
         await settle(app, pilot)
         pid = sim.inspect.project_by_name("acme-ml-features").id
         assert "sync_svc" in sim.inspect.role_names(pid, sim.inspect.branch_by_name(pid, "export-tmp").id)
-        assert any("Read-only session" in n.message for n in app._notifications)
+        assert any("Read-only session" in n.message for n in app.notices)
 
 
 async def test_a_journal_the_disk_refuses_is_shown_not_fatal(tmp_path):

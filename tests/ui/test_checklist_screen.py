@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable
 from ui_helpers import make_app, make_sim, screen_text, settle
 
@@ -35,6 +36,7 @@ async def _go(pilot, screen: ChecklistScreen, step_id: str) -> None:
     await pilot.pause()
 
 
+@pytest.mark.slow
 async def test_c_opens_the_checklist_with_the_live_steps(tmp_path, monkeypatch):
     state = tmp_path / "state"
     monkeypatch.setenv("NEON_TUI_STATE_DIR", str(state))
@@ -115,6 +117,7 @@ async def test_w_writes_the_report_and_the_step_turns_done(tmp_path, monkeypatch
         assert isinstance(app.screen, MainScreen)
 
 
+@pytest.mark.slow
 async def test_the_leak_loader_journals_the_scan_with_when_it_leaked(tmp_path, monkeypatch):
     import json
 

@@ -544,7 +544,7 @@ async def test_the_auto_clear_in_tmux_says_how_many_paste_buffers_went(tmp_path)
         clock.advance(45)
         app._clipboard_tick()
         await pilot.pause()
-        notes = [(n.message, n.severity) for n in app._notifications]
+        notes = [(n.message, n.severity) for n in app.notices]
         assert ("Clipboard cleared; 1 tmux paste buffer deleted.", "information") in notes
         assert tmux.buffers == {"buffer0": b"mine"}
         assert app.clipboard == TMUX_BLANK
@@ -562,11 +562,11 @@ async def test_the_auto_clear_in_tmux_warns_when_a_copy_may_remain(tmp_path):
         clock.advance(46)
         app._clipboard_tick()
         await pilot.pause()
-        warning = next(n for n in app._notifications if n.severity == "warning")
+        warning = next(n for n in app.notices if n.severity == "warning")
         assert warning.message == ("Clipboard cleared; tmux paste buffers may still hold it (tmux list-buffers could "
                                    "not be run (FileNotFoundError)): check tmux list-buffers.")
         assert warning.timeout >= 20
-        assert not any(n.message == "Clipboard cleared." for n in app._notifications)
+        assert not any(n.message == "Clipboard cleared." for n in app.notices)
 
 
 async def test_quitting_clears_tmux_too_and_says_so_on_the_way_out(tmp_path, capsys):

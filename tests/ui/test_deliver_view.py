@@ -3,12 +3,17 @@ The real app on the in-process simulator, with two test sinks added to the run (
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, screen_text, settle, wait_run
 
 import neon_tui.app as app_module
 from neon_tui.rotation.journal import read_journal
 from neon_tui.rotation.session import RunSession
 from neon_tui.rotation.sinks import Receipt, SinkError
+from neon_tui.screens.deliver import DeliverScreen
+from neon_tui.screens.modals import BreakerModal, DeliveryModal, ErrorModal
+from neon_tui.screens.review import ReviewScreen
+from neon_tui.screens.run import RunScreen
 
 JOURNAL = "run-20261127T030000Z-test.jsonl"
 
@@ -39,6 +44,7 @@ def key_of(sim, project: str, branch: str, role: str) -> tuple[str, str, str]:
     return pid, sim.inspect.branch_by_name(pid, branch).id, role
 
 
+@pytest.mark.slow
 async def test_deliver_view_shows_each_sink_per_target_and_retries_a_failed_cell(tmp_path, monkeypatch):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -62,9 +68,9 @@ async def test_deliver_view_shows_each_sink_per_target_and_retries_a_failed_cell
         await pilot.press("y")
         for _ in range(300):
             await pilot.pause(0.02)
-            if type(app.screen).__name__ == "BreakerModal":
+            if type(app.screen) is BreakerModal:
                 break
-        assert type(app.screen).__name__ == "BreakerModal"
+        assert type(app.screen) is BreakerModal
         await pilot.press("s")  # stop: the password for the vault stays held
         await wait_run(app, pilot)
         session = app.session
@@ -73,7 +79,7 @@ async def test_deliver_view_shows_each_sink_per_target_and_retries_a_failed_cell
 
         await pilot.press("D")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "DeliverScreen"
+        assert type(app.screen) is DeliverScreen
         text = screen_text(app)
         assert "memo" in text and "vault" in text
         assert "✗ vault sealed" in text and text.count("✓") >= 3
@@ -101,7 +107,7 @@ async def test_deliver_view_shows_each_sink_per_target_and_retries_a_failed_cell
             assert sim.inspect.password(*k) not in screen_text(app)
         await pilot.press("escape")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "RunScreen"
+        assert type(app.screen) is RunScreen
         assert "delivered to memo, vault" in screen_text(app)
         assert session.complete and not session.undelivered()
         records = [r for r in read_journal(tmp_path / JOURNAL).targets.values()]
@@ -138,10 +144,11 @@ async def _review_two(app, pilot, sim):
     app.screen.tree.marks.update(keys)
     await pilot.press("r")
     await settle(app, pilot)
-    assert type(app.screen).__name__ == "ReviewScreen"
+    assert type(app.screen) is ReviewScreen
     return keys
 
 
+@pytest.mark.slow
 async def test_more_sinks_with_a_bad_or_unfit_spec_is_refused_before_any_reset(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -152,7 +159,7 @@ async def test_more_sinks_with_a_bad_or_unfit_spec_is_refused_before_any_reset(t
                             ("sink:nope", "sink:nope")):
             await pilot.press("d")
             await pilot.pause()
-            assert type(app.screen).__name__ == "DeliveryModal"
+            assert type(app.screen) is DeliveryModal
             await pilot.press("m")
             app.screen.query_one("#more").value = ""
             await pilot.press(*spec, "enter")
@@ -160,15 +167,16 @@ async def test_more_sinks_with_a_bad_or_unfit_spec_is_refused_before_any_reset(t
             assert f"deliver: {spec}" in screen_text(app)
             await pilot.press("y")
             await settle(app, pilot)
-            assert type(app.screen).__name__ == "ErrorModal", spec
+            assert type(app.screen) is ErrorModal, spec
             text = screen_text(app)
             assert words in text and "Nothing was reset" in text, (spec, text)
             assert app.session is None and all(sim.inspect.reset_count(*k) == 0 for k in keys)
             await pilot.press("escape")
             await settle(app, pilot)
-            assert type(app.screen).__name__ == "ReviewScreen"
+            assert type(app.screen) is ReviewScreen
 
 
+@pytest.mark.slow
 async def test_more_sinks_adds_a_file_next_to_the_keyring_and_the_deliver_view_shows_both(tmp_path, memory_keyring):
     sim = make_sim()
     app = make_app(sim, tmp_path)

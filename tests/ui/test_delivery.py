@@ -3,11 +3,18 @@ reopening a run, and targets without a connection string. The real app on the in
 
 from __future__ import annotations
 
+import pytest
 from keyring.backend import KeyringBackend
 from ui_helpers import MEMORY_KEYRING, make_app, make_sim, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.config import Settings
 from neon_tui.rotation.journal import read_journal
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import BreakerModal, DeliveryModal, ErrorModal
+from neon_tui.screens.review import ReviewScreen
+from neon_tui.screens.run import RunScreen
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 JOURNAL = "run-20261127T030000Z-test.jsonl"
 
@@ -26,7 +33,7 @@ async def run_marked(app, pilot, keys, *, delivery_keys=()):
     tree.marks.update(keys)
     await pilot.press("r")
     await settle(app, pilot)
-    assert type(app.screen).__name__ == "ReviewScreen"
+    assert type(app.screen) is ReviewScreen
     if delivery_keys:
         await pilot.press("d")
         await pilot.pause()
@@ -34,7 +41,7 @@ async def run_marked(app, pilot, keys, *, delivery_keys=()):
         await pilot.pause()
     await pilot.press("y")
     await wait_run(app, pilot)
-    assert type(app.screen).__name__ == "RunScreen"
+    assert type(app.screen) is RunScreen
 
 
 def select_row(app, key) -> None:
@@ -109,7 +116,7 @@ async def test_keyring_chosen_in_the_review_stores_each_target_as_it_rotates(tmp
         await review_staging_app(app, pilot)
         await pilot.press("d")
         await pilot.pause()
-        assert type(app.screen).__name__ == "DeliveryModal"
+        assert type(app.screen) is DeliveryModal
         await pilot.press("k")
         await pilot.pause()
         assert "deliver: keyring" in screen_text(app)
@@ -133,12 +140,12 @@ async def test_file_chosen_in_the_review_and_an_existing_file_is_refused_before_
         await pilot.pause()
         await pilot.press("y")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "ErrorModal"
+        assert type(app.screen) is ErrorModal
         assert "exists" in screen_text(app) and "Nothing was reset" in screen_text(app)
         assert sim.inspect.reset_count(pid, bid, "app") == 0 and taken.read_text() == "keep me\n"
         await pilot.press("escape")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "ReviewScreen"
+        assert type(app.screen) is ReviewScreen
         fresh = tmp_path / "fresh.tsv"
         await pilot.press("d", "f", *str(fresh), "enter")
         await pilot.pause()
@@ -199,9 +206,9 @@ async def test_a_failing_keyring_opens_the_breaker_and_by_hand_takes_over(tmp_pa
             await pilot.press("y")
             for _ in range(200):
                 await pilot.pause(0.02)
-                if type(app.screen).__name__ == "BreakerModal":
+                if type(app.screen) is BreakerModal:
                     break
-            assert type(app.screen).__name__ == "BreakerModal"
+            assert type(app.screen) is BreakerModal
             await pilot.pause()
             assert "delivery to keyring failed" in screen_text(app)
             resets_at_breaker = sum(sim.inspect.reset_count(*k) for k in keys)
@@ -232,16 +239,16 @@ async def test_a_run_left_with_undelivered_passwords_reopens_with_o_and_from_the
         session = app.session
         await pilot.press("escape", "y")  # leave the results for now
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         assert "1 new password(s) to deliver: o" in screen_text(app)
         # a new run is refused while this one's password waits
         app.screen.action_review()
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         assert any(c.title == "Open run" for c in app.get_system_commands(app.screen))
         await pilot.press("o")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "RunScreen" and app.screen.session is session
+        assert type(app.screen) is RunScreen and app.screen.session is session
         assert "acme-prod/staging/app" in screen_text(app)
         await pilot.press("c")
         await settle(app, pilot)

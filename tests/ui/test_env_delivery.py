@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
 from ui_helpers import make_app, make_sim, review_staging_app, screen_text, settle, staging_ids, wait_run
+
+from neon_tui.screens.modals import ErrorModal
+from neon_tui.screens.stored import StoredCopiesModal
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 
 def uri(pw: str, host: str, user: str = "app", db: str = "neondb") -> str:
@@ -46,7 +52,7 @@ async def test_env_delivery_shows_the_stored_copies_masked_and_patches_the_files
         before_a, before_b = a.read_text(), b.read_text()
         await choose_env(pilot, root)
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "StoredCopiesModal"
+        assert type(app.screen) is StoredCopiesModal
         text = screen_text(app)
         assert ".env:2" in text and "DATABASE_URL" in text and "acme-prod/staging/app" in text
         assert "web/.env.local:1" in text and "DIRECT_URL" in text and "pooled" in text and "direct" in text
@@ -87,7 +93,7 @@ async def test_env_delivery_preflight_failure_resets_nothing(tmp_path):
         await pilot.pause()
         await pilot.press("y")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "ErrorModal"
+        assert type(app.screen) is ErrorModal
         text = screen_text(app)
         assert "no .env files" in text and "Nothing was reset." in text
         assert sim.inspect.password(pid, bid, "app") == old

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, screen_text, settle
+
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import LeakModal
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 LEAKED = "Ui-Leaked-Pw-77"
 
@@ -27,11 +33,11 @@ async def test_load_leak_from_file_marks_exposed_and_badges(tmp_path):
         tree.marks.add((a[0], "br-other", "x"))  # an earlier mark: replaced
         await pilot.press("L")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "LeakModal"
+        assert type(app.screen) is LeakModal
         app.screen.query_one("#leak-path").value = str(leak)
         await pilot.press("enter")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         assert tree.marks == {a, b}
         assert app.exposure is not None and set(app.exposure.keys) == {a, b}
         assert app.exposure.old_passwords()[a][0].reveal() == LEAKED
@@ -40,7 +46,7 @@ async def test_load_leak_from_file_marks_exposed_and_badges(tmp_path):
         # badges: show the exposed role
         await pilot.press("slash", *"pr-142", "enter")
         await settle(app, pilot)
-        ref = next(r for r in tree._node_map if r.kind == "role" and r.key == b)
+        ref = next(r for r in tree.refs if r.kind == "role" and r.key == b)
         assert "exposed" in tree.label_for(ref).plain
         text = screen_text(app)
         assert "exposed" in text and LEAKED not in text
@@ -64,7 +70,7 @@ async def test_masked_paste_and_palette(tmp_path):
         await settle(app, pilot)
         assert app.screen.tree.marks == {key}
         assert LEAKED not in screen_text(app)
-        assert all(LEAKED not in str(n.message) for n in app._notifications)
+        assert all(LEAKED not in str(n.message) for n in app.notices)
         names = [c.title for c in app.get_system_commands(app.screen)]
         assert "Load leak" in names
 
@@ -85,14 +91,14 @@ async def test_demo_offers_its_sample_leak_held_in_memory(tmp_path):
         assert app.screen.query_one("#leak-probe").value is False  # no PostgreSQL behind this demo
         await pilot.click("#sample")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         assert set(app.exposure.keys) == expected
         assert app.screen.tree.marks == expected
         # the way down to every exposed role is open: each one is on screen with its badge
         tree = app.screen.tree
-        shown = {r.key for r in tree._node_map if r.kind == "role"}
+        shown = {r.key for r in tree.refs if r.kind == "role"}
         assert expected <= shown
-        for ref in (r for r in tree._node_map if r.kind == "role" and r.key in expected):
+        for ref in (r for r in tree.refs if r.kind == "role" and r.key in expected):
             assert "exposed" in tree.label_for(ref).plain
         billing = ins.project_by_name("acme-legacy-billing")
         assert any(k[0] == billing.id for k in app.screen.tree.unchecked)  # not stored: needs a login probe

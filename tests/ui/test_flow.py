@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.config import Settings
 from neon_tui.secrets import connection_entry
+from neon_tui.screens.command_log import CommandLogScreen
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import HelpModal, TypedConfirmModal
+from neon_tui.screens.review import ReviewScreen
+from neon_tui.screens.run import RunScreen
 
 
 async def mark_staging_app(app, pilot):
@@ -22,20 +28,21 @@ async def rotate_staging_app(app, pilot):
     await wait_run(app, pilot)
 
 
+@pytest.mark.slow
 async def test_load_filter_mark_review_run_copy(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
     pid, bid = staging_ids(sim)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         assert "acme-prod" in screen_text(app)
         await mark_staging_app(app, pilot)
         assert app.screen.tree.marks == {(pid, bid, "app")}
         assert "1 marked" in str(app.screen.query_one("#status").render())
         await pilot.press("r")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "ReviewScreen"
+        assert type(app.screen) is ReviewScreen
         plan = app.screen.plan
         assert [t.key for t in plan.targets] == [(pid, bid, "app")]
         # other branches hold the same role: the review says so
@@ -44,7 +51,7 @@ async def test_load_filter_mark_review_run_copy(tmp_path):
         await pilot.press("y")
         await wait_run(app, pilot)
         run = app.screen
-        assert type(run).__name__ == "RunScreen"
+        assert type(run) is RunScreen
         assert run.states[(pid, bid, "app")] == "rotated"
         new = sim.inspect.password(pid, bid, "app")
         assert new != old and sim.inspect.reset_count(pid, bid, "app") == 1
@@ -72,6 +79,7 @@ async def test_load_filter_mark_review_run_copy(tmp_path):
     assert any(json.loads(line).get("sink") == "clipboard" for line in journal.splitlines())
 
 
+@pytest.mark.slow
 async def test_keyring_store_with_memory_backend(tmp_path, memory_keyring):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -83,14 +91,13 @@ async def test_keyring_store_with_memory_backend(tmp_path, memory_keyring):
         await settle(app, pilot)
         assert app.screen.states[(pid, bid, "app")] == "delivered"
     new = sim.inspect.password(pid, bid, "app")
-    db = next(iter(sim.inspect.branches(pid)))  # any, only to name the entry below
     stored = {k: v for k, v in memory_keyring.entries.items() if k[0] == f"neon-tui/{pid}/{bid}"}
     assert stored and all(new in v for v in stored.values())
     service, user = connection_entry(pid, bid, "app", "neondb", pooled=True)
     assert (service, user) in stored and "-pooler." in stored[(service, user)]
-    assert db is not None
 
 
+@pytest.mark.slow
 async def test_keyring_unavailable_is_shown_plainly(tmp_path, monkeypatch):
     import keyring
     from keyring.backends import fail
@@ -105,13 +112,14 @@ async def test_keyring_unavailable_is_shown_plainly(tmp_path, monkeypatch):
             await rotate_staging_app(app, pilot)
             await pilot.press("k")
             await settle(app, pilot)
-            notes = [n.message for n in app._notifications]
+            notes = [n.message for n in app.notices]
             assert any("no keyring backend" in m and "plain text" in m for m in notes)
             assert list(app.screen.states.values()) == ["rotated"]
     finally:
         keyring.set_keyring(previous)
 
 
+@pytest.mark.slow
 async def test_protected_branch_needs_typed_confirmation(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -124,14 +132,14 @@ async def test_protected_branch_needs_typed_confirmation(tmp_path):
         await settle(app, pilot)
         await pilot.press("y")
         await pilot.pause()
-        assert type(app.screen).__name__ == "TypedConfirmModal"
+        assert type(app.screen) is TypedConfirmModal
         await pilot.press(*"yes", "enter")
         await pilot.pause()
-        assert type(app.screen).__name__ == "TypedConfirmModal"  # the wrong word does nothing
+        assert type(app.screen) is TypedConfirmModal  # the wrong word does nothing
         assert sim.inspect.reset_count(pid, main, "svc_billing") == 0
         await pilot.press("escape")
         await pilot.pause()
-        assert type(app.screen).__name__ == "ReviewScreen"
+        assert type(app.screen) is ReviewScreen
         await pilot.press("y", *"rotate", "enter")
         await wait_run(app, pilot)
         assert sim.inspect.reset_count(pid, main, "svc_billing") == 1
@@ -165,6 +173,7 @@ async def test_mark_project_marks_all_login_roles_and_partial_marks_show(tmp_pat
         assert not tree.marks
 
 
+@pytest.mark.slow
 async def test_failed_target_can_be_retried(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -182,6 +191,7 @@ async def test_failed_target_can_be_retried(tmp_path):
         assert sim.inspect.reset_count(pid, bid, "app") == 2  # the retry is an explicit second reset
 
 
+@pytest.mark.slow
 async def test_read_only_never_writes(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path, read_only=True)
@@ -189,11 +199,12 @@ async def test_read_only_never_writes(tmp_path):
         await review_staging_app(app, pilot)
         await pilot.press("y")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "ReviewScreen"
+        assert type(app.screen) is ReviewScreen
         assert "READ-ONLY" in screen_text(app)
     assert not [r for r in sim.inspect.requests if r.method != "GET"]
 
 
+@pytest.mark.slow
 async def test_keymap_remaps_by_binding_id(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path, settings=Settings(keymap={"mark": "x"}))
@@ -202,7 +213,7 @@ async def test_keymap_remaps_by_binding_id(tmp_path):
         await pilot.press("slash", *"staging", "enter")
         await settle(app, pilot)
         tree = app.screen.tree
-        ref = next(r for r in tree._node_map if r.kind == "role" and r.role_name == "app")
+        ref = next(r for r in tree.refs if r.kind == "role" and r.role_name == "app")
         tree.move_cursor(tree.node_for(ref))
         await pilot.pause()
         await pilot.press("x")
@@ -210,6 +221,7 @@ async def test_keymap_remaps_by_binding_id(tmp_path):
         assert tree.marks == {ref.key}
 
 
+@pytest.mark.slow
 async def test_help_palette_and_command_log(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -219,13 +231,13 @@ async def test_help_palette_and_command_log(tmp_path):
         await pilot.press("question_mark")
         await pilot.pause()
         text = screen_text(app)
-        assert type(app.screen).__name__ == "HelpModal"
+        assert type(app.screen) is HelpModal
         for bid in ("mark", "filter", "review", "command-log", "quit", "keys", "audit", "ipallow", "checklist"):
             assert bid in text
         await pilot.press("escape")
         await pilot.press("at")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "CommandLogScreen"
+        assert type(app.screen) is CommandLogScreen
         text = screen_text(app)
         assert "/users/me/organizations" in text and sim.api_key not in text
         await pilot.press("escape")

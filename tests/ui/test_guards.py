@@ -3,10 +3,17 @@ passwords, marks cleared after a run, cancel and continue, enter on review, filt
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.rotation.journal import read_journal
 from neon_tui.widgets.org_tree import NodeRef
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import YesNoModal
+from neon_tui.screens.review import ReviewScreen
+from neon_tui.screens.run import RunScreen
+
+pytestmark = pytest.mark.slow  # every test here takes over ~2 s
 
 JOURNAL = "run-20261127T030000Z-test.jsonl"
 
@@ -23,12 +30,12 @@ async def test_only_one_run_at_a_time(tmp_path):
     pid, bid = staging_ids(sim)
     async with app.run_test(size=(100, 30)) as pilot:
         await start_staging_app(app, pilot)
-        assert type(app.screen).__name__ == "RunScreen"
-        main = next(s for s in app.screen_stack if type(s).__name__ == "MainScreen")
+        assert type(app.screen) is RunScreen
+        main = next(s for s in app.screen_stack if type(s) is MainScreen)
         main.action_review()  # e.g. from the command palette while the run goes on
         await settle(app, pilot)
-        assert [type(s).__name__ for s in app.screen_stack].count("RunScreen") == 1
-        assert type(app.screen).__name__ == "RunScreen"
+        assert sum(type(s) is RunScreen for s in app.screen_stack) == 1
+        assert type(app.screen) is RunScreen
         await wait_run(app, pilot)
     assert sim.inspect.reset_count(pid, bid, "app") == 1
 
@@ -43,23 +50,23 @@ async def test_leaving_undelivered_results_asks_and_the_journal_waits_for_delive
         assert not read_journal(tmp_path / JOURNAL).ended  # rotated but nobody has the password yet
         await pilot.press("escape")
         await pilot.pause()
-        assert type(app.screen).__name__ == "YesNoModal"
+        assert type(app.screen) is YesNoModal
         assert "not been copied or stored" in screen_text(app)
         await pilot.press("n")
         await pilot.pause()
         await pilot.press("q")
         await pilot.pause()
-        assert type(app.screen).__name__ == "YesNoModal"  # q asks too
+        assert type(app.screen) is YesNoModal  # q asks too
         await pilot.press("n")
         await pilot.pause()
-        assert type(app.screen).__name__ == "RunScreen"
+        assert type(app.screen) is RunScreen
         await pilot.press("c")
         await pilot.pause()
         assert read_journal(tmp_path / JOURNAL).ended  # delivered: the run is complete
         assert sim.inspect.password(pid, bid, "app") in app.clipboard
         await pilot.press("escape")  # nothing left to lose: no question
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         # what rotated is no longer marked, and its age was read again
         assert not app.screen.tree.marks
         info = app.inventory.projects[pid].branches[bid]
@@ -91,8 +98,8 @@ async def test_cancel_says_so_and_R_continues(tmp_path):
         await wait_run(app, pilot)
         run = app.screen
         assert "cancelled" in run.states.values()
-        assert any("Run cancelled" in n.message for n in app._notifications)
-        assert not any("Every target rotated" in n.message for n in app._notifications)
+        assert any("Run cancelled" in n.message for n in app.notices)
+        assert not any("Every target rotated" in n.message for n in app.notices)
         await pilot.press("R")
         await wait_run(app, pilot)
         assert set(run.states.values()) == {"rotated"}
@@ -127,4 +134,4 @@ async def test_read_only_does_not_offer_start(tmp_path):
         assert "Start rotation" not in screen_text(app)
         await pilot.press("enter")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "ReviewScreen"
+        assert type(app.screen) is ReviewScreen

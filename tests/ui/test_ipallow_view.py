@@ -3,17 +3,21 @@ for, the typed confirmation before excluding your own address, the paid-plan ref
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable, Input
 from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.incident.actions import actions_dir, create_action_journal, list_action_journals, read_action_journal
+from neon_tui.screens.ipallow import IpAllowEditModal, IpAllowReviewModal, IpAllowScreen
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import ErrorModal
 
 
 async def _open(app, pilot):
     await settle(app, pilot)
     await pilot.press("I")
     await settle(app, pilot)
-    assert type(app.screen).__name__ == "IpAllowScreen"
+    assert type(app.screen) is IpAllowScreen
     return app.screen
 
 
@@ -23,7 +27,7 @@ async def _edit(app, pilot, screen, project_id, text, protected=None):
     await pilot.pause()
     await pilot.press("e")
     await settle(app, pilot)
-    assert type(app.screen).__name__ == "IpAllowEditModal"
+    assert type(app.screen) is IpAllowEditModal
     app.screen.query_one("#ipa-ips", Input).value = text
     if protected is not None:
         app.screen.query_one("#ipa-protected").value = protected
@@ -39,6 +43,7 @@ async def _wait_state(app, pilot, screen, pid, prefix):
     raise AssertionError(f"state of {pid}: {screen.states.get(pid)!r}")
 
 
+@pytest.mark.slow
 async def test_rows_flags_and_the_exposure_gap(tmp_path):
     sim = make_sim()
     prod = sim.inspect.project_by_name("acme-prod")
@@ -74,11 +79,12 @@ async def test_rows_flags_and_the_exposure_gap(tmp_path):
         assert "Reviewed (journaled)" in screen_text(app)
         await pilot.press("escape")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
     (path,) = list_action_journals("ipallow")
     assert len(read_action_journal(path).events("ipallow_reviewed")) == 8
 
 
+@pytest.mark.slow
 async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
     sim = make_sim(op_seconds=0.3)
     ml = sim.inspect.project_by_name("acme-ml-features")
@@ -87,7 +93,7 @@ async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
     async with app.run_test(size=(160, 44)) as pilot:
         screen = await _open(app, pilot)
         await _edit(app, pilot, screen, ml.id, "203.0.113.0/24, 127.0.0.1", protected=True)
-        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        assert type(app.screen) is IpAllowReviewModal
         text = screen_text(app)
         assert "+ 203.0.113.0/24, 127.0.0.1" in text and "your address: 127.0.0.1" in text
         await pilot.press("a")
@@ -99,7 +105,7 @@ async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
         assert "YOUR ADDRESS 127.0.0.1 would be excluded" in screen_text(app)
         await pilot.press("a")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "IpAllowReviewModal" and "127.0.0.1" in analytics.allowed_ips
+        assert type(app.screen) is IpAllowReviewModal and "127.0.0.1" in analytics.allowed_ips
         app.screen.query_one("#ipa-typed", Input).value = "acme-analytics"
         await pilot.press("enter")
         await _wait_state(app, pilot, screen, analytics.id, "applied")
@@ -108,6 +114,7 @@ async def test_edit_review_apply_and_the_own_address_guard(tmp_path):
     assert events == ["ipallow_changed", "ipallow_applied", "ipallow_changed", "ipallow_applied"]
 
 
+@pytest.mark.slow
 async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path):
     sim = make_sim(op_seconds=0.05)
     ml = sim.inspect.project_by_name("acme-ml-features")
@@ -115,11 +122,11 @@ async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path)
     async with app.run_test(size=(160, 44)) as pilot:
         screen = await _open(app, pilot)
         await _edit(app, pilot, screen, ml.id, "0.0.0.0/1, 128.0.0.0/1, 127.0.0.1")
-        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        assert type(app.screen) is IpAllowReviewModal
         assert "cover every IPv4 address" in screen_text(app)
         await pilot.press("a")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "IpAllowReviewModal" and ml.allowed_ips != ["0.0.0.0/1", "128.0.0.0/1",
+        assert type(app.screen) is IpAllowReviewModal and ml.allowed_ips != ["0.0.0.0/1", "128.0.0.0/1",
                                                                                       "127.0.0.1"]
         app.screen.query_one("#ipa-typed", Input).value = "acme-ml-features"
         await pilot.press("enter")
@@ -127,6 +134,7 @@ async def test_opening_a_project_to_every_address_needs_its_name_typed(tmp_path)
         assert ml.allowed_ips == ["0.0.0.0/1", "128.0.0.0/1", "127.0.0.1"]
 
 
+@pytest.mark.slow
 async def test_a_list_changed_elsewhere_is_shown_and_never_overwritten_unseen(tmp_path):
     sim = make_sim(op_seconds=0.05)
     ml = sim.inspect.project_by_name("acme-ml-features")
@@ -135,7 +143,7 @@ async def test_a_list_changed_elsewhere_is_shown_and_never_overwritten_unseen(tm
         screen = await _open(app, pilot)
         ml.allowed_ips = ["198.51.100.7"]  # someone else changes it after the view read it
         await _edit(app, pilot, screen, ml.id, "203.0.113.0/24, 127.0.0.1")
-        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        assert type(app.screen) is IpAllowReviewModal
         text = screen_text(app)
         assert "now:   198.51.100.7 (all branches)" in text and "the list changed since this view read it" in text
         assert "- 198.51.100.7" in text
@@ -143,14 +151,15 @@ async def test_a_list_changed_elsewhere_is_shown_and_never_overwritten_unseen(tm
         await pilot.press("a")
         for _ in range(100):
             await settle(app, pilot)
-            if type(app.screen).__name__ == "ErrorModal":
+            if type(app.screen) is ErrorModal:
                 break
-        assert type(app.screen).__name__ == "ErrorModal" and app.screen.title_text == "IP allow changed meanwhile"
+        assert type(app.screen) is ErrorModal and app.screen.title_text == "IP allow changed meanwhile"
         assert "now:  198.51.100.8" in app.screen.message
         assert ml.allowed_ips == ["198.51.100.8"]
         assert screen.states[ml.id] == "changed elsewhere"
 
 
+@pytest.mark.slow
 async def test_paid_plan_refusal_and_invalid_entries(tmp_path):
     sim = make_sim()
     blog = sim.inspect.project_by_name("blog")
@@ -158,14 +167,14 @@ async def test_paid_plan_refusal_and_invalid_entries(tmp_path):
     async with app.run_test(size=(160, 44)) as pilot:
         screen = await _open(app, pilot)
         await _edit(app, pilot, screen, blog.id, "10.0.0.300")
-        assert type(app.screen).__name__ == "ErrorModal" and "'10.0.0.300': not an IP address" in screen_text(app)
+        assert type(app.screen) is ErrorModal and "'10.0.0.300': not an IP address" in screen_text(app)
         await pilot.press("escape")
         await _edit(app, pilot, screen, blog.id, "203.0.113.0/24, 127.0.0.1")
-        assert type(app.screen).__name__ == "IpAllowReviewModal"
+        assert type(app.screen) is IpAllowReviewModal
         assert "this organization is on the free plan" in " ".join(screen_text(app).split())
         await pilot.press("a")
         await _wait_state(app, pilot, screen, blog.id, "failed")
-        assert type(app.screen).__name__ == "ErrorModal"
+        assert type(app.screen) is ErrorModal
         assert "IP Allow needs a paid plan (Scale)" in screen_text(app) and blog.allowed_ips == []
 
 
@@ -176,6 +185,6 @@ async def test_read_only_refuses_edits(tmp_path):
         await _open(app, pilot)
         await pilot.press("e")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "IpAllowScreen"
-        notes = [(str(n.message), n.severity) for n in app._notifications]
+        assert type(app.screen) is IpAllowScreen
+        notes = [(str(n.message), n.severity) for n in app.notices]
         assert ("Read-only session: IP allow lists cannot be changed.", "warning") in notes

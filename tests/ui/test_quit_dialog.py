@@ -3,9 +3,11 @@ choice of the other button) gives them up."""
 
 from __future__ import annotations
 
+import pytest
 from ui_helpers import make_app, make_sim, settle
 
 from neon_tui.screens.modals import ResumeModal, YesNoModal
+from neon_tui.screens.run import RunScreen
 
 
 async def _ask(app, pilot, modal: YesNoModal) -> list:
@@ -75,6 +77,7 @@ async def test_the_resume_offer_also_defaults_to_not_now(tmp_path):
         assert answers == [False]
 
 
+@pytest.mark.slow
 async def test_q_then_enter_does_not_quit_when_passwords_are_undelivered(tmp_path):
     from ui_helpers import review_staging_app, wait_run
 
@@ -87,10 +90,10 @@ async def test_q_then_enter_does_not_quit_when_passwords_are_undelivered(tmp_pat
         await pilot.press("q", "enter")
         await pilot.pause()
         assert app.is_running and app.return_code is None
-        assert type(app.screen).__name__ == "RunScreen"
+        assert type(app.screen) is RunScreen
         await pilot.press("q")
         await pilot.pause()
-        assert type(app.screen).__name__ == "YesNoModal"
+        assert type(app.screen) is YesNoModal
         await pilot.press("y")
         await pilot.pause()
     assert app.return_code == 0

@@ -31,8 +31,7 @@ async def _finished_run(pilot):
     await _review(pilot)
     await pilot.press("y")
     await wait_run(pilot.app, pilot)
-    for n in list(pilot.app._notifications):
-        pilot.app._unnotify(n)
+    pilot.app.clear_notifications()
     await pilot.pause()
 
 
@@ -44,10 +43,12 @@ def test_main_screen_filtered_and_marked(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=_marked)
 
 
+@pytest.mark.slow
 def test_review_screen(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=_review)
 
 
+@pytest.mark.slow
 def test_run_screen_finished_masked(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=_finished_run)
 

@@ -10,6 +10,8 @@ from textual import events
 from ui_helpers import make_app, make_sim, screen_text, settle
 
 from neon_tui.widgets.org_tree import OrgTree
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import ErrorModal
 
 CHARS = {"space": " ", "enter": "\r", "slash": "/", "escape": "\x1b"}
 
@@ -26,7 +28,7 @@ async def type_keys(app, keys, gap: float = 0.0) -> None:
 async def first_projects_on_screen(app) -> OrgTree:
     for _ in range(5000):
         screen = app.screen
-        if type(screen).__name__ == "MainScreen" and any(r.kind == "project" for r in screen.tree._node_map):
+        if type(screen) is MainScreen and any(r.kind == "project" for r in screen.tree.refs):
             return screen.tree
         await asyncio.sleep(0.002)
     raise AssertionError("no project was ever shown")
@@ -39,7 +41,7 @@ async def settle_all(app, pilot, extra: float = 0.3) -> None:
 
 
 def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
+    return [n.message for n in app.notices]
 
 
 def marked_is_under_cursor(tree: OrgTree) -> bool:
@@ -47,6 +49,7 @@ def marked_is_under_cursor(tree: OrgTree) -> bool:
     return bool(tree.marks) and tree.marks == set(tree.login_keys(ref))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("latency_ms,gap", [(40, 0.0), (80, 0.01), (80, 0.03), (80, 0.06), (150, 0.06), (150, 0.1)])
 async def test_open_down_mark_right_after_launch_marks_the_first_child_of_what_was_opened(tmp_path, latency_ms, gap):
     """j j j l j space, typed as the first projects paint: the third line is opened, the cursor goes to its
@@ -108,6 +111,7 @@ async def test_open_and_move_in_one_burst_on_a_loaded_project(tmp_path):
         assert marked_is_under_cursor(tree)
 
 
+@pytest.mark.slow
 async def test_waiting_keys_show_in_the_status_line(tmp_path):
     sim = make_sim(latency_ms=400)
     app = make_app(sim, tmp_path)
@@ -127,6 +131,7 @@ async def test_waiting_keys_show_in_the_status_line(tmp_path):
         assert marked_is_under_cursor(tree)
 
 
+@pytest.mark.slow
 async def test_keys_wait_only_so_long_then_are_dropped_and_it_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(OrgTree, "HOLD_SECONDS", 0.3)
     sim = make_sim(latency_ms=700)
@@ -170,20 +175,21 @@ async def test_a_failed_load_drops_the_waiting_keys_instead_of_feeding_them_to_t
         await type_keys(app, ["j", "j", "l", "enter", "space"])
         for _ in range(100):
             await asyncio.sleep(0.02)
-            if type(app.screen).__name__ == "ErrorModal" and tree.holding is None:
+            if type(app.screen) is ErrorModal and tree.holding is None:
                 break
         await asyncio.sleep(0.2)
         await pilot.pause()
-        assert type(app.screen).__name__ == "ErrorModal"  # still there: the waiting enter did not close it
+        assert type(app.screen) is ErrorModal  # still there: the waiting enter did not close it
         assert any(n.startswith("2 keys not applied: loading ") and n.endswith(" failed.") for n in notes(app))
-        while type(app.screen).__name__ == "ErrorModal":
+        while type(app.screen) is ErrorModal:
             await pilot.press("escape")
             await pilot.pause()
-        assert type(app.screen).__name__ == "MainScreen"
+        assert type(app.screen) is MainScreen
         assert tree.holding is None and not tree.marks
         assert tree.cursor_node.data == opened
 
 
+@pytest.mark.slow
 async def test_a_filter_typed_while_a_project_loads_lands_in_the_filter(tmp_path):
     sim = make_sim(latency_ms=150)
     app = make_app(sim, tmp_path)
@@ -209,6 +215,7 @@ async def test_quit_is_never_held(tmp_path):
     assert app.return_code == 0
 
 
+@pytest.mark.slow
 async def test_a_branch_opened_before_its_roles_arrive_waits_for_them(tmp_path):
     sim = make_sim(latency_ms=150)
     app = make_app(sim, tmp_path)
@@ -246,5 +253,5 @@ async def test_a_filter_that_hides_the_cursor_node_puts_the_cursor_on_its_neares
         await pilot.pause()
         tree.filter_text = "staging"  # acme-prod has a staging branch; acme-ml-features has none
         tree.rebuild()
-        assert hidden not in tree._node_map
+        assert tree.node_for(hidden) is None
         assert tree.cursor_node.data == org.data

@@ -95,7 +95,7 @@ async def mark_role(app, pilot, filter_text: str, role_name: str, branch_id: str
     await pilot.press("slash", *filter_text, "enter")
     await settle(app, pilot)
     tree = app.screen.tree
-    ref = next(r for r in tree._node_map if r.kind == "role" and r.role_name == role_name
+    ref = next(r for r in tree.refs if r.kind == "role" and r.role_name == role_name
                and (branch_id is None or r.branch_id == branch_id))
     tree.move_cursor(tree.node_for(ref))
     await pilot.pause()
