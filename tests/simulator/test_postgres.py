@@ -403,6 +403,8 @@ def test_a_compute_with_an_open_connection_is_never_stopped_for_room():
         assert ps.backend.running_endpoints() == [alice.id]
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_a_reset_while_an_idle_compute_starts_meets_423_transitive(pg_sim, monkeypatch):
     """A first connection starts the idle compute for real; while it starts, Neon reports it starting and
     refuses to suspend it, so a reset answers 423 "endpoint is in some transitive state, could not suspend"."""
