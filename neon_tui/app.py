@@ -611,9 +611,13 @@ class NeonApp(App):
 def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None,
              checklist: bool = False) -> NeonApp:
     """Build the app for the command line: the demo simulator in-process, or the real API."""
-    from neon_tui.config import load_settings
+    from neon_tui.config import read_settings
+    from neon_tui.keymap_check import keymap_problems
 
-    settings, problem = load_settings()
+    settings, problems = read_settings()
+    if settings.path is not None:
+        problems += keymap_problems(settings.keymap, where=f"{settings.path}: keymap")
+    problem = "\n".join(problems) or None  # every problem, one a line (neon-tui --check-config lists them too)
     if demo:
         from neon_tui.simulator import SimConfig, Simulator
 
