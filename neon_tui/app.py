@@ -141,47 +141,54 @@ class NeonApp(App):
 
     # ------------------------------------------------------------- header
 
-    KEY_KINDS = {"personal": "personal key", "organization": "org key", "project": "project-scoped key"}
+    # each kind of key, long and short (the short one when the header is tight)
+    KEY_KINDS = {"personal": ("personal key", "personal"), "organization": ("organization key", "org key"),
+                 "project": ("project-scoped key", "project key")}
 
-    def header_parts(self) -> list[str]:
-        """Where the app is pointed: SIMULATED (the demo), the API host when it is not Neon's, the organization
-        (or how many), the kind of key, read-only."""
+    def header_parts(self) -> list[tuple[str, ...]]:
+        """Where the app is pointed, each part as (text, shorter text…): SIMULATED (the demo), the API host
+        when it is not Neon's, the organization (or how many), the kind of key, read-only."""
         from neon_tui.neon.client import DEFAULT_HOST
 
-        parts: list[str] = []
+        parts: list[tuple[str, ...]] = []
         if self.demo:
-            parts.append("SIMULATED")
+            parts.append(("SIMULATED",))
         host = (self.client.base_url if self.client is not None
                 else self.api_host or (self.env.get("NEON_API_HOST") or "").strip())
         if not self.demo and host and host.rstrip("/") != DEFAULT_HOST:
             from urllib.parse import urlsplit
 
             u = urlsplit(host)
-            parts.append(u.netloc + (u.path if u.path.rstrip("/") not in ("", "/api/v2") else ""))
+            parts.append((u.netloc + (u.path if u.path.rstrip("/") not in ("", "/api/v2") else ""),))
         orgs = self.inventory.organizations if self.inventory is not None else None
         if orgs:
-            parts.append(orgs[0].name if len(orgs) == 1 else f"{len(orgs)} organizations")
+            parts.append((orgs[0].name,) if len(orgs) == 1 else (f"{len(orgs)} organizations", f"{len(orgs)} orgs"))
         if self._key_kind:
-            parts.append(self.KEY_KINDS.get(self._key_kind, f"{self._key_kind} key"))
+            parts.append(self.KEY_KINDS.get(self._key_kind, (f"{self._key_kind} key",)))
         if self.read_only:
-            parts.append("read-only")
+            parts.append(("read-only",))
         return parts
 
     def header_text(self, width: int) -> str:
-        """The parts, fitted into what the header leaves at this width (its icon, clock space and title):
-        the organization's and the host's names are shortened first, never SIMULATED or read-only."""
-        budget = max(16, width - 30)
-        parts = self.header_parts()
+        """The parts, fitted into what the header leaves at this width (its icon and clock space, 18 columns,
+        and "neon-tui — ", 11): shorter forms first, then the longest names (host, organization) cut with …;
+        never SIMULATED or read-only."""
+        budget = max(16, width - 29)
+        choices = self.header_parts()
+        parts = [c[0] for c in choices]
 
         def text() -> str:
             return " · ".join(parts)
 
+        for i, c in enumerate(choices):
+            if len(text()) > budget and len(c) > 1:
+                parts[i] = c[-1]
         fixed = {"SIMULATED", "read-only"}
         for i in sorted(range(len(parts)), key=lambda i: -len(parts[i])):
             over = len(text()) - budget
             if over <= 0:
                 break
-            if parts[i] in fixed or parts[i] in self.KEY_KINDS.values():
+            if parts[i] in fixed or len(choices[i]) > 1:
                 continue
             keep = max(6, len(parts[i]) - over - 1)
             if keep < len(parts[i]):

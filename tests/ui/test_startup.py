@@ -253,3 +253,68 @@ async def test_offers_to_resume_an_interrupted_run(tmp_path, monkeypatch):
         assert set(app.screen.states.values()) == {"rotated"}
     for t in plan.targets:
         assert sim.inspect.reset_count(*t.key) == 1
+
+
+async def _interrupted_run(sim, client) -> None:
+    """A run stopped mid-reset: its journal (host = the client's) has not ended."""
+    inv = Inventory(client)
+    plan = await plan_from_selectors(inv, ["acme-prod/staging"], sim.inspect.org_of(
+        sim.inspect.project_by_name("acme-prod").id))
+    from neon_tui.rotation.engine import RotationEngine
+    from neon_tui.rotation.events import TargetChanged
+
+    engine = RotationEngine(client, journal=Journal.create(), first_poll=0.02, poll_min=0.01)
+    async for ev in engine.run(plan):
+        if isinstance(ev, TargetChanged) and ev.state == "resetting":
+            engine.cancel()
+    engine.journal.close()
+
+
+async def test_demo_never_offers_a_journal_for_resume(tmp_path, monkeypatch):
+    from neon_tui.incident.journals import DEMO_HOST
+    from neon_tui.rotation.journal import find_unfinished
+
+    monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path / "state"))
+    old_demo = make_sim()
+    await _interrupted_run(old_demo, NeonClient(old_demo.api_key, host=DEMO_HOST, transport=old_demo.transport(),
+                                                retry=FAST))
+    fresh = make_sim()  # a new demo: the same simulated account id, other state
+    assert find_unfinished(DEMO_HOST, None).state is not None  # there is one to (wrongly) offer
+    app = NeonApp(client=NeonClient(fresh.api_key, host=DEMO_HOST, transport=fresh.transport(), retry=FAST),
+                  demo=True, now=lambda: NOW, offer_resume=True)
+    app.clip = Clipboard("osc52", osc52=app.copy_to_clipboard, env={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "MainScreen"
+        assert not [s for s in app.screen_stack if type(s).__name__ == "ResumeModal"]
+    # and a real account (another host) is not offered the demo's journal either
+    real = NeonApp(client=NeonClient(fresh.api_key, host="https://console.neon.tech/api/v2",
+                                     transport=fresh.transport(), retry=FAST), now=lambda: NOW, offer_resume=True)
+    real.clip = Clipboard("osc52", osc52=real.copy_to_clipboard, env={})
+    async with real.run_test(size=(100, 30)) as pilot:
+        await settle(real, pilot)
+        assert type(real.screen).__name__ == "MainScreen"
+
+
+async def test_read_only_enter_on_the_review_says_why_nothing_starts(tmp_path):
+    from ui_helpers import make_app, mark_role
+
+    from neon_tui.screens.main import MainScreen
+    from neon_tui.widgets.org_tree import OrgTree
+
+    sim = make_sim()
+    app = make_app(sim, tmp_path, read_only=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await mark_role(app, pilot, "staging", "app")
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "ReviewScreen"
+        assert "Start rotation" not in screen_text(app)  # not offered…
+        await pilot.press("enter")  # …but enter says why, instead of nothing
+        await settle(app, pilot)
+        said = [n.message for n in app._notifications]
+        assert any(m.startswith("read-only: nothing is reset here.") for m in said), said
+        copy = [b for cls in (MainScreen, OrgTree) for _, b in cls._merge_bindings() if b.action == "copy_command"]
+        expected = f"Press {app.get_key_display(copy[0])}" if copy else "Run `neon-tui rotate`"
+        assert any(expected in m for m in said), said
+    assert not [r for r in sim.inspect.requests if r.method != "GET"]
