@@ -298,16 +298,20 @@ class NeonApp(App):
                     await client.aclose()
                     return
                 except NeonError as e:
+                    # The error on one line: the host is on its own line, Neon's request id too (when it answered)
+                    said = f"{e.title}: {e.message.replace(' at ' + client.base_url, '')}" + (
+                        f" (HTTP {e.status})" if e.status is not None else "")
+                    rid = e.request_id if e.status is not None else None
                     if attempt == attempts:
                         screen.show(f"Could not connect after {attempts} attempt(s).", host=client.base_url,
-                                    attempt=attempt, attempts=attempts, error=f"{e.title}: {e}",
+                                    attempt=attempt, attempts=attempts, error=said, request_id=rid,
                                     waiting_for_user=True)
                         await client.aclose()
                         return
                     retry_after = e.retry_after if isinstance(e, RateLimitedError) else None
                     delay = policy.delay(attempt, retry_after)
                     screen.show("Checking the API key…", host=client.base_url, attempt=attempt,
-                                attempts=attempts, error=f"{e.title}: {e}", retry_in=delay)
+                                attempts=attempts, error=said, request_id=rid, retry_in=delay)
                     await asyncio.sleep(delay)
         except asyncio.CancelledError:  # r or a new host started the attempts again
             await client.aclose()

@@ -32,6 +32,7 @@ def normalize_host(text: str) -> str:
 
 
 def one_line(text: str, width: int = 200) -> str:
+    """The text on one line of at most `width` characters (cut with …)."""
     line = " ".join(str(text).split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -56,6 +57,7 @@ class ConnectScreen(NeonScreen):
         self.attempt = 0
         self.attempts = 0
         self.error = ""
+        self.request_id: str | None = None  # Neon's, when it answered (for support); none for a network error
         self.retry_at: float | None = None  # monotonic time of the next attempt, while waiting for it
         self.waiting_for_user = False  # gave up (or a host problem): r retries, h changes the host
 
@@ -79,25 +81,31 @@ class ConnectScreen(NeonScreen):
     # ------------------------------------------------------------- what the app reports
 
     def show(self, phase: str, *, host: str | None = None, attempt: int = 0, attempts: int = 0,
-             error: str = "", retry_in: float | None = None, waiting_for_user: bool = False) -> None:
+             error: str = "", retry_in: float | None = None, waiting_for_user: bool = False,
+             request_id: str | None = None) -> None:
         self.phase = phase
+        self.request_id = request_id
         if host is not None:
             self.host = host
         self.attempt, self.attempts = attempt, attempts
-        self.error = one_line(error) if error else ""
+        self.error = " ".join(error.split()) if error else ""
         self.retry_at = self.clock() + retry_in if retry_in is not None else None
         self.waiting_for_user = waiting_for_user
         if self.is_mounted:
             self.refresh_status()
 
     def status_text(self) -> str:
+        width = self.query_one("#connect-status").size.width if self.is_mounted else 0
+        width = width or 70
         lines = [self.phase, ""]
         if self.host:
             lines.append(f"host     {self.host}")
         if self.attempts:
             lines.append(f"attempt  {self.attempt} of {self.attempts}")
         if self.error:
-            lines.append(f"error    {self.error}")
+            lines.append(f"error    {one_line(self.error, max(20, width - 9))}")  # one line, whatever the width
+        if self.request_id:
+            lines.append(f"request  {self.request_id}")
         if self.retry_at is not None:
             left = max(0.0, self.retry_at - self.clock())
             lines.append(f"next     retry in {left:.0f}s")
