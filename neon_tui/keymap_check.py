@@ -47,6 +47,10 @@ def keymap_problems(keymap: dict[str, str], where: str = "keymap") -> list[str]:
     app's bindings, which every screen shares)."""
     if not keymap:
         return []
+    from textual.app import App
+
+    written = keymap
+    keymap = App._normalize_keymap(keymap)  # as set_keymap reads it: "?" is question_mark
     classes = binding_classes()
     per_class = {cls: _bindings(cls) for cls in classes}
     ids = sorted({b.id for bs in per_class.values() for b in bs if b.id})
@@ -86,7 +90,7 @@ def keymap_problems(keymap: dict[str, str], where: str = "keymap") -> list[str]:
                         continue
                     seen.add(mark)
                     owner = app_cls if other in per_class[app_cls] else cls
-                    problems.append(f'{where}.{b.id} = "{keymap[b.id]}": {key} is already {_who(other, owner)}; '
+                    problems.append(f'{where}.{b.id} = "{written[b.id]}": {key} is already {_who(other, owner)}; '
                                     "one of them will not work there")
         if cls is app_cls:
             continue
@@ -101,7 +105,7 @@ def keymap_problems(keymap: dict[str, str], where: str = "keymap") -> list[str]:
                     if oid == b.id or mark in seen:
                         continue
                     seen.add(mark)
-                    problems.append(f'{where}.{b.id} = "{keymap[b.id]}": {key} is already {_who(other, cls)}; '
+                    problems.append(f'{where}.{b.id} = "{written[b.id]}": {key} is already {_who(other, cls)}; '
                                     "one of them will not work there")
     return problems
 

@@ -126,6 +126,9 @@ def test_keymap_unknown_id_and_stolen_keys_are_reported():
     assert any("keymap.quit" in p and "r is already review (Review, MainScreen)" in p for p in stolen), stolen
     # moving review away first frees r on the main screen
     assert not any("MainScreen" in p for p in keymap_problems({"quit": "r", "review": "v"}))
+    # keys as the user may write them: "?" is Textual's question_mark, the help key
+    assert any('keymap.quit = "?"' in p and "question_mark is already help" in p
+               for p in keymap_problems({"quit": "?"}))
     # a screen binding moved onto a key the same screen uses
     assert any("filter (Filter, MainScreen)" in p for p in keymap_problems({"review": "slash"}))
 

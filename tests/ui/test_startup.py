@@ -319,3 +319,21 @@ async def test_read_only_enter_on_the_review_says_why_nothing_starts(tmp_path):
         expected = f"Press {app.get_key_display(copy[0])}" if copy else "Run `neon-tui rotate`"
         assert any(expected in m for m in said), said
     assert not [r for r in sim.inspect.requests if r.method != "GET"]
+
+
+async def test_every_settings_problem_is_a_notification_at_start_up(tmp_path, monkeypatch):
+    from neon_tui.app import make_app as make_cli_app
+
+    path = tmp_path / "config.toml"
+    path.write_text('[clipboard]\nclear_after = nan\nmode = "sometimes"\n[keymap]\nmarc = "z"\nquit = "r"\n',
+                    encoding="utf-8")
+    monkeypatch.setenv("NEON_TUI_CONFIG", str(path))
+    monkeypatch.delenv("NEON_TUI_CLIPBOARD", raising=False)
+    app = make_cli_app(env={"NEON_API_KEY": "napi_x", "NEON_API_HOST": f"http://127.0.0.1:{free_port()}/api/v2"})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConnectScreen))
+        said = "\n".join(n.message for n in app._notifications if n.title == "Settings")
+        for key in ("clipboard.mode", "clipboard.clear_after", "keymap.marc: no binding has this id",
+                    'keymap.quit = "r": r is already review'):
+            assert key in said, said
+        await pilot.press("q")
