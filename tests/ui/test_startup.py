@@ -337,3 +337,26 @@ async def test_every_settings_problem_is_a_notification_at_start_up(tmp_path, mo
                     'keymap.quit = "r": r is already review'):
             assert key in said, said
         await pilot.press("q")
+
+
+async def test_a_refused_api_host_is_said_and_h_fixes_it(tmp_path, monkeypatch):
+    from neon_tui.app import make_app as make_cli_app
+    from neon_tui.simulator.serve import serve_in_thread
+
+    monkeypatch.setenv("NEON_TUI_CONFIG", str(tmp_path / "none.toml"))
+    sim = make_sim()
+    app = make_cli_app(env={"NEON_API_KEY": sim.api_key, "NEON_API_HOST": "http://neon.example.com/api/v2"})
+    with serve_in_thread(sim) as url:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ConnectScreen) and app.screen.waiting_for_user)
+            text = screen_text(app)
+            assert "Insecure API host: press h to type another host" in text
+            assert "host     http://neon.example.com/api/v2" in text and "error    refusing to send" in text
+            assert "plain http to neon.example.com" in app.screen.error  # on screen cut to one line
+            assert not sim.inspect.requests  # nothing was sent anywhere
+            await pilot.press("h")
+            app.screen.query_one("#connect-host-input").value = ""
+            await pilot.press(*url.removesuffix("/api/v2"), "enter")  # the API path is added
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "MainScreen")
+            assert app.client.base_url == url
+            await pilot.press("q")
