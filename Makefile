@@ -3,22 +3,33 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
 .PHONY: demo test venv serve bench screenshots clean
 
-$(STAMP): pyproject.toml constraints.txt
+# Two stamps: the demo needs neon-tui and its runtime dependencies only (`-e .`); the tests also need the
+# [test] extra. The heavy pip step is not quiet, so a first `make demo` shows progress instead of a minute of nothing.
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	@echo "Installing neon-tui and its dependencies into $(VENV) (about a minute, first time only)..."
+	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e .
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	@echo "Installing the test dependencies into $(VENV) (first time only)..."
+	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e ".[test]"
+	touch $(TEST_STAMP)
+
+venv: $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/neon-tui --demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything but the tests marked slow (over ~2 s, or needing PostgreSQL, a keyring, a clipboard or tmux).

@@ -28,7 +28,8 @@ from neon_tui.rotation.plan import Plan
 from neon_tui.rotation.session import RunSession
 from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, ResumeModal, YesNoModal
 
-ClientFactory = Callable[[Secret], NeonClient]
+# factory(key) or factory(key, host=URL): the host the user typed on the start-up screen (h).
+ClientFactory = Callable[..., NeonClient]
 NOTICES_KEPT = 200
 
 
@@ -87,7 +88,7 @@ class NeonApp(App):
     ) -> None:
         super().__init__()
         self.client = client
-        self.client_factory = client_factory or (lambda key: NeonClient(key))
+        self.client_factory = client_factory or (lambda key, host=None: NeonClient(key, host=host))
         self.settings = settings or Settings()
         self.settings_problem = settings_problem
         self.demo = demo
@@ -110,12 +111,13 @@ class NeonApp(App):
         self.key_sink_spec: str | None = None  # where the keys view stores a rotated key (None: the keyring entry)
         self._key_kind: str | None = None  # personal | organization (GET /auth), for the run journal's header
         self.open_checklist = open_checklist  # start on the incident checklist (neon-tui --checklist, the demo)
+        # The API host typed on the start-up screen (h), if any; the client factory's own host otherwise.
+        self.api_host: str | None = None
+        self._pending_key: tuple[Secret, bool] | None = None  # the key being checked at start-up
         # Screens show elapsed times from this clock; tests freeze it for stable snapshots.
         self.monotonic = monotonic or time.monotonic
-        if self.demo:
-            self.sub_title = "SIMULATED ACCOUNT (demo)"
-        elif self.read_only:
-            self.sub_title = "read-only"
+        self.startup_notes: list[tuple[str, str]] = []  # (message, severity) said once the app is up
+        self.update_header()
         from neon_tui.clipboard import Clipboard
 
         self.clip = clipboard or Clipboard(self.settings.clipboard_mode, osc52=self.copy_to_clipboard,
@@ -127,17 +129,111 @@ class NeonApp(App):
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
         if self.settings_problem:
-            self.notify(self.settings_problem, title="Settings", severity="warning", markup=False)
+            self.notify(self.settings_problem, title="Settings", severity="warning", markup=False,
+                        timeout=max(self.NOTIFICATION_TIMEOUT, 4 * self.settings_problem.count("\n") + 8))
         self.set_interval(1.0, self._clipboard_tick)
+        for note, severity in self.startup_notes:
+            self.notify(note, severity=severity, markup=False)  # type: ignore[arg-type]
+        self.update_header()
         if self.client is not None:
             self._start_with_client()
+            self._fill_key_kind()
             return
+        from neon_tui.screens.connect import ConnectScreen
+
+        # Never a blank screen: what start-up is doing is on screen from the first frame, and q quits.
+        self.push_screen(ConnectScreen())
         key = self.env.get("NEON_API_KEY", "").strip()
         if key:
             self.key_source = "env"
             self._connect(Secret(key), save=False)
             return
+        self._connect_screen().show("Reading the API key from the keyring…")
         self._key_from_keyring()
+
+    # ------------------------------------------------------------- header
+
+    # each kind of key, long and short (the short one when the header is tight)
+    KEY_KINDS = {"personal": ("personal key", "personal"), "organization": ("organization key", "org key"),
+                 "project": ("project-scoped key", "project key")}
+
+    def header_parts(self) -> list[tuple[str, ...]]:
+        """Where the app is pointed, each part as (text, shorter text…): SIMULATED (the demo), the API host
+        when it is not Neon's, the organization (or how many), the kind of key, read-only."""
+        from neon_tui.neon.client import DEFAULT_HOST
+
+        parts: list[tuple[str, ...]] = []
+        if self.demo:
+            parts.append(("SIMULATED",))
+        host = (self.client.base_url if self.client is not None
+                else self.api_host or (self.env.get("NEON_API_HOST") or "").strip())
+        if not self.demo and host and host.rstrip("/") != DEFAULT_HOST:
+            from urllib.parse import urlsplit
+
+            u = urlsplit(host)
+            parts.append((u.netloc + (u.path if u.path.rstrip("/") not in ("", "/api/v2") else ""),))
+        orgs = self.inventory.organizations if self.inventory is not None else None
+        if orgs:
+            parts.append((orgs[0].name,) if len(orgs) == 1 else (f"{len(orgs)} organizations", f"{len(orgs)} orgs"))
+        if self._key_kind:
+            parts.append(self.KEY_KINDS.get(self._key_kind, (f"{self._key_kind} key",)))
+        if self.read_only:
+            parts.append(("read-only",))
+        return parts
+
+    def header_text(self, width: int) -> str:
+        """The parts, fitted into what the header leaves at this width (its icon and clock space, 18 columns,
+        and "neon-tui — ", 11): shorter forms first, then the longest names (host, organization) cut with …;
+        never SIMULATED or read-only."""
+        budget = max(16, width - 29)
+        choices = self.header_parts()
+        parts = [c[0] for c in choices]
+
+        def text() -> str:
+            return " · ".join(parts)
+
+        for i, c in enumerate(choices):
+            if len(text()) > budget and len(c) > 1:
+                parts[i] = c[-1]
+        fixed = {"SIMULATED", "read-only"}
+        for i in sorted(range(len(parts)), key=lambda i: -len(parts[i])):
+            over = len(text()) - budget
+            if over <= 0:
+                break
+            if parts[i] in fixed or len(choices[i]) > 1:
+                continue
+            keep = max(6, len(parts[i]) - over - 1)
+            if keep < len(parts[i]):
+                parts[i] = parts[i][:keep] + "…"
+        out = text()
+        return out if len(out) <= budget else out[: budget - 1] + "…"
+
+    def update_header(self) -> None:
+        width = self.size.width if self.is_running else 80
+        text = self.header_text(width or 80)
+        if text != self.sub_title:
+            self.sub_title = text
+
+    def on_resize(self) -> None:
+        self.update_header()
+
+    def on_neon_app_account_loaded(self, message: AccountLoaded) -> None:
+        self.update_header()
+
+    @work(group="header", exit_on_error=False, description="Reading the kind of API key")
+    async def _fill_key_kind(self) -> None:
+        await self.account_id()
+        self.update_header()
+
+    def _connect_screen(self):
+        """The start-up screen on the stack (pushed again if a key prompt replaced it)."""
+        from neon_tui.screens.connect import ConnectScreen
+
+        screen = next((s for s in self.screen_stack if isinstance(s, ConnectScreen)), None)
+        if screen is None:
+            screen = ConnectScreen()
+            self.push_screen(screen)
+        return screen
 
     @work(group="start", exit_on_error=False, description="Reading the API key from the keyring")
     async def _key_from_keyring(self) -> None:
@@ -159,21 +255,85 @@ class NeonApp(App):
 
         self.push_screen(ApiKeyModal(problem), got)
 
-    @work(group="start", exit_on_error=False, description="Checking the API key")
-    async def _connect(self, key: Secret, save: bool) -> None:
-        from neon_tui.neon.errors import AuthenticationError, PermissionDeniedError
+    def _make_client(self, key: Secret) -> NeonClient:
+        """A client for the key, on the host typed at start-up (h) if any, else the factory's own."""
+        if self.api_host is not None:
+            return self.client_factory(key, host=self.api_host)
+        return self.client_factory(key)
 
+    def retry_connect(self, host: str | None = None) -> None:
+        """r (now) or a new API host (h) on the start-up screen: start the attempts again."""
+        if self.client is not None or self._pending_key is None:
+            return
+        if host is not None:
+            self.api_host = host
+            self.update_header()
+        self._connect(*self._pending_key)
+
+    @work(group="connect", exclusive=True, exit_on_error=False, description="Checking the API key")
+    async def _connect(self, key: Secret, save: bool) -> None:
+        """Check the key with GET /auth, one attempt at a time so each shows: the host, attempt n of m, the
+        error in one line and the countdown to the next. The attempts and their backoff are the client's
+        RetryPolicy; the client's own retries are off meanwhile (they would hide the attempts)."""
+        from neon_tui.neon.client import RetryPolicy
+        from neon_tui.neon.errors import (AuthenticationError, InsecureTransportError, PermissionDeniedError,
+                                          RateLimitedError, TlsError)
+
+        self._pending_key = (key, save)
+        screen = self._connect_screen()
         try:
-            client = self.client_factory(key)
-            await client.get_auth()
-        except (AuthenticationError, PermissionDeniedError) as e:
-            self._ask_key(f"{e.title}: {e}")
+            client = self._make_client(key)
+        except InsecureTransportError as e:  # a bad NEON_API_HOST (or typed host): nothing was sent
+            screen.show(f"{e.title}: press h to type another host",
+                        host=self.api_host or self.env.get("NEON_API_HOST", ""),
+                        error=str(e), waiting_for_user=True)
             return
-        except NeonError as e:
-            # Not the key's fault (unreachable API, 5xx, plain http): say so, then try again on close.
-            self.push_screen(ErrorModal(e.title, f"{e}\n\nClose to try again; q quits."),
-                             lambda _=None: self._connect(key, save))
-            return
+        policy = client.retry
+        attempts = max(1, policy.max_attempts)
+        client.retry = RetryPolicy(max_attempts=1, base_delay=policy.base_delay, max_delay=policy.max_delay,
+                                   max_retry_after=policy.max_retry_after)
+        auth = None
+        try:
+            for attempt in range(1, attempts + 1):
+                screen.show("Checking the API key…", host=client.base_url, attempt=attempt, attempts=attempts)
+                try:
+                    auth = await client.get_auth()
+                    break
+                except (AuthenticationError, PermissionDeniedError) as e:
+                    await client.aclose()
+                    self._ask_key(f"{e.title}: {e}")
+                    return
+                except TlsError as e:
+                    # A certificate will not change on retry (and TLS verification stays on): say so and wait.
+                    screen.show(f"{e.title}: r tries again, h changes the host", host=client.base_url,
+                                attempt=attempt, attempts=attempts, error=str(e), waiting_for_user=True)
+                    await client.aclose()
+                    return
+                except NeonError as e:
+                    # The error on one line: the host is on its own line, Neon's request id too (when it answered)
+                    said = f"{e.title}: {e.message.replace(' at ' + client.base_url, '')}" + (
+                        f" (HTTP {e.status})" if e.status is not None else "")
+                    rid = e.request_id if e.status is not None else None
+                    if attempt == attempts:
+                        screen.show(f"Could not connect after {attempts} attempt(s).", host=client.base_url,
+                                    attempt=attempt, attempts=attempts, error=said, request_id=rid,
+                                    waiting_for_user=True)
+                        await client.aclose()
+                        return
+                    retry_after = e.retry_after if isinstance(e, RateLimitedError) else None
+                    delay = policy.delay(attempt, retry_after)
+                    screen.show("Checking the API key…", host=client.base_url, attempt=attempt,
+                                attempts=attempts, error=said, request_id=rid, retry_in=delay)
+                    await asyncio.sleep(delay)
+        except asyncio.CancelledError:  # r or a new host started the attempts again
+            await client.aclose()
+            raise
+        finally:
+            client.retry = policy
+        assert auth is not None
+        from neon_tui.incident.actions import key_kind_of
+
+        self._account, self._key_kind = auth.account_id, key_kind_of(auth.auth_method)
         if save:
             from neon_tui import secrets
             from neon_tui.secrets import KeyringUnavailable
@@ -188,8 +348,14 @@ class NeonApp(App):
                 self.notify(str(e), title="Not saved", severity="warning", markup=False)
         self.client = client
         self.api_key = key
+        self._pending_key = None
         if save:
             self.key_source = "keyring"
+        from neon_tui.screens.connect import ConnectScreen
+
+        self.update_header()  # before the start-up screen goes: its header must not be updated while it leaves
+        if isinstance(self.screen, ConnectScreen):
+            self.pop_screen()
         self._start_with_client()
 
     def _start_with_client(self) -> None:
@@ -200,7 +366,9 @@ class NeonApp(App):
         self.push_screen(MainScreen(self.inventory))
         if self.open_checklist:
             self.action_open_checklist()
-        if self.offer_resume and not self.read_only:
+        # The demo is a fresh simulated account each time: a journal of an earlier demo (or of a real account)
+        # describes other roles, so the demo never offers one; a real account is never offered a demo's.
+        if self.offer_resume and not self.read_only and not self.demo:
             self._check_resume()
 
     async def account_id(self) -> str | None:
@@ -248,6 +416,21 @@ class NeonApp(App):
 
     # ------------------------------------------------------------- runs
 
+    def read_only_hint(self) -> str:
+        """Why enter starts nothing under --read-only, and what to do instead (the copy-as-command key when
+        the tree has one)."""
+        from neon_tui.screens.main import MainScreen
+        from neon_tui.widgets.org_tree import OrgTree
+
+        for cls in (MainScreen, OrgTree):
+            for _, binding in cls._merge_bindings():
+                if binding.action == "copy_command":
+                    key = self.get_key_display(binding)
+                    return (f"read-only: nothing is reset here. Press {key} on the tree to copy the "
+                            "`neon-tui rotate …` command for the selection, and run it where writes are allowed.")
+        return ("read-only: nothing is reset here. Run `neon-tui rotate` with the same selection where writes "
+                "are allowed, or start neon-tui without --read-only.")
+
     def run_screen(self):
         """The run screen on the stack, if any (there is at most one)."""
         from neon_tui.screens.run import RunScreen
@@ -273,7 +456,7 @@ class NeonApp(App):
         further `--deliver` specs, space-separated (any sink the CLI has). A spec that cannot be used, or a
         plan those sinks cannot take, is shown before anything starts."""
         if self.read_only:
-            self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
+            self.notify(self.read_only_hint(), title="Read-only", severity="warning", markup=False)
             return
         why = self.run_blocks_new_one()
         if why is not None:
@@ -642,9 +825,13 @@ class NeonApp(App):
 def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str] | None = None,
              checklist: bool = False) -> NeonApp:
     """Build the app for the command line: the demo simulator in-process, or the real API."""
-    from neon_tui.config import load_settings
+    from neon_tui.config import read_settings
+    from neon_tui.keymap_check import keymap_problems
 
-    settings, problem = load_settings()
+    settings, problems = read_settings()
+    if settings.path is not None:
+        problems += keymap_problems(settings.keymap, where=f"{settings.path}: keymap")
+    problem = "\n".join(problems) or None  # every problem, one a line (neon-tui --check-config lists them too)
     if demo:
         from neon_tui.simulator import SimConfig, Simulator
 
@@ -660,10 +847,12 @@ def make_app(*, demo: bool = False, read_only: bool = False, env: dict[str, str]
         from neon_tui.simulator.postgres import start_or_explain
 
         app.demo_postgres, app.demo_postgres_problem = start_or_explain(sim)  # type: ignore[attr-defined]
-        app.sub_title += (" · real PostgreSQL behind it" if app.demo_postgres is not None  # type: ignore[attr-defined]
-                          else " · no PostgreSQL here: logins are not verified")
+        app.startup_notes.append(
+            ("Demo: real PostgreSQL behind the simulated account; new passwords are verified by logging in.",
+             "information") if app.demo_postgres is not None  # type: ignore[attr-defined]
+            else ("Demo: no PostgreSQL here, so new passwords are not verified by logging in.", "warning"))
         return app
     env = os.environ if env is None else env
     host = env.get("NEON_API_HOST")
-    return NeonApp(client_factory=lambda key: NeonClient(key, host=host), settings=settings,
+    return NeonApp(client_factory=lambda key, host=host: NeonClient(key, host=host), settings=settings,
                    settings_problem=problem, read_only=read_only, env=env, open_checklist=checklist)

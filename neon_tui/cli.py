@@ -16,6 +16,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--read-only", action="store_true", help="browse and plan, never write")
     p.add_argument("--checklist", action="store_true",
                    help="open on the incident checklist (the demo always does)")
+    p.add_argument("--check-config", action="store_true",
+                   help="report every problem in config.toml (and the keymap) and exit: 0 fine, 1 problems")
     sub = p.add_subparsers(dest="command")
 
     sim = sub.add_parser("simulator", help="the simulated Neon API")
@@ -77,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
+    if ns.check_config and ns.command is None:
+        return check_config()
     if ns.command == "simulator":
         from neon_tui.simulator import serve as serve_mod
 
@@ -124,6 +128,25 @@ def main(argv: list[str] | None = None) -> int:
             backend.close()
 
     return app.return_code or 0
+
+
+def check_config() -> int:
+    """`neon-tui --check-config`: every problem of the settings file, one per line; exit 1 if any."""
+    from neon_tui.config import read_settings
+    from neon_tui.keymap_check import keymap_problems
+
+    settings, problems = read_settings()
+    assert settings.path is not None
+    problems += keymap_problems(settings.keymap, where=f"{settings.path}: keymap")
+    state = "found" if settings.path.is_file() else "not found: the defaults apply"
+    print(f"settings: {settings.path} ({state})")
+    for problem in problems:
+        print(f"  problem: {problem}")
+    if problems:
+        print(f"{len(problems)} problem(s); neon-tui uses the defaults for those and the rest of the file as written.")
+        return 1
+    print("no problems")
+    return 0
 
 
 if __name__ == "__main__":

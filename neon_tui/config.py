@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -17,7 +18,7 @@ EXAMPLE = """\
 # neon-tui settings
 [clipboard]
 mode = "auto"        # auto | osc52 | native | off  (env NEON_TUI_CLIPBOARD overrides)
-clear_after = 45     # seconds; the clipboard is cleared then if it still holds our value (0: never)
+clear_after = 45     # seconds (above 0); the clipboard is cleared then if it still holds our value
 
 [keymap]
 # binding id = "keys" (comma-separated); see `?` in the app for the ids
@@ -67,30 +68,57 @@ class Settings:
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> tuple[Settings, str | None]:
-    """Settings and, if the file was bad, a message saying why (defaults are used then; nothing is lost)."""
+    """Settings and, if the file was bad, a message saying why (defaults are used then; nothing is lost).
+    Every problem is in the message, one per line (see `read_settings` for the list)."""
+    settings, problems = read_settings(path, env)
+    return settings, "\n".join(problems) or None
+
+
+def _where(path: Path, key: str) -> str:
+    return f"{path}: {key}"
+
+
+def read_settings(path: Path | None = None, env: dict[str, str] | None = None) -> tuple[Settings, list[str]]:
+    """Settings and every problem found in the file, each naming the file and the key (the defaults are used
+    for what is bad; the rest of the file still counts)."""
     env = os.environ if env is None else env
     path = path or config_file()
     data: dict = {}
-    problem: str | None = None
+    problems: list[str] = []
     if path.is_file():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
-            problem = f"{path}: {e}; using defaults"
+            problems.append(f"{path}: {e}; using defaults")
             data = {}
-    clip = data.get("clipboard", {}) if isinstance(data.get("clipboard", {}), dict) else {}
+    clip = data.get("clipboard", {})
+    if not isinstance(clip, dict):
+        problems.append(f"{_where(path, 'clipboard')} must be a table ([clipboard]); using the defaults")
+        clip = {}
+    from_env = bool(env.get("NEON_TUI_CLIPBOARD"))
     mode = str(env.get("NEON_TUI_CLIPBOARD") or clip.get("mode", "auto")).lower()
     if mode not in CLIPBOARD_MODES:
-        problem = f"clipboard mode {mode!r} is not one of {', '.join(CLIPBOARD_MODES)}; using auto"
+        where = "NEON_TUI_CLIPBOARD" if from_env else _where(path, "clipboard.mode")
+        problems.append(f"{where}: {mode!r} is not one of {', '.join(CLIPBOARD_MODES)}; using auto")
         mode = "auto"
     clear = clip.get("clear_after", 45)
-    if not isinstance(clear, (int, float)) or isinstance(clear, bool) or clear < 0:
-        problem = "clipboard.clear_after must be a number of seconds; using 45"
+    # A clipboard holding a password must clear: nan and inf would never fire, 0 or less would never arm.
+    if (not isinstance(clear, (int, float)) or isinstance(clear, bool) or not math.isfinite(clear)
+            or clear <= 0):
+        problems.append(f"{_where(path, 'clipboard.clear_after')} must be a finite number of seconds above 0, "
+                        f"not {clear!r}; using 45")
         clear = 45
     keymap = data.get("keymap", {})
-    if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
-        problem = "keymap entries must be strings like mark = \"space,x\"; ignoring the keymap"
+    if not isinstance(keymap, dict):
+        problems.append(f"{_where(path, 'keymap')} must be a table ([keymap]); ignoring the keymap")
         keymap = {}
+    good_keymap: dict[str, str] = {}
+    for bid, keys in keymap.items():
+        if isinstance(keys, str) and keys.strip() and all(k.strip() for k in keys.split(",")):
+            good_keymap[bid] = ",".join(k.strip() for k in keys.split(","))
+        else:
+            problems.append(f"{_where(path, 'keymap.' + bid)} must be keys like \"space,x\", not {keys!r}; "
+                            "ignoring it")
     keyring_allow: tuple[str, ...] = ()
     ring = data.get("keyring", {})
     allow = ring.get("allow_backends", []) if isinstance(ring, dict) else None
@@ -98,8 +126,8 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
             and all(_DOTTED.fullmatch(a.strip()) for a in allow)):
         keyring_allow = tuple(dict.fromkeys(a.strip() for a in allow))
     else:
-        problem = ('keyring.allow_backends must be a list of class names like ["module.Class"]; '
-                   "allowing only the keyrings known to encrypt")
+        problems.append(f"{_where(path, 'keyring.allow_backends')} must be a list of class names like "
+                        '["module.Class"]; allowing only the keyrings known to encrypt')
     sink_config, sink_error = None, None
     if "sinks" in data or "rules" in data:
         from neon_tui.rotation.command_sink import SinkConfigError, parse_sink_config
@@ -108,5 +136,10 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
             sink_config = parse_sink_config(data)
         except SinkConfigError as e:
             sink_error = f"{path}: {e}"
-            problem = problem or f"{sink_error}; command sinks are unavailable"
-    return Settings(mode, float(clear), dict(keymap), path, keyring_allow, sink_config, sink_error), problem
+            problems.append(f"{sink_error}; command sinks are unavailable")
+    known = {"clipboard", "keymap", "keyring", "sinks", "rules"}
+    for name in data:
+        if name not in known:
+            problems.append(f"{_where(path, name)}: unknown setting (known: {', '.join(sorted(known))}); ignored")
+    settings = Settings(mode, float(clear), good_keymap, path, keyring_allow, sink_config, sink_error)
+    return settings, problems

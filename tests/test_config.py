@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from neon_tui.config import EXAMPLE, Settings, load_settings
+from neon_tui.config import EXAMPLE, Settings, load_settings, read_settings
 
 
 def load(tmp_path, text: str):
@@ -73,3 +73,78 @@ def test_broken_file_still_gives_settings_and_a_problem(tmp_path):
     settings, problem = load(tmp_path, "[keyring\nallow_backends = [")
     assert problem is not None and str(tmp_path / "config.toml") in problem
     assert settings == Settings(path=tmp_path / "config.toml")
+
+
+def test_every_problem_is_reported_not_only_the_last(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[clipboard]\nmode = "sometimes"\nclear_after = -3\n[keymap]\nmark = 5\n'
+                    '[keyring]\nallow_backends = "x"\n[sinks.a]\npreset = "heroku"\n', encoding="utf-8")
+    settings, problems = read_settings(path, env={})
+    text = "\n".join(problems)
+    assert len(problems) == 5, problems
+    for key in ("clipboard.mode", "clipboard.clear_after", "keymap.mark", "keyring.allow_backends", "sinks.a.preset"):
+        assert key in text
+    assert all(str(path) in p for p in problems)  # each names the file
+    _, joined = load_settings(path, env={})
+    assert joined == text  # the one-string form carries them all, one a line
+    assert settings.clipboard_mode == "auto" and settings.clipboard_clear_after == 45.0 and settings.keymap == {}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "0.0", "-1", '"45"', "true", "[45]"])
+def test_clear_after_must_be_a_finite_positive_number(tmp_path, value):
+    settings, problem = load(tmp_path, f"[clipboard]\nclear_after = {value}\n")
+    assert problem is not None
+    assert "clipboard.clear_after" in problem and str(tmp_path / "config.toml") in problem
+    assert "finite number of seconds above 0" in problem
+    assert settings.clipboard_clear_after == 45.0
+
+
+@pytest.mark.parametrize("value,expected", [("0.5", 0.5), ("45", 45.0), ("600", 600.0)])
+def test_clear_after_accepts_positive_numbers(tmp_path, value, expected):
+    settings, problem = load(tmp_path, f"[clipboard]\nclear_after = {value}\n")
+    assert problem is None and settings.clipboard_clear_after == expected
+
+
+def test_unknown_table_is_named(tmp_path):
+    settings, problem = load(tmp_path, '[clipbaord]\nmode = "off"\n')
+    assert problem is not None and "clipbaord: unknown setting" in problem
+
+
+def test_env_clipboard_mode_problem_names_the_variable(tmp_path):
+    _, problem = load_settings(tmp_path / "missing.toml", env={"NEON_TUI_CLIPBOARD": "bogus"})
+    assert problem is not None and problem.startswith("NEON_TUI_CLIPBOARD:")
+
+
+def test_keymap_unknown_id_and_stolen_keys_are_reported():
+    from neon_tui.keymap_check import keymap_problems
+
+    assert keymap_problems({"mark": "space,x", "help": "f1"}) == []
+    problems = keymap_problems({"marc": "z"})
+    assert problems == ["keymap.marc: no binding has this id; did you mean mark?"]
+    # "r" is the main screen's review: remapping quit there steals it (or is stolen), both are named
+    stolen = keymap_problems({"quit": "r"})
+    assert any("keymap.quit" in p and "r is already review (Review, MainScreen)" in p for p in stolen), stolen
+    # moving review away first frees r on the main screen
+    assert not any("MainScreen" in p for p in keymap_problems({"quit": "r", "review": "v"}))
+    # keys as the user may write them: "?" is Textual's question_mark, the help key
+    assert any('keymap.quit = "?"' in p and "question_mark is already help" in p
+               for p in keymap_problems({"quit": "?"}))
+    # a screen binding moved onto a key the same screen uses
+    assert any("filter (Filter, MainScreen)" in p for p in keymap_problems({"review": "slash"}))
+
+
+def test_check_config_lists_every_problem_and_exits_1(tmp_path, monkeypatch, capsys):
+    from neon_tui.cli import main
+
+    path = tmp_path / "config.toml"
+    path.write_text('[clipboard]\nclear_after = inf\n[keymap]\nmarc = "z"\n', encoding="utf-8")
+    monkeypatch.setenv("NEON_TUI_CONFIG", str(path))
+    monkeypatch.delenv("NEON_TUI_CLIPBOARD", raising=False)
+    assert main(["--check-config"]) == 1
+    out = capsys.readouterr().out
+    assert f"settings: {path} (found)" in out
+    assert "clipboard.clear_after" in out and "keymap.marc: no binding has this id" in out
+    assert "2 problem(s)" in out
+    path.write_text('[clipboard]\nclear_after = 30\n', encoding="utf-8")
+    assert main(["--check-config"]) == 0
+    assert "no problems" in capsys.readouterr().out

@@ -17,6 +17,8 @@ class ReviewScreen(NeonScreen):
     BINDINGS = [
         # priority: the table would otherwise take enter for itself
         Binding("enter,y", "start", "Start rotation", id="start", priority=True),
+        # the same keys (and id, so a keymap moves both) under --read-only, where start is not offered
+        Binding("enter,y", "read_only_hint", "Why nothing starts", show=False, id="start", priority=True),
         Binding("d", "delivery", "Deliver to…", id="delivery"),
         Binding("s", "stored", "Stored copies", show=False, id="stored-copies"),  # named in the head when .env is chosen
         Binding("escape", "app.pop_screen", "Back", id="back"),
@@ -100,7 +102,12 @@ class ReviewScreen(NeonScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "start" and self.app.read_only:
             return False  # read-only: not even offered
+        if action == "read_only_hint":
+            return self.app.read_only  # enter then says why nothing starts, instead of nothing at all
         return True
+
+    def action_read_only_hint(self) -> None:
+        self.notify(self.app.read_only_hint(), title="Read-only", severity="warning", markup=False)
 
     def action_delivery(self) -> None:
         from neon_tui.screens.modals import DeliveryModal
@@ -132,7 +139,7 @@ class ReviewScreen(NeonScreen):
 
     def action_start(self) -> None:
         if self.app.read_only:
-            self.notify("Read-only mode: neon-tui plans but never writes.", severity="warning")
+            self.notify(self.app.read_only_hint(), title="Read-only", severity="warning", markup=False)
             return
         if not self.plan.targets:
             self.notify("Nothing to rotate.", severity="warning")
