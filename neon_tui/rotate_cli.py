@@ -277,6 +277,9 @@ async def _main(ns: argparse.Namespace) -> int:
     settings, problem = load_settings()
     if problem:
         _err(f"settings: {problem}")
+    if ns.demo and ns.resume:
+        raise UsageError("--demo runs against a new simulated account each time, so an earlier demo run cannot be "
+                         "resumed: run it again instead")
     try:
         client, _sim = make_client(ns.demo)
     except NeonError as e:

@@ -309,3 +309,18 @@ def test_new_password_ok_and_old_rejected_is_exit_0(monkeypatch, tmp_path, capsy
     assert _run_cli_in_process(monkeypatch, tmp_path, old_still_works=False) == 0
     err = capsys.readouterr().err
     assert "new ok · old rejected" in err and "verification: 1 verified" in err and "ALARM" not in err
+
+
+def test_a_demo_run_is_never_resumed(monkeypatch, tmp_path, capsys):
+    """Each --demo is a new simulated account: resuming an earlier demo's journal would reconcile against state
+    that no longer exists, so it is refused before anything is listed or reset."""
+    monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path / "state"))
+    built = []
+    monkeypatch.setattr(rotate_cli, "make_client", lambda demo, **kw: built.append(demo))
+    p = argparse.ArgumentParser()
+    rotate_cli.add_arguments(p)
+    ns = p.parse_args(["--demo", "--resume", "latest", "--apply", "--yes"])
+    assert rotate_cli.main(ns) == 2
+    err = capsys.readouterr().err
+    assert "an earlier demo run cannot be resumed" in err
+    assert built == []  # refused before a client (and a simulator) was made
