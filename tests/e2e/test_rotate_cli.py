@@ -314,6 +314,10 @@ def test_new_password_ok_and_old_rejected_is_exit_0(monkeypatch, tmp_path, capsy
 def test_a_demo_run_is_never_resumed(monkeypatch, tmp_path, capsys):
     """Each --demo is a new simulated account: resuming an earlier demo's journal would reconcile against state
     that no longer exists, so it is refused before anything is listed or reset."""
+    import argparse
+
+    from neon_tui import rotate_cli
+
     monkeypatch.setenv("NEON_TUI_STATE_DIR", str(tmp_path / "state"))
     built = []
     monkeypatch.setattr(rotate_cli, "make_client", lambda demo, **kw: built.append(demo))
