@@ -323,7 +323,7 @@ def test_a_demo_run_is_never_resumed(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(rotate_cli, "make_client", lambda demo, **kw: built.append(demo))
     p = argparse.ArgumentParser()
     rotate_cli.add_arguments(p)
-    ns = p.parse_args(["--demo", "--resume", "latest", "--apply", "--yes"])
+    ns = p.parse_args(["--demo", "--resume", "latest", "--apply", "--yes", "--deliver", "none"])
     assert rotate_cli.main(ns) == 2
     err = capsys.readouterr().err
     assert "an earlier demo run cannot be resumed" in err
