@@ -333,6 +333,9 @@ class RunScreen(NeonScreen):
         joins the detail column and the connection column names the endpoint (the full string of the row
         under the cursor is on the line below the table)."""
         labels = max((len(self.label(t.key)) for t in self.plan.targets), default=10)
+        projects = {t.project_name for t in self.plan.targets}
+        if len(projects) == 1 and width >= NARROW:
+            labels = max(labels, len(f"target in {next(iter(projects))}"))  # the title names the project
         details = max((len(d) for d in self.details.values()), default=0)
         narrow = width < NARROW
         ncols = 4 if narrow else 5
