@@ -25,7 +25,7 @@ class ReviewScreen(NeonScreen):
         Binding("enter,y", "start", "Start rotation", id="start", priority=True),
         Binding("d", "delivery", "Deliver to…", id="delivery"),
         Binding("a", "add_flagged", "Add flagged", id="add-flagged",
-                tooltip="Add the flagged unselected copies to the plan (the review is shown again)"),
+                tooltip="Add flagged copies to plan"),
         Binding("s", "stored", "Stored copies", show=False, id="stored-copies"),  # named in the head when .env is chosen
         Binding("escape", "app.pop_screen", "Back", id="back"),
         Binding("j", "cursor_down", "Down", show=False, id="review-down"),
@@ -47,14 +47,19 @@ class ReviewScreen(NeonScreen):
 
     def _head_text(self) -> str:
         plan = self.plan
-        parts = [f"{len(plan.targets)} to reset", f"{len(plan.projects)} project(s)"]
+        # Most telling first: at 80 columns the end of this line is cut off; a zero is not said.
+        projects = len(plan.projects)
+        parts = [f"{len(plan.targets)} to reset" + (f" in {projects} projects" if projects > 1 else "")]
         if plan.touches_protected_branch:
             parts.insert(0, "PROTECTED branches")
         if self.app.read_only:
             parts.insert(0, "READ-ONLY: plan only")
         flagged = len(self.flagged_keys())
-        copies = f"{len(plan.warnings)} unselected copies" + (f" ({flagged} flagged: a adds)" if flagged else "")
-        parts += [self.delivery_text(), f"{len(plan.skipped)} skipped", copies]
+        if plan.warnings:
+            parts.append(f"{len(plan.warnings)} unselected copies" + (f" ({flagged} flagged)" if flagged else ""))
+        parts.append(self.delivery_text())
+        if plan.skipped:
+            parts.append(f"{len(plan.skipped)} skipped")
         return " · ".join(parts)
 
     def delivery_text(self) -> str:

@@ -119,16 +119,16 @@ class RunScreen(NeonScreen):
     # Short descriptions: at 80 columns the footer keeps every key that matters, R and f included (the
     # help, `?`, lists the tooltips, the long form). q still quits; only its footer entry is left out here.
     BINDINGS = [
-        Binding("v", "reveal", "Show", id="reveal", tooltip="Reveal this row's password (masked again when the cursor leaves)"),
-        Binding("c", "copy", "Copy", id="copy", tooltip="Copy this row's connection string"),
-        Binding("w", "copy_password", "Pw", id="copy-password", tooltip="Copy this row's password"),
+        Binding("v", "reveal", "Show", id="reveal", tooltip="Reveal (until cursor moves)"),
+        Binding("c", "copy", "Copy", id="copy", tooltip="Copy the connection string"),
+        Binding("w", "copy_password", "Pw", id="copy-password", tooltip="Copy the password"),
         Binding("d", "next_database", "Database", show=False, id="choose-database"),
-        Binding("p", "toggle_pooled", "Pool", id="toggle-pooled", tooltip="Pooled/direct connection strings"),
-        Binding("k", "keyring", "Key", id="keyring", tooltip="Store this row's password in the keyring"),
+        Binding("p", "toggle_pooled", "Pool", id="toggle-pooled", tooltip="Pooled/direct strings"),
+        Binding("k", "keyring", "Key", id="keyring", tooltip="Store in the keyring"),
         Binding("e", "copy_env", "Env", id="copy-env", tooltip="Copy all as .env"),
-        Binding("R", "retry_failed", "Retry", id="retry-failed", tooltip="Retry failed / continue cancelled targets"),
-        Binding("x", "cancel_run", "Cancel", id="cancel-run", tooltip="Cancel the run: no new resets"),
-        Binding("f", "toggle_failed", "Fails", id="failed-only", tooltip="Show only failed targets (f again: all)"),
+        Binding("R", "retry_failed", "Retry", id="retry-failed", tooltip="Retry failed/continue"),
+        Binding("x", "cancel_run", "Cancel", id="cancel-run", tooltip="Cancel run (no new resets)"),
+        Binding("f", "toggle_failed", "Fails", id="failed-only", tooltip="Failed targets only/all"),
         Binding("D", "deliver_view", "Deliveries", show=False, id="deliver-view"),
         Binding("escape", "back", "Back", id="run-back"),
         Binding("q", "app.quit", "Quit", show=False, id="quit"),
@@ -334,8 +334,8 @@ class RunScreen(NeonScreen):
         under the cursor is on the line below the table)."""
         labels = max((len(self.label(t.key)) for t in self.plan.targets), default=10)
         projects = {t.project_name for t in self.plan.targets}
-        if len(projects) == 1 and width >= NARROW:
-            labels = max(labels, len(f"target in {next(iter(projects))}"))  # the title names the project
+        if len(projects) == 1:  # the title names the project: room for it if there is some
+            labels = max(labels, len(f"target in {next(iter(projects))}"))
         details = max((len(d) for d in self.details.values()), default=0)
         narrow = width < NARROW
         ncols = 4 if narrow else 5
@@ -345,7 +345,7 @@ class RunScreen(NeonScreen):
         state = 11
         if narrow:
             target = min(labels, 22)
-            conn = min(22, max(12, room - state - target - 17))
+            conn = min(max(12, self.widest_connection(database=False)[1]), max(12, room - state - target - 17))
             return {"state": state, "target": target, "detail": room - state - target - conn, "conn": conn}
         verified = 16 if self.session.verify else 8
         rest = room - state - verified
@@ -356,13 +356,14 @@ class RunScreen(NeonScreen):
         conn = full if rest - want_detail >= full else min(compact, max(12, rest - want_detail))
         return {"state": state, "target": target, "detail": rest - conn, "verified": verified, "conn": conn}
 
-    def widest_connection(self) -> tuple[int, int]:
+    def widest_connection(self, *, database: bool = True) -> tuple[int, int]:
         """The widest masked string, whole and compact (before results: a typical Neon string)."""
         keys = [k for k in self.rows if self.result(k) is not None]
         if not keys:
-            return len("postgresql://role:********@ep-x-12345678.c-1.region.aws.neon.tech/db?sslmode=require"), 29
+            return (len("postgresql://role:********@ep-x-12345678.c-1.region.aws.neon.tech/db?sslmode=require"),
+                    29 if database else 23)
         return (max(len(self.shown_value(k)) for k in keys),
-                max(len(self.shown_value(k, compact=True)) for k in keys))
+                max(len(self.shown_value(k, compact=True, database=database)) for k in keys))
 
     def rebuild_table(self, width: int | None = None) -> None:
         """(Re)draw the table: the columns for this width, the rows of the current view (all, or failed only)."""
@@ -407,7 +408,7 @@ class RunScreen(NeonScreen):
             return None
         return (c.pooled or c.direct) if self.pooled else c.direct
 
-    def shown_value(self, key: TargetKey, *, compact: bool = False) -> str:
+    def shown_value(self, key: TargetKey, *, compact: bool = False, database: bool | None = None) -> str:
         """The connection string as shown (masked unless revealed); `compact`: what fits a narrow column."""
         res = self.result(key)
         if res is None:
@@ -419,7 +420,9 @@ class RunScreen(NeonScreen):
                 return f"no endpoint: {pw}" if key in self.revealed else "no endpoint"
             return f"no endpoint yet: password {pw}"
         if compact:
-            return compact_connection(conn, reveal=key in self.revealed, database=self.widths.get("conn", 99) > 24)
+            if database is None:
+                database = "verified" in self.widths  # wide layout: endpoint/database; narrow: the endpoint
+            return compact_connection(conn, reveal=key in self.revealed, database=database)
         return conn.reveal() if key in self.revealed else masked(conn)
 
     def conn_cell(self, key: TargetKey) -> Text:
@@ -441,8 +444,12 @@ class RunScreen(NeonScreen):
             # Narrow: the verdict joins the detail (an alarm first); both are whole on the line below.
             verdict = self.verified_cell(key)
             if self.session.view(key).verification is not None and verdict.plain != "not verified":
-                parts = (verdict, " · ", detail) if verdict.style and "reverse" in str(verdict.style) \
-                    else (detail, " · ", verdict)
+                if detail.plain in ("", "new password live"):  # a verdict says that and more
+                    parts: tuple = (verdict,)
+                elif "reverse" in str(verdict.style):
+                    parts = (verdict, " · ", detail)
+                else:
+                    parts = (detail, " · ", verdict)
                 out["detail"] = Text.assemble(*parts, overflow="ellipsis", no_wrap=True)
         return [out[k] for k in self.widths]
 

@@ -123,6 +123,9 @@ async def test_retry_keeps_the_runs_elapsed_time_and_f_shows_the_failed_only(tmp
         assert isinstance(run, RunScreen)
         head = str(run.query_one("#run-head", Static).render())
         assert "30s elapsed" in head and "1 failed" in head
+        footer = _plain(app).splitlines()[-1]
+        for key in ("R Retry", "f Fails", "p Pool", "esc Back", "? Help", "@ API log"):
+            assert key in footer, (key, footer)  # every key that matters fits 80 columns
         await pilot.press("f")
         await settle(app, pilot)
         assert run.failed_only and run.query_one(DataTable).row_count == 1
