@@ -7,6 +7,8 @@ the main screen, or "Open run" in the palette) shows the same run until every pa
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -113,6 +115,10 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+# A session's run time so far, kept when its screen closes: reopened (o), the clock goes on from there.
+_ELAPSED: WeakKeyDictionary[RunSession, float] = WeakKeyDictionary()
+
+
 class RunScreen(NeonScreen):
     """Draws a run session's events; the keys hand passwords over by hand."""
 
@@ -188,6 +194,7 @@ class RunScreen(NeonScreen):
             for key in self.rows:
                 self._detail_from_view(key)
                 self.update_row(key)
+            self.elapsed_before = _ELAPSED.get(self.session, 0.0)
             self.finished_at = self.app.monotonic()
             self.tick()
         else:
@@ -532,6 +539,9 @@ class RunScreen(NeonScreen):
         line = self.query_one("#run-selected", Static)
         # Wrapped at the string's own seams, never inside a host name (padding: one cell either side).
         line.update(break_points(text, (self.size.width or self.app.size.width) - 2))
+
+    def on_unmount(self) -> None:
+        _ELAPSED[self.session] = self.elapsed()
 
     def elapsed(self) -> float:
         """The run's total time: every pass (the run, each R), not counting the pauses between them."""

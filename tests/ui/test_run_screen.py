@@ -143,6 +143,16 @@ async def test_retry_keeps_the_runs_elapsed_time_and_f_shows_the_failed_only(tmp
         await pilot.press("f")
         await settle(app, pilot)
         assert not run.failed_only and run.query_one(DataTable).row_count == 1
+        # Left and reopened (o): the run's clock goes on from where it was.
+        await pilot.press("escape", "y")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, RunScreen)
+        clock.now += 60
+        await pilot.press("o")
+        await settle(app, pilot)
+        reopened = app.screen
+        assert isinstance(reopened, RunScreen) and reopened is not run
+        assert "35s elapsed" in str(reopened.query_one("#run-head", Static).render())
 
 
 async def test_eta_appears_once_throughput_is_known(tmp_path):
@@ -201,6 +211,18 @@ async def test_quit_during_a_run_counts_what_would_be_lost_and_follows_the_run(t
         body = str(modal.query_one(".dialog-body", Static).render())
         assert "A run is in progress" in body and "to go" in body
         session = run.session
+        # While it is open, the count of passwords in hand and not at a sink follows the run.
+        for _ in range(400):
+            if len(session.undelivered()) >= 2 or not session.running:
+                break
+            await asyncio.sleep(0.02)
+        assert session.running, "the run ended before two passwords were in hand: make op_seconds longer"
+        await asyncio.sleep(0.3)
+        await pilot.pause()
+        body = str(modal.query_one(".dialog-body", Static).render())
+        counted = re.search(r"(\d+) new password\(s\) are not delivered to a sink yet", body)
+        assert counted and 2 <= int(counted.group(1)) <= 12, body
+        assert "Neon stores them" in body  # acme-analytics stores passwords: resuming can read them back
         for _ in range(600):
             if session.finished and not session.running:
                 break
