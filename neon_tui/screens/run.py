@@ -162,6 +162,7 @@ class RunScreen(NeonScreen):
         self.failed_only = False
         self.shown_keys: list[TargetKey] = [t.key for t in self.plan.targets]
         self.widths: dict[str, int] = {}
+        self.narrow = False  # the 80-column layout: no verdict column, endpoint-only strings
         self._breaker_open = False
         self._pending_halts: list[Halted] = []
 
@@ -345,7 +346,8 @@ class RunScreen(NeonScreen):
             labels = max(labels, len(f"target in {next(iter(projects))}"))
         details = max((len(d) for d in self.details.values()), default=0)
         narrow = width < NARROW
-        ncols = 4 if narrow else 5
+        verifying = self.session.verify  # without verification there is no verdict column
+        ncols = 4 if narrow or not verifying else 5
         # One cell of padding either side of each column; 2 for the scrollbar when the rows overflow.
         scrollbar = 2 if len(self.plan.targets) > (self.size.height or self.app.size.height) - 10 else 0
         room = max(40, width - scrollbar - 2 * ncols)
@@ -353,15 +355,18 @@ class RunScreen(NeonScreen):
         if narrow:
             target = min(labels, 22)
             conn = min(max(12, self.widest_connection(database=False)[1]), max(12, room - state - target - 17))
-            return {"state": state, "target": target, "detail": room - state - target - conn, "conn": conn}
-        verified = 16 if self.session.verify else 8
+            return {"state": state, "target": target, "detail": max(8, room - state - target - conn), "conn": conn}
+        verified = 16 if verifying else 0
         rest = room - state - verified
         target = min(labels, max(24, rest * 2 // 5))
         rest -= target
         full, compact = self.widest_connection()
         want_detail = max(details, 18)
         conn = full if rest - want_detail >= full else min(compact, max(12, rest - want_detail))
-        return {"state": state, "target": target, "detail": rest - conn, "verified": verified, "conn": conn}
+        widths = {"state": state, "target": target, "detail": rest - conn, "verified": verified, "conn": conn}
+        if not verifying:
+            del widths["verified"]
+        return widths
 
     def widest_connection(self, *, database: bool = True) -> tuple[int, int]:
         """The widest masked string, whole and compact (before results: a typical Neon string)."""
@@ -377,6 +382,7 @@ class RunScreen(NeonScreen):
         table = self.query_one(DataTable)
         width = width or self.size.width or self.app.size.width
         keep = self.selected_key() if table.row_count else None
+        self.narrow = width < NARROW
         self.widths = self.column_widths(width)
         if self.failed_only:
             self.shown_keys = [t.key for t in self.plan.targets if self.session.view(t.key).state in FAILED_VIEW]
@@ -391,7 +397,8 @@ class RunScreen(NeonScreen):
                           "target")
         titles = {"state": "state", "target": target,
                   "detail": "detail", "verified": "verified",
-                  "conn": "connection string" if self.widths["conn"] >= 40 else "endpoint"}
+                  "conn": "connection string" if self.widths["conn"] >= self.widest_connection()[0]
+                  else "endpoint" if self.narrow else "endpoint/database"}
         for key in self.widths:
             table.add_column(titles[key], key=key, width=self.widths[key])
         for key in self.shown_keys:
@@ -427,8 +434,8 @@ class RunScreen(NeonScreen):
                 return f"no endpoint: {pw}" if key in self.revealed else "no endpoint"
             return f"no endpoint yet: password {pw}"
         if compact:
-            if database is None:
-                database = "verified" in self.widths  # wide layout: endpoint/database; narrow: the endpoint
+            if database is None:  # wide layout: endpoint/database; narrow: the endpoint
+                database = not self.narrow
             return compact_connection(conn, reveal=key in self.revealed, database=database)
         return conn.reveal() if key in self.revealed else masked(conn)
 
