@@ -114,7 +114,7 @@ class CopyWarning:
         """Why this copy matters (or does not), without the role's name."""
         if self.same_as is not None:
             return f"same password as {self.same_as} ({self.why})" if self.why else f"same password as {self.same_as}"
-        return "its own password (not the one being reset)"
+        return f"its own password ({self.why})" if self.why else "its own password (not the one being reset)"
 
     def __str__(self) -> str:
         return f"{self.project_name}/{self.branch_name} is not selected: {self.reason}: {self.role_name}"
@@ -475,7 +475,23 @@ def _shared_with(p: ProjectInfo, b: BranchInfo, role: str, selected: set[str]) -
         if b.branch.id in [x.branch.id for x in theirs]:  # the selected branch descends from it
             return name, "which was branched from this one after its last reset, neither reset since"
         return name, f"both inherited from {mine_top.branch.name}, neither reset since"
-    return None, ""
+    return None, _own_why(p, b, role)
+
+
+def _own_why(p: ProjectInfo, b: BranchInfo, role: str) -> str:
+    """Why a copy holds a password of its own, from the same facts (creation time, role updated_at)."""
+    mine, parent = _role(b, role), p.parent(b)
+    born = b.branch.created_at
+    if mine is not None and born is not None and mine.updated_at is not None and mine.updated_at > born:
+        return "reset on this branch since it was created"
+    if parent is None:
+        return ""
+    if parent.branch.protected:
+        return f"branched from protected {parent.branch.name}: Neon gave it new passwords"
+    theirs = _role(parent, role)
+    if theirs is not None and born is not None and theirs.updated_at is not None and theirs.updated_at > born:
+        return f"{parent.branch.name} was reset after it was branched: it keeps {parent.branch.name}'s earlier password"
+    return ""
 
 
 def _tree_order(p: ProjectInfo) -> list[BranchInfo]:

@@ -81,6 +81,7 @@ async def test_a_copy_is_said_to_share_a_password_only_with_the_branch_it_shares
     assert warned["preview/pr-157"].same_as == "preview/pr-142"
     assert warned["preview/pr-157"].why == "both inherited from staging, neither reset since"
     assert not warned["main"].likely_same_password and not warned["dev/alice"].likely_same_password
+    assert warned["dev/alice"].reason == "its own password (branched from protected main: Neon gave it new passwords)"
 
 
 async def test_unselected_copies_group_by_branch_and_reason(demo):
