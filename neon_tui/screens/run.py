@@ -555,11 +555,11 @@ class RunScreen(NeonScreen):
         end = self.finished_at if self.finished_at is not None else self.app.monotonic()
         return self.elapsed_before + max(0.0, end - self.started)
 
-    def eta(self) -> float | None:
+    def eta(self, views: list | None = None) -> float | None:
         """Seconds left at this pass's observed throughput; None until that figure means something."""
         if not self.running or self.session.halts:
             return None
-        views = self.session.views()
+        views = views if views is not None else self.session.views()
         settled = sum(1 for v in views if v.state in SETTLED) - self.settled_at_start
         left = sum(1 for v in views if v.state not in DONE_STATES)
         spent = self.app.monotonic() - self.started
@@ -567,9 +567,9 @@ class RunScreen(NeonScreen):
             return None
         return left * spent / settled
 
-    def progress_parts(self) -> list[str]:
+    def progress_parts(self, views: list | None = None) -> list[str]:
         """`12/54 done · 2 failed · 40 cancelled`: each outcome counted apart (a cancel is not done)."""
-        states = [v.state for v in self.session.views()]
+        states = [v.state for v in (views if views is not None else self.session.views())]
         total = len(states)
         parts = [f"{sum(1 for s in states if s in SUCCEEDED)}/{total} done"]
         for label, group in (("failed", FAILED_VIEW), ("unconfirmed", {S.UNCONFIRMED}), ("cancelled", {S.CANCELLED}),
@@ -588,12 +588,12 @@ class RunScreen(NeonScreen):
             status = "running"
         else:
             status = "cancelled" if self.session.cancelled else "finished"
-        parts = [status, *self.progress_parts()]
+        parts = [status, *self.progress_parts(views)]
         held = len(self.session.undelivered())
         if held:
             parts.append(f"{held} to deliver")
         parts.append(f"{duration(self.elapsed())} elapsed")
-        eta = self.eta()
+        eta = self.eta(views)
         if eta is not None:
             parts.append(f"~{duration(eta)} left")
         verified = self.verify_summary()
