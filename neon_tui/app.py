@@ -26,7 +26,7 @@ from neon_tui.rotation.inventory import Inventory
 from neon_tui.rotation.journal import Journal, JournalState, find_unfinished
 from neon_tui.rotation.plan import Plan
 from neon_tui.rotation.session import RunSession
-from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, ResumeModal, YesNoModal
+from neon_tui.screens.modals import ApiKeyModal, ErrorModal, HelpModal, QuitModal, ResumeModal
 
 # factory(key) or factory(key, host=URL): the host the user typed on the start-up screen (h).
 ClientFactory = Callable[..., NeonClient]
@@ -557,8 +557,17 @@ class NeonApp(App):
         if session is None:
             return None
         if session.running:
-            return ("A run is in progress. If you leave, resets in flight finish and the run is offered for "
-                    "resuming next time (reconciled, never repeated). Leave anyway?")
+            # Counted: what is in hand and not yet at a sink, and of that what Neon cannot give back.
+            held, lost = len(session.undelivered()), len(session.lost_on_exit())
+            left = sum(1 for v in session.views() if v.state in ("planned", "resetting", "applying"))
+            at_risk = ""
+            if held:
+                at_risk = (f" {held} new password(s) are not delivered to a sink yet"
+                           + (f": {lost} of them in projects that do not store passwords are lost for good."
+                              if lost else "; Neon stores them, so resuming can read them back."))
+            return (f"A run is in progress ({left} target(s) to go).{at_risk} If you leave, resets in flight "
+                    "finish and the run is offered for resuming next time (reconciled, never repeated). "
+                    "Leave anyway?")
         waiting = session.undelivered()
         if waiting:
             lost = len(session.lost_on_exit())
@@ -613,7 +622,18 @@ class NeonApp(App):
                         await asyncio.sleep(0.05)
                 await self._quit()
 
-        self.push_screen(YesNoModal("Quit?", question, "Quit", "Stay"), answer)
+        # Asked again while open: a run finishing under the dialog changes what would be lost.
+        self.push_screen(QuitModal(lambda: self.run_question(session)), answer)
+
+    def export_screenshot(self, *, title: str | None = None, simplify: bool = False) -> str:
+        """Every screenshot (the palette's, action_screenshot, deliver_screenshot) is drawn here: a revealed
+        password is masked for it and shown again after."""
+        restores = [screen.conceal_secrets() for screen in self.screen_stack if hasattr(screen, "conceal_secrets")]
+        try:
+            return super().export_screenshot(title=title, simplify=simplify)
+        finally:
+            for restore in restores:
+                restore()
 
     async def _quit(self) -> None:
         if self.session is not None and not self.session.running and self.session.journal is not None:
@@ -680,7 +700,7 @@ class NeonApp(App):
             shown = self.get_key_display(b)
             if shown not in keys.setdefault(bid, []):
                 keys[bid].append(shown)
-            desc.setdefault(bid, b.description or b.action)
+            desc.setdefault(bid, (b.tooltip if b.id else "") or b.description or b.action)  # short footer text
             ours[bid] = ours.get(bid, False) or b.id is not None
         # Ours (they have ids, so they can be remapped) first; Textual's own widget keys after.
         rows = sorted(((" ".join(keys[bid]), desc[bid], bid if ours[bid] else "") for bid in keys),

@@ -22,7 +22,8 @@ from neon_tui.rotation.journal import Journal
 from neon_tui.simulator import SimConfig, Simulator
 
 OUT = Path(__file__).resolve().parent.parent / "screenshots"
-SIZE = (110, 32)
+# Wide (a laptop terminal) and 80x24 (the smallest the app is made for; tmux split over SSH).
+SIZES = {"": (140, 40), "80x24": (80, 24)}
 NOW = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)
 EPOCH = dt.datetime(2026, 6, 15, 9, 0, tzinfo=dt.timezone.utc)
 
@@ -45,8 +46,7 @@ def saver(app: NeonApp, tmp: Path, svgs: list[Path]):
     """save(name): the screen as an SVG, notifications cleared first."""
 
     def save(name: str) -> None:
-        for n in list(app._notifications):
-            app._unnotify(n)
+        app.clear_notifications()
         path = tmp / f"{name}.svg"
         app.save_screenshot(filename=path.name, path=str(tmp))
         svgs.append(path)
@@ -54,13 +54,13 @@ def saver(app: NeonApp, tmp: Path, svgs: list[Path]):
     return save
 
 
-async def shoot(tmp: Path) -> list[Path]:
+async def shoot(tmp: Path, size: tuple[int, int]) -> list[Path]:
     sim = Simulator(SimConfig(op_seconds=1.5, epoch=EPOCH))
     app = demo_app(sim, tmp, "run-20261127T030000Z-demo.jsonl")
     svgs: list[Path] = []
     save = saver(app, tmp, svgs)
 
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
         tree = app.screen.tree
         from neon_tui.widgets.org_tree import NodeRef
@@ -75,7 +75,7 @@ async def shoot(tmp: Path) -> list[Path]:
         save("01-tree")
         await pilot.press("slash", *"staging", "enter")
         await settle(app, pilot)
-        ref = next(r for r in tree._node_map if r.kind == "branch" and r.project_id == prod.id
+        ref = next(r for r in tree.refs if r.kind == "branch" and r.project_id == prod.id
                    and sim.inspect.branch_by_name(prod.id, "staging").id == r.branch_id)
         tree.move_cursor(tree.node_for(ref))
         await pilot.pause()
@@ -101,11 +101,11 @@ async def shoot(tmp: Path) -> list[Path]:
         await pilot.press("escape", "at")
         await settle(app, pilot)
         save("07-api-log")
-    svgs += await shoot_drill(tmp)
+    svgs += await shoot_drill(tmp, size)
     return svgs
 
 
-async def shoot_drill(tmp: Path) -> list[Path]:
+async def shoot_drill(tmp: Path, size: tuple[int, int]) -> list[Path]:
     """The incident drill: the demo's sample leak found (exposed badges, marks), then rotated and verified
     with real logins when PostgreSQL is on this machine."""
     from neon_tui.simulator.postgres import start_or_explain
@@ -123,7 +123,7 @@ async def shoot_drill(tmp: Path) -> list[Path]:
     save = saver(app, tmp, svgs)
 
     try:
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=size) as pilot:
             await settle(app, pilot)
             await pilot.press("L")
             await settle(app, pilot)
@@ -159,7 +159,7 @@ async def shoot_drill(tmp: Path) -> list[Path]:
     return svgs
 
 
-def to_png(svg: Path, png: Path) -> None:
+def to_png(svg: Path, png: Path, width: int = 1600) -> None:
     """SVG -> PNG with rsvg-convert. Textual writes each run of cells as one <text> at its column, with spaces as
     &#160;; without xml:space="preserve" librsvg strips a run's leading and trailing spaces, so "main" and
     " default" were drawn touching ("maindefault"). Preserving them draws what the terminal shows."""
@@ -168,20 +168,23 @@ def to_png(svg: Path, png: Path) -> None:
         text = text.replace("<svg ", '<svg xml:space="preserve" ', 1)
     fixed = svg.with_suffix(".preserve.svg")
     fixed.write_text(text, encoding="utf-8")
-    subprocess.run(["rsvg-convert", "-w", "1600", "-b", "#1e1e1e", str(fixed), "-o", str(png)], check=True)
+    subprocess.run(["rsvg-convert", "-w", str(width), "-b", "#1e1e1e", str(fixed), "-o", str(png)], check=True)
 
 
 def main() -> int:
     if not shutil.which("rsvg-convert"):
         print("rsvg-convert not found: apt-get install librsvg2-bin fonts-symbola", file=sys.stderr)
         return 2
-    OUT.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["NEON_TUI_STATE_DIR"] = str(Path(tmp) / "state")  # action journals: never the user's state
-        for svg in asyncio.run(shoot(Path(tmp))):
-            png = OUT / (svg.stem + ".png")
-            to_png(svg, png)
-            print(png.relative_to(OUT.parent))
+    for sub, size in SIZES.items():
+        out = OUT / sub if sub else OUT
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            # journals of each pass in their own temp state dir: never the user's, never the other pass's
+            os.environ["NEON_TUI_STATE_DIR"] = str(Path(tmp) / "state")
+            for svg in asyncio.run(shoot(Path(tmp), size)):
+                png = out / (svg.stem + ".png")
+                to_png(svg, png, width=round(1600 * size[0] / 140))
+                print(png.relative_to(OUT.parent))
     return 0
 
 

@@ -89,18 +89,67 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class CopyWarning:
-    """A branch that holds the same role name but is not in the plan."""
+    """A branch that holds the same role name but is not in the plan.
+
+    `same_as` names the selected branch whose password this copy still holds, when the inventory shows it:
+    Neon copies a role with its password onto a branch created from another, and neither copy changes until
+    one is reset (role updated_at); `why` says how the two are linked. None: its own password as far as the
+    inventory shows (branched before the last reset, reset since, or from a protected branch)."""
 
     project_name: str
     branch_name: str
     branch_id: str
     role_name: str
     likely_same_password: bool
+    project_id: str = ""
+    same_as: str | None = None
+    why: str = ""
+
+    @property
+    def key(self) -> TargetKey:
+        return (self.project_id, self.branch_id, self.role_name)
+
+    @property
+    def reason(self) -> str:
+        """Why this copy matters (or does not), without the role's name."""
+        if self.same_as is not None:
+            return f"same password as {self.same_as} ({self.why})" if self.why else f"same password as {self.same_as}"
+        return f"its own password ({self.why})" if self.why else "its own password (not the one being reset)"
 
     def __str__(self) -> str:
-        why = ("likely still holds the same (leaked) password, inherited from its parent" if self.likely_same_password
-               else "has its own copy of this role")
-        return f"{self.project_name}/{self.branch_name} is not selected but {why}: {self.role_name}"
+        return f"{self.project_name}/{self.branch_name} is not selected: {self.reason}: {self.role_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class CopyGroup:
+    """The unselected copies of one branch that share one reason: one line in a review, whatever the roles."""
+
+    project_name: str
+    branch_name: str
+    reason: str
+    flagged: bool  # likely holds a password being reset (or the leak scan found the leaked one there)
+    roles: tuple[str, ...]
+    keys: tuple[TargetKey, ...]
+
+    def __str__(self) -> str:
+        return f"{self.project_name}/{self.branch_name}: {self.reason}: {', '.join(self.roles)}"
+
+
+def group_copies(warnings: Iterable[CopyWarning], exposed: Iterable[TargetKey] = ()) -> list[CopyGroup]:
+    """Unselected copies grouped by branch and reason, flagged ones first (tree order kept otherwise).
+    `exposed`: keys where a leak scan found the leaked password, which settles the question."""
+    exposed = set(exposed)
+    groups: dict[tuple[str, str, str], list[CopyWarning]] = {}
+    flagged: dict[tuple[str, str, str], bool] = {}
+    for w in warnings:
+        proven = w.key in exposed
+        reason = "the leak scan found the leaked password here" if proven else w.reason
+        k = (w.project_name, w.branch_name, reason)
+        groups.setdefault(k, []).append(w)
+        flagged[k] = proven or w.likely_same_password
+    out = [CopyGroup(p, b, reason, flagged[(p, b, reason)], tuple(w.role_name for w in ws), tuple(w.key for w in ws))
+           for (p, b, reason), ws in groups.items()]
+    return sorted(out, key=lambda g: not g.flagged)
 
 
 @dataclass(slots=True)
@@ -382,9 +431,67 @@ async def build_plan(inventory: Inventory, chosen: Iterable[TargetKey]) -> Plan:
         for b in _tree_order(p):
             for r in b.roles or []:
                 if r.name in selected_names and (pid, b.branch.id, r.name) not in chosen and skip_reason(r) is None:
+                    same_as, why = _shared_with(p, b, r.name, {bid for (q, bid, n) in chosen if q == pid and n == r.name})
                     plan.warnings.append(CopyWarning(p.project.name, b.branch.name, b.branch.id, r.name,
-                                                     shares_parent_password(p, b, r)))
+                                                     same_as is not None, pid, same_as, why))
     return plan
+
+
+def _role(b: BranchInfo, name: str) -> Role | None:
+    return next((r for r in b.roles or [] if r.name == name), None)
+
+
+def _shared_with(p: ProjectInfo, b: BranchInfo, role: str, selected: set[str]) -> tuple[str | None, str]:
+    """The selected branch whose `role` password `b` still holds, and how that is known; (None, "") if none.
+
+    Branches linked by inheritance (a child created after its parent's last reset of the role, neither reset
+    since: inventory.shares_parent_password) hold one password; b shares a selected branch's password when
+    the two are in one such chain."""
+    def up(info: BranchInfo) -> BranchInfo | None:
+        r = _role(info, role)
+        parent = p.parent(info)
+        return parent if r is not None and parent is not None and shares_parent_password(p, info, r) else None
+
+    def top(info: BranchInfo) -> tuple[BranchInfo, list[BranchInfo]]:
+        chain = [info]
+        while (nxt := up(chain[-1])) is not None and nxt not in chain:
+            chain.append(nxt)
+        return chain[-1], chain
+
+    mine_top, mine = top(b)
+    for sid in sorted(selected, key=lambda i: p.branches[i].branch.name if p.branches and i in p.branches else i):
+        other = (p.branches or {}).get(sid)
+        if other is None:
+            continue
+        other_top, theirs = top(other)
+        if other_top.branch.id != mine_top.branch.id:
+            continue
+        name = other.branch.name
+        ids = [x.branch.id for x in mine]
+        if sid in ids:  # the selected branch is an ancestor
+            between = [x.branch.name for x in mine[1:ids.index(sid)]]
+            return name, (f"inherited from {name} through {', '.join(between)}, none reset since" if between
+                          else "branched from it after its last reset, not reset since")
+        if b.branch.id in [x.branch.id for x in theirs]:  # the selected branch descends from it
+            return name, "which was branched from this one after its last reset, neither reset since"
+        return name, f"both inherited from {mine_top.branch.name}, neither reset since"
+    return None, _own_why(p, b, role)
+
+
+def _own_why(p: ProjectInfo, b: BranchInfo, role: str) -> str:
+    """Why a copy holds a password of its own, from the same facts (creation time, role updated_at)."""
+    mine, parent = _role(b, role), p.parent(b)
+    born = b.branch.created_at
+    if mine is not None and born is not None and mine.updated_at is not None and mine.updated_at > born:
+        return "reset on this branch since it was created"
+    if parent is None:
+        return ""
+    if parent.branch.protected:
+        return f"branched from protected {parent.branch.name}: Neon gave it new passwords"
+    theirs = _role(parent, role)
+    if theirs is not None and born is not None and theirs.updated_at is not None and theirs.updated_at > born:
+        return f"{parent.branch.name} was reset after it was branched: it keeps {parent.branch.name}'s earlier password"
+    return ""
 
 
 def _tree_order(p: ProjectInfo) -> list[BranchInfo]:

@@ -20,6 +20,7 @@ from neon_tui.rotation.journal import TargetState
 from neon_tui.rotation.plan import TargetKey
 from neon_tui.rotation.session import RunSession, TargetView
 from neon_tui.rotation.sinks import SinkError
+from neon_tui.screens.run import break_points
 
 S = TargetState
 NOT_APPLICABLE = frozenset({S.SKIPPED, S.FAILED, S.CANCELLED})
@@ -47,7 +48,22 @@ class DeliverScreen(ModalScreen[None]):
         self.session = session
         self.keys: list[TargetKey] = [t.key for t in session.plan.targets]
         self.columns: list[str] = []
+        self.laid_out_for = 0
         self.message = ""
+
+    def one_project(self) -> str | None:
+        names = {t.project_name for t in self.session.plan.targets}
+        return names.pop() if len(names) == 1 else None
+
+    def label(self, key: TargetKey) -> str:
+        """branch/role when the run has one project (named in the column's title), else the whole label."""
+        t = self.session.view(key).target
+        project = self.one_project()
+        return t.label.removeprefix(f"{project}/") if project else t.label
+
+    def target_title(self) -> str:
+        project = self.one_project()
+        return f"target in {project}" if project else "target"
 
     def sink_names(self) -> list[str]:
         """The run's sinks, then any other name a delivery went to (by hand, a replaced sink)."""
@@ -75,19 +91,25 @@ class DeliverScreen(ModalScreen[None]):
     def redraw(self) -> None:
         table = self.query_one(DataTable)
         names = self.sink_names()
-        if names != self.columns:
+        width = table.size.width or (self.app.size.width - 8)
+        if names != self.columns or width != self.laid_out_for:
             row, col = table.cursor_coordinate
             table.clear(columns=True)
-            table.add_column("target", key="target", width=min(30, max((len(t.label) for t in self.session.plan.targets), default=10)))
-            for n in names:
-                table.add_column(n, key="sink:" + n, width=max(14, min(30, len(n) + 2)))
+            sink_widths = [max(14, min(30, len(n) + 2)) for n in names]
+            # The target column takes what the sinks leave (each column has a cell of padding either side).
+            room = width - 2 - 2 * (1 + len(names)) - sum(sink_widths)
+            labels = max((len(self.label(k)) for k in self.keys), default=10)
+            table.add_column(self.target_title(), key="target", width=max(16, min(labels, room)))
+            for n, w in zip(names, sink_widths):
+                table.add_column(n, key="sink:" + n, width=w)
             for k in self.keys:
                 table.add_row(*([""] * (1 + len(names))), key="/".join(k))
             self.columns = names
+            self.laid_out_for = width
             table.move_cursor(row=row, column=col)
         for k in self.keys:
+            table.update_cell("/".join(k), "target", Text(self.label(k), overflow="ellipsis", no_wrap=True))
             v = self.session.view(k)
-            table.update_cell("/".join(k), "target", Text(v.target.label, overflow="ellipsis", no_wrap=True))
             for n in names:
                 text = cell(v, n)
                 style = "bold" if text == "✓" else "bold reverse" if text.startswith("✗") else "dim"
@@ -113,7 +135,14 @@ class DeliverScreen(ModalScreen[None]):
         line = f"{v.target.label} ({v.state}): " + ("; ".join(parts) if parts else "nothing delivered yet")
         if self.message:
             line += "\n" + self.message
-        self.query_one("#deliver-detail", Static).update(line)
+        detail = self.query_one("#deliver-detail", Static)
+        # Receipts name hosts, paths and URLs: wrapped at their seams, never inside a host name.
+        width = detail.content_region.width or (self.app.size.width - 10)
+        detail.update("\n".join(break_points(part, width) for part in line.split("\n")))
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.redraw()
 
     def on_data_table_cell_highlighted(self) -> None:
         self.show_detail()

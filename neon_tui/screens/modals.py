@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -144,6 +146,26 @@ class YesNoModal(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+class QuitModal(YesNoModal):
+    """The quit question, asked again while it is open: a run that finishes (or delivers) under the dialog
+    changes what quitting would lose, and the text follows."""
+
+    NOTHING_LOST = "Nothing would be lost now: no run is in progress and every new password was delivered."
+
+    def __init__(self, question: Callable[[], str | None]) -> None:
+        self.question = question
+        super().__init__("Quit?", question() or self.NOTHING_LOST, "Quit", "Stay")
+
+    def on_mount(self) -> None:
+        self.set_interval(0.25, self.redraw)
+
+    def redraw(self) -> None:
+        text = self.question() or self.NOTHING_LOST
+        if text != self.text:
+            self.text = text
+            self.query_one(".dialog-body", Static).update(text)
 
 
 class ResumeModal(YesNoModal):

@@ -7,6 +7,8 @@ the main screen, or "Open run" in the palette) shows the same run until every pa
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -32,6 +34,14 @@ from neon_tui.screens.base import NeonScreen
 
 S = TargetState
 DONE_STATES = frozenset({S.ROTATED, S.DELIVERED, S.FAILED, S.SKIPPED, S.CANCELLED, S.UNCONFIRMED})
+# Counted apart in the head line and the progress bar: a cancelled or failed target is not "done".
+SUCCEEDED = frozenset({S.ROTATED, S.DELIVERED})
+FAILED_VIEW = frozenset({S.FAILED, S.UNKNOWN})  # what `f` keeps: resets that did not give a password
+SETTLED = DONE_STATES - {S.CANCELLED}  # what the ETA's throughput counts (a cancel is not work done)
+ETA_MIN_TARGETS = 3  # an ETA from fewer finished targets (or under ETA_MIN_SECONDS) is noise
+ETA_MIN_SECONDS = 2.0
+NARROW = 100  # under this width: four columns (the verification joins the detail), endpoint-only strings
+WIDE = 120  # from this width on, the footer has room for the long key descriptions and the palette key
 STATE_STYLE = {S.ROTATED: "bold", S.DELIVERED: "bold", S.FAILED: "bold reverse", S.UNKNOWN: "reverse",
                S.UNCONFIRMED: "bold reverse", S.RESETTING: "italic", S.APPLYING: "italic", S.CANCELLED: "dim",
                S.PLANNED: "dim"}
@@ -46,21 +56,88 @@ def masked(uri: Secret) -> str:
     return f"{scheme}://{user}:********@{hostpart}" if at else "********"
 
 
+def compact_connection(uri: Secret, *, reveal: bool, database: bool = True) -> str:
+    """For a narrow column: the endpoint and database (`ep-x-123/neondb`), the part that tells rows apart.
+
+    The scheme, the role (it is in the target column) and the region suffix of the host are the same on every
+    row; the full string is on the line under the table. Revealed, the password comes first."""
+    text = uri.reveal()
+    _, _, rest = text.partition("://")
+    creds, at, hostpart = rest.rpartition("@")
+    if not at:
+        return "********"
+    host, _, tail = hostpart.partition("/")
+    where = f"{host.split('.', 1)[0]}/{tail.split('?', 1)[0]}" if database else host.split(".", 1)[0]
+    if not reveal:
+        return where
+    from urllib.parse import unquote
+
+    return f"{unquote(creds.partition(':')[2])} {where}"
+
+
+def break_points(text: str, width: int) -> str:
+    """Wrap a long connection string where a reader expects it (before `@`, `/`, `?`, `&` or a space), never
+    inside a host name; only a piece longer than a whole line is cut mid-word."""
+    if width <= 0 or len(text) <= width:
+        return text
+    tokens: list[str] = []
+    current = ""
+    for i, ch in enumerate(text):
+        prev, nxt = text[i - 1] if i else "", text[i + 1] if i + 1 < len(text) else ""
+        breaks = ch in "@?& " or (ch == "/" and "/" not in (prev, nxt) and prev != ":")
+        if breaks and current:
+            tokens.append(current)
+            current = ""
+        current += ch
+    tokens.append(current)
+    lines: list[str] = []
+    line = ""
+    for token in tokens:
+        if line and len(line) + len(token) > width:
+            lines.append(line.rstrip())
+            line = token.lstrip(" ")
+        else:
+            line += token
+        while len(line) > width:  # one piece wider than the line: the only mid-word cut
+            lines.append(line[:width])
+            line = line[width:]
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """`42s`, `3m05s`, `1h02m`."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# A session's run time so far, kept when its screen closes: reopened (o), the clock goes on from there.
+_ELAPSED: WeakKeyDictionary[RunSession, float] = WeakKeyDictionary()
+
+
 class RunScreen(NeonScreen):
     """Draws a run session's events; the keys hand passwords over by hand."""
 
+    # Short descriptions: at 80 columns the footer keeps every key that matters, R and f included (the
+    # help, `?`, lists the tooltips, the long form). q still quits; only its footer entry is left out here.
     BINDINGS = [
-        Binding("v", "reveal", "Reveal", id="reveal"),
-        Binding("c", "copy", "Copy", id="copy"),
-        Binding("w", "copy_password", "Copy password", id="copy-password"),
+        Binding("v", "reveal", "Show", id="reveal", tooltip="Reveal (until cursor moves)"),
+        Binding("c", "copy", "Copy", id="copy", tooltip="Copy the connection string"),
+        Binding("w", "copy_password", "Pw", id="copy-password", tooltip="Copy the password"),
         Binding("d", "next_database", "Database", show=False, id="choose-database"),
-        Binding("p", "toggle_pooled", "Pooled/direct", show=False, id="toggle-pooled"),
-        Binding("k", "keyring", "Keyring", id="keyring"),
-        Binding("e", "copy_env", "Copy all as .env", id="copy-env"),
-        Binding("R", "retry_failed", "Retry/continue", id="retry-failed"),
-        Binding("x", "cancel_run", "Cancel run", id="cancel-run"),
+        Binding("p", "toggle_pooled", "Pool", id="toggle-pooled", tooltip="Pooled/direct strings"),
+        Binding("k", "keyring", "Key", id="keyring", tooltip="Store in the keyring"),
+        Binding("e", "copy_env", "Env", id="copy-env", tooltip="Copy all as .env"),
+        Binding("R", "retry_failed", "Retry", id="retry-failed", tooltip="Retry failed/continue"),
+        Binding("x", "cancel_run", "Cancel", id="cancel-run", tooltip="Cancel run (no new resets)"),
+        Binding("f", "toggle_failed", "Fails", id="failed-only", tooltip="Failed targets only/all"),
         Binding("D", "deliver_view", "Deliveries", show=False, id="deliver-view"),
         Binding("escape", "back", "Back", id="run-back"),
+        Binding("q", "app.quit", "Quit", show=False, id="quit"),
         Binding("j", "cursor_down", "Down", show=False, id="run-down"),
     ]
 
@@ -78,8 +155,14 @@ class RunScreen(NeonScreen):
         self.revealed: set[TargetKey] = set()
         self.databases: dict[TargetKey, str | None] = {}
         self.pooled = False
-        self.started = 0.0
+        self.started = 0.0  # when the current pass (the run, or an R) started
         self.finished_at: float | None = None
+        self.elapsed_before = 0.0  # seconds of earlier passes: R continues the run's clock
+        self.settled_at_start = 0  # targets settled when this pass started: the ETA counts this pass only
+        self.failed_only = False
+        self.shown_keys: list[TargetKey] = [t.key for t in self.plan.targets]
+        self.widths: dict[str, int] = {}
+        self.narrow = False  # the 80-column layout: no verdict column, endpoint-only strings
         self._breaker_open = False
         self._pending_halts: list[Halted] = []
 
@@ -103,17 +186,7 @@ class RunScreen(NeonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        # Fixed widths: live details come and go, and a column that grew for one would push the
-        # connection strings off an 80-column screen.
-        label_width = min(30, max((len(t.label) for t in self.plan.targets), default=10))
-        table.add_column("state", key="state", width=11)
-        table.add_column("target", key="target", width=label_width)
-        table.add_column("detail", key="detail", width=24)
-        table.add_column("verified", key="verified", width=16)
-        table.add_column("connection string", key="conn", width=120)
-        for t in self.plan.targets:
-            table.add_row("planned", Text(t.label, overflow="ellipsis", no_wrap=True), "", "", "",
-                          key=self.rows[t.key])
+        self.rebuild_table()
         table.focus()
         self.started = self.app.monotonic()
         self.set_interval(1.0, self.tick)
@@ -122,6 +195,7 @@ class RunScreen(NeonScreen):
             for key in self.rows:
                 self._detail_from_view(key)
                 self.update_row(key)
+            self.elapsed_before = _ELAPSED.get(self.session, 0.0)
             self.finished_at = self.app.monotonic()
             self.tick()
         else:
@@ -131,6 +205,8 @@ class RunScreen(NeonScreen):
 
     @work(exclusive=True, group="rotation", exit_on_error=False, description="Rotating passwords")
     async def run_session(self, retry: bool) -> None:
+        if self.finished_at is not None:
+            self.elapsed_before += max(0.0, self.finished_at - self.started)
         self.finished_at = None
         stream = self.session.retry() if retry else self.session.run()  # the app prepared the session
         async for ev in stream:
@@ -140,6 +216,7 @@ class RunScreen(NeonScreen):
         ev = message.event
         if isinstance(ev, RunStarted):
             self.started = self.app.monotonic()
+            self.settled_at_start = sum(1 for v in self.session.views() if v.state in SETTLED)
         elif isinstance(ev, TargetChanged):
             if ev.state == S.APPLYING and ev.operations:
                 waiting = [f"{o.action} {o.status}" for o in ev.operations if not o.done]
@@ -162,6 +239,8 @@ class RunScreen(NeonScreen):
         elif isinstance(ev, RunFinished):
             self.refresh_bindings()
             self.finished_at = self.app.monotonic()
+            if self.failed_only or self.column_widths(self.size.width) != self.widths:
+                self.rebuild_table()  # what R fixed leaves the failed view; the strings are known now
             counts = ev.counts
             alarms = self.session.alarms()
             if alarms:
@@ -256,6 +335,86 @@ class RunScreen(NeonScreen):
     def result(self, key: TargetKey) -> RotationResult | None:
         return self.session.result(key)
 
+    def column_widths(self, width: int) -> dict[str, int]:
+        """Share the screen's width between the columns: nothing scrolls sideways, a wide terminal shows whole
+        target names and strings, and an 80-column one keeps every column readable: there the verification
+        joins the detail column and the connection column names the endpoint (the full string of the row
+        under the cursor is on the line below the table)."""
+        labels = max((len(self.label(t.key)) for t in self.plan.targets), default=10)
+        projects = {t.project_name for t in self.plan.targets}
+        if len(projects) == 1:  # the title names the project: room for it if there is some
+            labels = max(labels, len(f"target in {next(iter(projects))}"))
+        details = max((len(d) for d in self.details.values()), default=0)
+        narrow = width < NARROW
+        verifying = self.session.verify  # without verification there is no verdict column
+        ncols = 4 if narrow or not verifying else 5
+        # One cell of padding either side of each column; 2 for the scrollbar when the rows overflow.
+        scrollbar = 2 if len(self.plan.targets) > (self.size.height or self.app.size.height) - 10 else 0
+        room = max(40, width - scrollbar - 2 * ncols)
+        state = 11
+        if narrow:
+            target = min(labels, 22)
+            conn = min(max(12, self.widest_connection(database=False)[1]), max(12, room - state - target - 17))
+            return {"state": state, "target": target, "detail": max(8, room - state - target - conn), "conn": conn}
+        verified = 16 if verifying else 0
+        rest = room - state - verified
+        target = min(labels, max(24, rest * 2 // 5))
+        rest -= target
+        full, compact = self.widest_connection()
+        want_detail = max(details, 18)
+        conn = full if rest - want_detail >= full else min(compact, max(12, rest - want_detail))
+        widths = {"state": state, "target": target, "detail": rest - conn, "verified": verified, "conn": conn}
+        if not verifying:
+            del widths["verified"]
+        return widths
+
+    def widest_connection(self, *, database: bool = True) -> tuple[int, int]:
+        """The widest masked string, whole and compact (before results: a typical Neon string)."""
+        keys = [k for k in self.rows if self.result(k) is not None]
+        if not keys:
+            return (len("postgresql://role:********@ep-x-12345678.c-1.region.aws.neon.tech/db?sslmode=require"),
+                    29 if database else 23)
+        return (max(len(self.shown_value(k)) for k in keys),
+                max(len(self.shown_value(k, compact=True, database=database)) for k in keys))
+
+    def rebuild_table(self, width: int | None = None) -> None:
+        """(Re)draw the table: the columns for this width, the rows of the current view (all, or failed only)."""
+        table = self.query_one(DataTable)
+        width = width or self.size.width or self.app.size.width
+        keep = self.selected_key() if table.row_count else None
+        self.narrow = width < NARROW
+        self.widths = self.column_widths(width)
+        if self.failed_only:
+            self.shown_keys = [t.key for t in self.plan.targets if self.session.view(t.key).state in FAILED_VIEW]
+        else:
+            self.shown_keys = [t.key for t in self.plan.targets]
+        table.clear(columns=True)
+        projects = {t.project_name for t in self.plan.targets}
+        target = "target"
+        if len(projects) == 1:
+            project = projects.pop()
+            target = next((t for t in (f"target in {project}", f"{project}/…") if len(t) <= self.widths["target"]),
+                          "target")
+        titles = {"state": "state", "target": target,
+                  "detail": "detail", "verified": "verified",
+                  "conn": "connection string" if self.widths["conn"] >= self.widest_connection()[0]
+                  else "endpoint" if self.narrow else "endpoint/database"}
+        for key in self.widths:
+            table.add_column(titles[key], key=key, width=self.widths[key])
+        for key in self.shown_keys:
+            table.add_row(*self.cells(key), key=self.rows[key])
+        if keep in self.shown_keys:
+            table.move_cursor(row=self.shown_keys.index(keep))
+        self.show_selected()
+
+    def on_resize(self) -> None:
+        if self.is_mounted and self.widths and self.column_widths(self.size.width) != self.widths:
+            self.rebuild_table(self.size.width)
+        footer = self.query_one(Footer)
+        footer.compact = self.size.width < WIDE
+        footer.show_command_palette = self.size.width >= WIDE
+        self.show_selected()
+
     def connection(self, key: TargetKey) -> Secret | None:
         res = self.result(key)
         c = res.connection(self.databases.get(key)) if res else None
@@ -263,15 +422,58 @@ class RunScreen(NeonScreen):
             return None
         return (c.pooled or c.direct) if self.pooled else c.direct
 
-    def shown_value(self, key: TargetKey) -> str:
+    def shown_value(self, key: TargetKey, *, compact: bool = False, database: bool | None = None) -> str:
+        """The connection string as shown (masked unless revealed); `compact`: what fits a narrow column."""
         res = self.result(key)
         if res is None:
             return ""
         conn = self.connection(key)
         if conn is None:
             pw = res.password.reveal() if key in self.revealed else "********"
+            if compact:
+                return f"no endpoint: {pw}" if key in self.revealed else "no endpoint"
             return f"no endpoint yet: password {pw}"
+        if compact:
+            if database is None:  # wide layout: endpoint/database; narrow: the endpoint
+                database = not self.narrow
+            return compact_connection(conn, reveal=key in self.revealed, database=database)
         return conn.reveal() if key in self.revealed else masked(conn)
+
+    def conn_cell(self, key: TargetKey) -> Text:
+        full = self.shown_value(key)
+        room = self.widths.get("conn", 0)
+        text = full if len(full) <= room else self.shown_value(key, compact=True)
+        return Text(text, no_wrap=True, overflow="ellipsis")
+
+    def cells(self, key: TargetKey) -> list[Text]:
+        """The row's cells for the columns on screen."""
+        state = self.session.view(key).state
+        detail = Text(self.details.get(key, ""), overflow="ellipsis", no_wrap=True)
+        out = {"state": Text(str(state), style=STATE_STYLE.get(state, "")),
+               "target": Text(self.label(key), overflow="ellipsis", no_wrap=True), "detail": detail,
+               "conn": self.conn_cell(key)}
+        if "verified" in self.widths:
+            out["verified"] = self.verified_cell(key)
+        else:
+            # Narrow: the verdict joins the detail (an alarm first); both are whole on the line below.
+            verdict = self.verified_cell(key)
+            if self.session.view(key).verification is not None and verdict.plain != "not verified":
+                if detail.plain in ("", "new password live"):  # a verdict says that and more
+                    parts: tuple = (verdict,)
+                elif "reverse" in str(verdict.style):
+                    parts = (verdict, " · ", detail)
+                else:
+                    parts = (detail, " · ", verdict)
+                out["detail"] = Text.assemble(*parts, overflow="ellipsis", no_wrap=True)
+        return [out[k] for k in self.widths]
+
+    def label(self, key: TargetKey) -> str:
+        """The target's name in the table: without the project's when the run has only one (it is in the
+        column's title)."""
+        t = self.session.view(key).target
+        if len({x.project_id for x in self.plan.targets}) == 1:
+            return t.label.removeprefix(f"{t.project_name}/")
+        return t.label
 
     def verified_cell(self, key: TargetKey) -> Text:
         """`✓ new · old dead`, `new ✗ · …`, `OLD STILL WORKS` (error colour), `not verified`, `–` pending."""
@@ -289,18 +491,39 @@ class RunScreen(NeonScreen):
         return Text(verdict.short(), style=style, overflow="ellipsis", no_wrap=True)
 
     def update_row(self, key: TargetKey) -> None:
+        if key not in self.shown_keys:
+            return  # filtered out (f): drawn when it is shown again
         table = self.query_one(DataTable)
-        state = self.session.view(key).state
         row = self.rows[key]
-        table.update_cell(row, "state", Text(str(state), style=STATE_STYLE.get(state, "")))
-        table.update_cell(row, "detail", Text(self.details.get(key, ""), overflow="ellipsis", no_wrap=True))
-        table.update_cell(row, "verified", self.verified_cell(key))
-        table.update_cell(row, "conn", Text(self.shown_value(key), no_wrap=True, overflow="ellipsis"))
+        for column, cell in zip(self.widths, self.cells(key)):
+            if column != "target":
+                table.update_cell(row, column, cell)
         if key == self.selected_key():
             self.show_selected()
 
     def on_data_table_row_highlighted(self) -> None:
+        # A revealed password stays on screen only while the cursor is on its row.
+        here = self.selected_key()
+        for key in [k for k in self.revealed if k != here]:
+            self.revealed.discard(key)
+            self.update_row(key)
         self.show_selected()
+
+    def conceal_secrets(self):
+        """Mask every revealed password now (a screenshot is about to be taken); returns the undo."""
+        hidden = set(self.revealed)
+        self.revealed.clear()
+        for key in hidden:
+            self.update_row(key)
+        self.show_selected()
+
+        def restore() -> None:
+            self.revealed |= hidden
+            for key in hidden:
+                self.update_row(key)
+            self.show_selected()
+
+        return restore
 
     def show_selected(self) -> None:
         """The whole string of the row under the cursor (masked unless revealed): the table cuts it."""
@@ -320,29 +543,66 @@ class RunScreen(NeonScreen):
             verdict = self.session.view(key).verification
             if verdict is not None:
                 text = f"{text} · {verdict.describe()}" if text else verdict.describe()
-        self.query_one("#run-selected", Static).update(text)
+        line = self.query_one("#run-selected", Static)
+        # Wrapped at the string's own seams, never inside a host name (padding: one cell either side).
+        line.update(break_points(text, (self.size.width or self.app.size.width) - 2))
+
+    def on_unmount(self) -> None:
+        _ELAPSED[self.session] = self.elapsed()
+
+    def elapsed(self) -> float:
+        """The run's total time: every pass (the run, each R), not counting the pauses between them."""
+        end = self.finished_at if self.finished_at is not None else self.app.monotonic()
+        return self.elapsed_before + max(0.0, end - self.started)
+
+    def eta(self, views: list | None = None) -> float | None:
+        """Seconds left at this pass's observed throughput; None until that figure means something."""
+        if not self.running or self.session.halts:
+            return None
+        views = views if views is not None else self.session.views()
+        settled = sum(1 for v in views if v.state in SETTLED) - self.settled_at_start
+        left = sum(1 for v in views if v.state not in DONE_STATES)
+        spent = self.app.monotonic() - self.started
+        if settled < ETA_MIN_TARGETS or spent < ETA_MIN_SECONDS or not left:
+            return None
+        return left * spent / settled
+
+    def progress_parts(self, views: list | None = None) -> list[str]:
+        """`12/54 done · 2 failed · 40 cancelled`: each outcome counted apart (a cancel is not done)."""
+        states = [v.state for v in (views if views is not None else self.session.views())]
+        total = len(states)
+        parts = [f"{sum(1 for s in states if s in SUCCEEDED)}/{total} done"]
+        for label, group in (("failed", FAILED_VIEW), ("unconfirmed", {S.UNCONFIRMED}), ("cancelled", {S.CANCELLED}),
+                             ("skipped", {S.SKIPPED}), ("in flight", {S.RESETTING, S.APPLYING})):
+            n = sum(1 for s in states if s in group)
+            if n:
+                parts.append(f"{n} {label}")
+        return parts
 
     def tick(self) -> None:
         views = self.session.views()
-        done = sum(1 for v in views if v.state in DONE_STATES)
-        self.query_one(ProgressBar).update(progress=done)
-        end = self.finished_at or self.app.monotonic()
-        counts = self.session.counts()
-        summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        self.query_one(ProgressBar).update(progress=sum(1 for v in views if v.state in SUCCEEDED))
         if self.session.halts:
             status = "HALTED"
         elif self.running:
             status = "running"
         else:
             status = "cancelled" if self.session.cancelled else "finished"
+        parts = [status, *self.progress_parts(views)]
         held = len(self.session.undelivered())
-        waiting = f" · {held} to deliver" if held else ""
+        if held:
+            parts.append(f"{held} to deliver")
+        parts.append(f"{duration(self.elapsed())} elapsed")
+        eta = self.eta(views)
+        if eta is not None:
+            parts.append(f"~{duration(eta)} left")
         verified = self.verify_summary()
+        if verified:
+            parts.append(verified)
+        if self.failed_only:
+            parts.insert(0, f"FAILED ONLY ({len(self.shown_keys)}; f: all)")
         # Both lines are one row high (app.tcss): updating them needs no screen layout.
-        self.query_one("#run-head", Static).update(
-            f"{status} · {done}/{len(self.plan.targets)}{waiting} · {end - self.started:.0f}s elapsed · {summary}"
-            + (f" · {verified}" if verified else ""),
-            layout=False)
+        self.query_one("#run-head", Static).update(" · ".join(parts), layout=False)
         clip = self.app.clipboard_status()
         view = "pooled" if self.pooled else "direct"
         sinks = "by hand" if self.session.by_hand else ", ".join(self.session.required) or "no sink"
@@ -383,6 +643,8 @@ class RunScreen(NeonScreen):
             return self.running
         if action == "retry_failed":
             return (not self.running) and bool(self.session.retryable())
+        if action == "toggle_failed":
+            return self.failed_only or any(v.state in FAILED_VIEW for v in self.session.views())
         return True
 
     def action_reveal(self) -> None:
@@ -391,6 +653,16 @@ class RunScreen(NeonScreen):
             return
         self.revealed.symmetric_difference_update({key})
         self.update_row(key)
+
+    def action_toggle_failed(self) -> None:
+        """f: only the failed targets (failed, or unknown: no password came back), or all again."""
+        if not self.failed_only and not any(v.state in FAILED_VIEW for v in self.session.views()):
+            self.notify("No failed targets.", severity="information")
+            return
+        self.failed_only = not self.failed_only
+        self.rebuild_table()
+        self.refresh_bindings()
+        self.tick()
 
     def action_toggle_pooled(self) -> None:
         self.pooled = not self.pooled

@@ -61,7 +61,47 @@ async def test_unselected_copies_are_warned_about_with_inheritance(demo):
     assert set(warned) == {"main", "dev/alice", "preview/pr-142", "preview/pr-157"}
     # preview branches were created from staging (not protected): they hold the same password
     assert warned["preview/pr-142"].likely_same_password
-    assert "same (leaked) password" in str(warned["preview/pr-142"])
+    assert warned["preview/pr-142"].same_as == "staging"
+    assert "same password as staging (branched from it after its last reset" in str(warned["preview/pr-142"])
+    # main is staging's parent, but protected: staging got new passwords when it was created
+    assert not warned["main"].likely_same_password and "its own password" in str(warned["main"])
+
+
+async def test_a_copy_is_said_to_share_a_password_only_with_the_branch_it_shares_it_with(demo):
+    """Selecting protected main: the preview branches share staging's password, not main's (the old text said
+    "inherited from its parent" there); selecting a preview branch: its parent and sibling share its password."""
+    sim, client = demo
+    org = org_of(sim, "acme-prod")
+    plan = await plan_from_selectors(Inventory(client), ["acme-prod/main/app"], org)
+    warned = {w.branch_name: w for w in plan.warnings if w.role_name == "app"}
+    assert warned and not any(w.likely_same_password for w in warned.values())
+    plan = await plan_from_selectors(Inventory(client), ["acme-prod/preview/pr-142/app"], org)
+    warned = {w.branch_name: w for w in plan.warnings if w.role_name == "app"}
+    assert warned["staging"].same_as == "preview/pr-142" and "which was branched from this one" in warned["staging"].why
+    assert warned["preview/pr-157"].same_as == "preview/pr-142"
+    assert warned["preview/pr-157"].why == "both inherited from staging, neither reset since"
+    assert not warned["main"].likely_same_password and not warned["dev/alice"].likely_same_password
+    assert warned["dev/alice"].reason == "its own password (branched from protected main: Neon gave it new passwords)"
+
+
+async def test_unselected_copies_group_by_branch_and_reason(demo):
+    from neon_tui.rotation.plan import group_copies
+
+    sim, client = demo
+    org = org_of(sim, "acme-prod")
+    plan = await plan_from_selectors(Inventory(client), ["acme-prod/staging/*"], org)
+    groups = group_copies(plan.warnings)
+    # one line per branch and reason, however many roles: fewer lines than copies
+    assert len(groups) < len(plan.warnings)
+    assert len({(g.branch_name, g.reason) for g in groups}) == len(groups)
+    assert sum(len(g.keys) for g in groups) == len(plan.warnings)
+    pr142 = next(g for g in groups if g.branch_name == "preview/pr-142" and g.flagged)
+    assert len(pr142.roles) > 1 and str(pr142).startswith("acme-prod/preview/pr-142: same password as staging")
+    assert groups[0].flagged and not groups[-1].flagged  # flagged first
+    # a leak scan's proof settles it for that copy, whatever the inventory says
+    own = next(w for w in plan.warnings if not w.likely_same_password)
+    proven = [g for g in group_copies(plan.warnings, exposed=[own.key]) if own.key in g.keys]
+    assert proven[0].flagged and proven[0].reason == "the leak scan found the leaked password here"
 
 
 async def test_odd_role_names_and_slash_selectors(demo):

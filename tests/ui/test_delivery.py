@@ -249,7 +249,8 @@ async def test_a_run_left_with_undelivered_passwords_reopens_with_o_and_from_the
         await pilot.press("o")
         await settle(app, pilot)
         assert type(app.screen) is RunScreen and app.screen.session is session
-        assert "acme-prod/staging/app" in screen_text(app)
+        # one project: its name heads the target column, the rows name branch/role
+        assert "target in acme-prod" in screen_text(app) and "staging/app" in screen_text(app)
         await pilot.press("c")
         await settle(app, pilot)
         assert sim.inspect.password(pid, bid, "app") in app.clipboard

@@ -7,6 +7,7 @@ import pytest
 from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
 
 from neon_tui.rotation.journal import read_journal
+from neon_tui.screens.modals import YesNoModal
 from neon_tui.widgets.org_tree import NodeRef
 from neon_tui.screens.main import MainScreen
 from neon_tui.screens.modals import YesNoModal
@@ -50,13 +51,13 @@ async def test_leaving_undelivered_results_asks_and_the_journal_waits_for_delive
         assert not read_journal(tmp_path / JOURNAL).ended  # rotated but nobody has the password yet
         await pilot.press("escape")
         await pilot.pause()
-        assert type(app.screen) is YesNoModal
+        assert isinstance(app.screen, YesNoModal)
         assert "not been copied or stored" in screen_text(app)
         await pilot.press("n")
         await pilot.pause()
         await pilot.press("q")
         await pilot.pause()
-        assert type(app.screen) is YesNoModal  # q asks too
+        assert isinstance(app.screen, YesNoModal)  # q asks too
         await pilot.press("n")
         await pilot.pause()
         assert type(app.screen) is RunScreen

@@ -93,7 +93,7 @@ async def test_q_then_enter_does_not_quit_when_passwords_are_undelivered(tmp_pat
         assert type(app.screen) is RunScreen
         await pilot.press("q")
         await pilot.pause()
-        assert type(app.screen) is YesNoModal
+        assert isinstance(app.screen, YesNoModal)
         await pilot.press("y")
         await pilot.pause()
     assert app.return_code == 0

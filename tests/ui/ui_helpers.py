@@ -114,3 +114,20 @@ async def review_staging_app(app, pilot) -> None:
     await mark_role(app, pilot, "staging", "app")
     await pilot.press("r")
     await settle(app, pilot)
+
+
+def footer_keys(app) -> dict[str, str]:
+    """The footer's keys that are wholly on screen (key as shown -> description): what a user can read."""
+    from textual.widgets import Footer
+
+    footer = app.screen.query_one(Footer)
+    palette = footer.query("FooterKey.-command-palette")
+    # The palette key is docked right, over whatever runs under it.
+    right = palette.first().region.x if palette else app.size.width
+    keys = {}
+    for fk in footer.query("FooterKey"):
+        region = fk.region
+        limit = app.size.width if fk.has_class("-command-palette") else right
+        if region.width and region.x >= 0 and region.right <= limit:
+            keys[fk.key_display] = fk.description
+    return keys
