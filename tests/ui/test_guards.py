@@ -10,7 +10,6 @@ from neon_tui.rotation.journal import read_journal
 from neon_tui.screens.modals import YesNoModal
 from neon_tui.widgets.org_tree import NodeRef
 from neon_tui.screens.main import MainScreen
-from neon_tui.screens.modals import YesNoModal
 from neon_tui.screens.review import ReviewScreen
 from neon_tui.screens.run import RunScreen
 

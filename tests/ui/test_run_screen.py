@@ -27,7 +27,7 @@ async def _project_run(app, pilot, project: str = "acme-analytics") -> RunScreen
     await pilot.press("slash", *project, "enter")
     await settle(app, pilot)
     tree = app.screen.tree
-    tree.move_cursor(tree.node_for(next(r for r in tree._node_map if r.kind == "project")))
+    tree.move_cursor(tree.node_for(next(r for r in tree.refs if r.kind == "project")))
     await pilot.pause()
     await pilot.press("space", "r")
     await settle(app, pilot)
