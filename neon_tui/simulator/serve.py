@@ -63,6 +63,10 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit TCP_NODELAY from the listening socket. Without it, Nagle's algorithm holds
+    # the body of a keep-alive response (written after its headers) until the client's delayed ACK, ~40 ms:
+    # every request then measures the simulator's socket, not the API's latency.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
         # Listening before uvicorn starts lets clients connect as soon as the URL is printed.
