@@ -736,8 +736,8 @@ class RotationEngine:
         limiter = getattr(self.client, "limiter", None)
         return bool(limiter is not None and limiter.pressured())
 
-    async def _first_look(self, started: float, learn: bool) -> tuple[bool, float]:
-        """Sleep until the first poll is due. Returns (scout, the elapsed time it was planned for).
+    async def _first_look(self, started: float, learn: bool) -> tuple[bool, float, bool]:
+        """Sleep until the first poll is due. Returns (scout, the elapsed time it was planned for, probe).
 
         Until one reset's operations have been timed, a single scout polls finely to learn how long
         they take, and every other project waits for that answer instead of guessing: that keeps
@@ -754,14 +754,20 @@ class RotationEngine:
                     await asyncio.wait_for(self._learned.wait(), timeout=self.poll_max * 6)
                 except asyncio.TimeoutError:
                     pass
+        probe = False
         if learn:
-            at = timer.first(pressured=self._pressured())
+            at, probe = timer.plan(pressured=self._pressured())
         else:
             at = timer.hi if timer.hi is not None else self.first_poll
         remaining = at - (time.monotonic() - started)
         if remaining > 0:
-            await self._sleep(remaining)
-        return scout, at
+            try:
+                await self._sleep(remaining)
+            except BaseException:
+                if probe:
+                    timer.abandon()
+                raise
+        return scout, at, probe
 
     def _sent_at(self, t: Target, fallback: float) -> tuple[float, float | None]:
         """When the poll that just answered actually left (after the limiter's wait), and its round trip."""
@@ -782,9 +788,10 @@ class RotationEngine:
         if started is None:
             started = time.monotonic()
         timer = self.poll_timer
-        scout, _ = await self._first_look(started, learn)
+        scout, planned, probe = await self._first_look(started, learn)
         step = self.poll_min
         missed: list[float] = []
+        observed = False
         try:
             while True:
                 before = time.monotonic()
@@ -801,7 +808,11 @@ class RotationEngine:
                     raise _OpError(str(OperationFailed(bad[0])))
                 if all(o.done for o in mine):
                     if learn:
-                        timer.observe(elapsed, missed, pressured=self._pressured(), rtt=rtt)
+                        # Done by the time it was due: a poll the limiter held back says no more than that
+                        # (a miss, though, proves they were still running when it actually left).
+                        timer.observe(elapsed if scout else min(elapsed, planned), missed,
+                                      pressured=self._pressured(), rtt=rtt, probe=probe)
+                        observed = True
                         self._learned.set()
                     return mine
                 self.emit(self._changed(t, mine))
@@ -811,14 +822,16 @@ class RotationEngine:
                     continue
                 if learn:
                     missed.append(elapsed)
-                    at, step = timer.after_miss(elapsed, step, pressured=self._pressured())
-                    await self._sleep(max(0.0, at - (time.monotonic() - started)))
+                    planned, step = timer.after_miss(elapsed, step, pressured=self._pressured())
+                    await self._sleep(max(0.0, planned - (time.monotonic() - started)))
                 else:
                     await self._sleep(step)
                     step = min(step * 2, self.poll_max)
         finally:
             if scout and not self._learned.is_set():
                 self._scout_taken = False  # let another waiter learn the timing
+            if probe and not observed:
+                timer.abandon()
 
     async def _finish(self, t: Target, password: Secret, *, operations: tuple[Operation, ...] = (),
                       reason: str | None = None) -> None:

@@ -8,7 +8,7 @@ estimate that was too long shrinks instead of staying put (a poll that succeeds 
 whether operations got faster.
 
 When the account's per-minute budget is the bottleneck (`pressured`), a request costs time and lateness
-does not: no probing below `hi`, and misses back off in bigger steps.
+does not: no probing below `hi` unless the bracket is wide, and misses back off in bigger steps.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class PollTimer:
         self.lo = 0.0                  # a recent poll at this time saw them still running
         self.rtt: float | None = None  # smoothed round trip of a poll
         self.probes = 0                # first polls sent below hi (for tests and benchmarks)
+        self.probing = False           # one probe at a time: fifty projects probing at once learn no more
         self.misses = 0                # polls that found operations still running
 
     @property
@@ -40,13 +41,26 @@ class PollTimer:
         return max(self.tolerance, self.relative * hi, 2 * (self.rtt or 0.0))
 
     def first(self, *, pressured: bool = False) -> float:
-        """When to send the first poll."""
+        """When to send the first poll. A probe (below `hi`) must be answered with `observe(probe=True)`
+        or `abandon()`; until then nobody else probes."""
+        return self.plan(pressured=pressured)[0]
+
+    def plan(self, *, pressured: bool = False) -> tuple[float, bool]:
+        """(when to send the first poll, whether it is a probe)."""
         if self.hi is None:
-            return self.first_poll
-        if not pressured and self.hi - self.lo > self.tol():
+            return self.first_poll, False
+        gap = self.hi - self.lo
+        # Under rate pressure only a wide bracket is worth a request: one a poll delayed by the limiter left
+        # (it could only say "done by the time it was let out").
+        if not self.probing and gap > self.tol() and (not pressured or gap > 0.25 * self.hi):
             self.probes += 1
-            return (self.lo + self.hi) / 2
-        return self.hi
+            self.probing = True
+            return (self.lo + self.hi) / 2, True
+        return self.hi, False
+
+    def abandon(self) -> None:
+        """The probe's wait ended without an answer (cancelled, failed): let another waiter probe."""
+        self.probing = False
 
     def after_miss(self, elapsed: float, step: float, *, pressured: bool = False) -> tuple[float, float]:
         """A poll sent at `elapsed` saw them running: when to send the next one, and the next step."""
@@ -59,15 +73,22 @@ class PollTimer:
         step = max(step, self.tol())
         return elapsed + step, min(step * 2, self.poll_max)
 
-    def observe(self, done_at: float, missed: list[float], *, pressured: bool = False, rtt: float | None = None) -> None:
+    def observe(self, done_at: float, missed: list[float], *, pressured: bool = False, rtt: float | None = None,
+                probe: bool = False) -> None:
         """One wait's outcome: finished at the poll sent at `done_at`, running at each poll sent in `missed`."""
+        if probe:
+            self.probing = False
         if rtt is not None and rtt >= 0:
             self.rtt = rtt if self.rtt is None else 0.8 * self.rtt + 0.2 * rtt
-        self.hi = done_at
         if missed:
+            self.hi = done_at  # slower than thought: the bound moves up
             self.lo = max(missed)
-        elif not pressured:
-            self.lo = max(0.0, self.lo - self.tol() / 2)  # look again below, in case they got faster
+        else:
+            # A first poll that found them done only says "done by then": it can lower the bound, never
+            # raise it (a poll the limiter held back would otherwise teach a wait of a minute).
+            self.hi = done_at if self.hi is None else min(self.hi, done_at)
+            if not pressured:
+                self.lo = max(0.0, self.lo - self.tol() / 2)  # look again below, in case they got faster
         if self.lo >= self.hi:
             self.lo = max(0.0, self.hi - self.tol())
 
