@@ -808,10 +808,8 @@ class RotationEngine:
                     raise _OpError(str(OperationFailed(bad[0])))
                 if all(o.done for o in mine):
                     if learn:
-                        # Done by the time it was due: a poll the limiter held back says no more than that
-                        # (a miss, though, proves they were still running when it actually left).
-                        timer.observe(elapsed if scout else min(elapsed, planned), missed,
-                                      pressured=self._pressured(), rtt=rtt, probe=probe)
+                        # `elapsed` is when this poll really left (after any wait in the limiter).
+                        timer.observe(elapsed, missed, pressured=self._pressured(), rtt=rtt, probe=probe)
                         observed = True
                         self._learned.set()
                     return mine

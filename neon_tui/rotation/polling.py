@@ -80,14 +80,18 @@ class PollTimer:
             self.probing = False
         if rtt is not None and rtt >= 0:
             self.rtt = rtt if self.rtt is None else 0.8 * self.rtt + 0.2 * rtt
-        if missed:
-            self.hi = done_at  # slower than thought: the bound moves up
+        if missed and (self.hi is None or max(missed) >= self.hi):
+            # Still running at the bound: slower than thought, the bound moves up. (If the limiter held the
+            # next poll back, this overshoots; probing brings it down again.)
+            self.hi = done_at
             self.lo = max(missed)
         else:
-            # A first poll that found them done only says "done by then": it can lower the bound, never
-            # raise it (a poll the limiter held back would otherwise teach a wait of a minute).
+            # Done by `done_at` (when the poll really left) only lowers the bound, never raises it: a poll the
+            # limiter held back for a minute would otherwise teach a wait of a minute.
             self.hi = done_at if self.hi is None else min(self.hi, done_at)
-            if not pressured:
+            if missed:
+                self.lo = max(missed)  # a probe below the bound came early
+            elif not pressured:
                 self.lo = max(0.0, self.lo - self.tol() / 2)  # look again below, in case they got faster
         if self.lo >= self.hi:
             self.lo = max(0.0, self.hi - self.tol())
