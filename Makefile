@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv serve bench screenshots clean
+.PHONY: demo test venv serve bench bench-quick screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,16 @@ test: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/neon-tui simulator serve
 
+# About 15 minutes on an idle machine (rotate_bench alone about 10); `make bench-quick` is a 2-minute smoke run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rotate_bench
 	$(BIN)/python -m benchmarks.fault_soak
 	$(BIN)/python -m benchmarks.tui_bench
 	$(BIN)/python -m benchmarks.pg_bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.rotate_bench --quick
+	$(BIN)/python -m benchmarks.fault_soak --quick
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/make_screenshots.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,41 +34,35 @@ class RateLimits:
             raise ValueError("margin_seconds must not be negative")
 
 
-class _Entry:
-    """One request in a window: `t` is when it left the window's point of view (its answer), or the
-    time it was sent while `open` (in flight: it cannot have left the window yet)."""
-
-    __slots__ = ("open", "t")
-
-    def __init__(self, t: float, open_: bool) -> None:
-        self.t = t
-        self.open = open_
-
-
 class _Window:
-    """Sliding-window log: at most `limit` requests in any `span` seconds, in-flight ones included."""
+    """Sliding-window log: at most `limit` requests in any `span` seconds, in-flight ones included.
 
-    __slots__ = ("entries", "limit", "span")
+    `closed` holds the answer times of answered requests, sorted (answers arrive out of order); `open`
+    counts requests in flight, which cannot have left the window yet. A check costs O(log n), so a few
+    hundred waiters re-checking at once stay cheap.
+    """
+
+    __slots__ = ("closed", "limit", "open", "span")
 
     def __init__(self, limit: int, span: float) -> None:
         self.limit = limit
         self.span = span
-        self.entries: list[_Entry] = []
+        self.closed: list[float] = []
+        self.open = 0
 
     def wait(self, now: float) -> float:
-        horizon = now - self.span
-        if self.entries and any(not e.open and e.t <= horizon for e in self.entries):
-            self.entries = [e for e in self.entries if e.open or e.t > horizon]
-        excess = len(self.entries) - self.limit + 1
+        k = bisect.bisect_right(self.closed, now - self.span)
+        if k:
+            del self.closed[:k]
+        excess = len(self.closed) + self.open - self.limit + 1
         if excess <= 0:
             return 0.0
-        closed = sorted(e.t for e in self.entries if not e.open)
-        if len(closed) < excess:
+        if len(self.closed) < excess:
             return _INFLIGHT_RECHECK  # the window is held by requests still in flight
-        return max(closed[excess - 1] + self.span - now, 1e-4)
+        return max(self.closed[excess - 1] + self.span - now, 1e-4)
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.closed) + self.open
 
 
 class Slot:
@@ -76,22 +71,23 @@ class Slot:
 
     __slots__ = ("_clock", "_windows")
 
-    def __init__(self, clock: Callable[[], float], pairs: list[tuple[_Window, _Entry]]) -> None:
+    def __init__(self, clock: Callable[[], float], windows: tuple[_Window, ...]) -> None:
         self._clock = clock
-        self._windows = pairs
+        self._windows = windows
 
     def done(self) -> None:
+        if not self._windows:
+            return
         now = self._clock()
-        for _, e in self._windows:
-            if e.open:
-                e.open = False
-                e.t = now
+        for w in self._windows:
+            w.open -= 1
+            bisect.insort(w.closed, now)
+        self._windows = ()
 
     def cancel(self) -> None:
-        for w, e in self._windows:
-            if e in w.entries:
-                w.entries.remove(e)
-        self._windows = []
+        for w in self._windows:
+            w.open -= 1
+        self._windows = ()
 
 
 class RateLimiter:
@@ -135,14 +131,11 @@ class RateLimiter:
             delay = max(account_delay, route_window.wait(now))
             if delay <= 0:
                 # No await between the check and the record, so concurrent callers cannot both pass.
-                pairs = []
-                for w in (self._account, route_window):
-                    e = _Entry(now, True)
-                    w.entries.append(e)
-                    pairs.append((w, e))
+                self._account.open += 1
+                route_window.open += 1
                 self.granted += 1
                 self.waited_seconds += waited
-                return Slot(self._clock, pairs)
+                return Slot(self._clock, (self._account, route_window))
             if account_delay > 0:
                 self.last_account_wait = now
             await self._sleep(delay)
