@@ -745,8 +745,8 @@ class RotationEngine:
         """
         timer = self.poll_timer
         scout = False
-        if not timer.known:
-            if learn and not self._scout_taken:
+        if learn and not timer.known:
+            if not self._scout_taken:
                 self._scout_taken = True
                 scout = True
             else:
