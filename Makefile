@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv serve bench screenshots clean
+.PHONY: demo test venv serve bench bench-quick screenshots clean
 
 # Two stamps: the demo needs neon-tui and its runtime dependencies only (`-e .`); the tests also need the
 # [test] extra. The heavy pip step is not quiet, so a first `make demo` shows progress instead of a minute of nothing.
@@ -40,11 +40,16 @@ quick: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/neon-tui simulator serve
 
+# About 15 minutes on an idle machine (rotate_bench alone about 10); `make bench-quick` is a 2-minute smoke run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rotate_bench
 	$(BIN)/python -m benchmarks.fault_soak
 	$(BIN)/python -m benchmarks.tui_bench
 	$(BIN)/python -m benchmarks.pg_bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.rotate_bench --quick
+	$(BIN)/python -m benchmarks.fault_soak --quick
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/make_screenshots.py

@@ -5,7 +5,7 @@
     lost           a role whose live password reached no sink (silently: never allowed; reported: the
                    target is failed with the reason, and a retry resets it again)
 
-    python -m benchmarks.fault_soak [--targets-per-rate N] [--out benchmarks/soak_results.json]
+    python -m benchmarks.fault_soak [--quick] [--projects N] [--out benchmarks/soak_results.json]
 """
 
 from __future__ import annotations
@@ -103,15 +103,22 @@ async def soak(rate: float, seed: int, projects: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--projects", type=int, default=25, help="projects per soak (x 3 branches x 4 roles)")
-    ap.add_argument("--out", default="benchmarks/soak_results.json")
+    ap.add_argument("--projects", type=int, default=None, help="projects per soak (x 3 branches x 4 roles; "
+                                                                "default 25, 5 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="5 projects per soak; writes no JSON unless --out")
+    ap.add_argument("--out", default=None, help="default benchmarks/soak_results.json (none with --quick)")
     args = ap.parse_args()
+    if args.projects is None:
+        args.projects = 5 if args.quick else 25
+    if args.out is None and not args.quick:
+        args.out = "benchmarks/soak_results.json"
     results = []
     for rate, seed in ((0.10, 1), (0.20, 2), (0.30, 3)):
         r = asyncio.run(soak(rate, seed, args.projects))
         results.append(r)
         print(json.dumps(r), flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print()
     print("| fault rate | targets | faults injected | double resets | lost silently | failed: new password lost "
           "(no stored passwords) | failed: reset never took effect | end states |")

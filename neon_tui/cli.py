@@ -23,9 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulator", help="the simulated Neon API")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     serve = sim_sub.add_parser("serve", help="serve a simulated Neon account over HTTP on loopback")
-    from neon_tui.simulator import serve as serve_mod
+    from neon_tui.simulator.serve_args import add_arguments as add_serve_arguments  # no web stack at start-up
 
-    serve_mod.add_arguments(serve)
+    add_serve_arguments(serve)
 
     tree = sub.add_parser("tree", help="print the account tree as text")
     tree.add_argument("--demo", action="store_true", help="use an in-process simulated account")

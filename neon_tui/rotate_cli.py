@@ -512,7 +512,8 @@ class Output:
             return
         self.say(f"Plan: {len(plan.targets)} target(s) in {len(plan.projects)} project(s)")
         for t in plan.targets:
-            dbs = ", ".join(d.name for d in t.connection_databases()) or "no databases"
+            dbs = ", ".join(d.name for d in t.connection_databases()) or (
+                "no databases" if t.endpoints else "no compute, so no connection strings (databases not listed)")
             eps = ", ".join(e.id for e in t.read_write_endpoints) or "no read-write compute"
             self.say(f"  rotate  {t.label}  [{eps}; {dbs}]")
             for c in t.consequences():

@@ -358,10 +358,15 @@ class NeonClient:
         attempt = 0
         while True:
             attempt += 1
-            if self.limiter is not None:
-                await self.limiter.acquire(f"{method} {route}")
+            # The slot counts against the limits from now until the answer is in (see RateLimits).
+            slot = await self.limiter.reserve(f"{method} {route}") if self.limiter is not None else None
             if guard is not None:
-                guard()
+                try:
+                    guard()
+                except BaseException:
+                    if slot is not None:
+                        slot.cancel()  # nothing was sent
+                    raise
             request_id = str(uuid.uuid4())
             started = time.monotonic()
             self.requests_sent += 1
@@ -369,7 +374,11 @@ class NeonClient:
                 response = await self._http.request(
                     method, path.lstrip("/"), params=params, json=body, headers={"X-Request-ID": request_id}
                 )
+                if slot is not None:
+                    slot.done()
             except httpx.HTTPError as exc:
+                if slot is not None:
+                    slot.done()
                 kind = type(exc).__name__
                 # Certificates are checked in the handshake, during connect: then nothing was sent. A TLS
                 # error later in a request is an ordinary lost answer (retried, or unknown for a mutation).
@@ -403,6 +412,10 @@ class NeonClient:
                 cls = RequestTimeoutError if timeout else NetworkError
                 raise cls(f"could not reach the Neon API at {self.base_url} ({kind})", method=method, path=path,
                           request_id=request_id) from None
+            except BaseException:
+                if slot is not None:
+                    slot.done()  # cancelled mid-flight: it may still arrive, so it keeps its place a window long
+                raise
             status = response.status_code
             rid = response.headers.get("x-neon-ret-request-id") or request_id
             self._record(RequestRecord(method, path, status, time.monotonic() - started, attempt, rid, None, started))

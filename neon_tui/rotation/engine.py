@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -61,6 +60,7 @@ from neon_tui.rotation.journal import (
     now_wall,
 )
 from neon_tui.rotation.plan import Plan, Target, TargetKey, connection_uri
+from neon_tui.rotation.polling import PollTimer
 
 log = logging.getLogger("neon_tui.rotation")
 
@@ -133,7 +133,7 @@ class RotationEngine:
         self._announced: set[str] = set()
         self._halted_projects: dict[str, str] = {}
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._durations: deque[float] = deque(maxlen=32)
+        self.poll_timer = PollTimer(first_poll=first_poll, poll_min=poll_min, poll_max=poll_max)
         self._learned = asyncio.Event()
         self._scout_taken = False
         self._ended = False
@@ -526,6 +526,7 @@ class RotationEngine:
             try:
                 res = await self.client.reset_role_password(t.project_id, t.branch_id, t.role_name,
                                                             guard=self._guard)
+                answered = time.monotonic()  # the operations started at Neon just before this
             except SendRefused:
                 jt.attempts -= 1  # never sent
                 if not await self._may_start():
@@ -573,7 +574,7 @@ class RotationEngine:
             await self._set(t, APPLYING, operations=res.operations, role_updated_at=_iso(res.role.updated_at),
                             request_id=_reset_request_id(self.client, t))
             try:
-                final = await self._wait_ops(t, [o.id for o in res.operations])
+                final = await self._wait_ops(t, [o.id for o in res.operations], started=answered)
             except _OpError:
                 self.in_hand.pop(t.key, None)  # never took effect: this password is worthless
                 raise
@@ -730,47 +731,74 @@ class RotationEngine:
             await self._nap(delay)
             delay = min(delay * 2, self.poll_max)
 
-    def _estimate(self) -> float | None:
-        """How long a reset's operations take, from the ones already seen (p90), or None yet."""
-        if not self._durations:
-            return None
-        ordered = sorted(self._durations)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    def _pressured(self) -> bool:
+        """Is the account's per-minute budget the bottleneck (then a poll costs time, lateness does not)?"""
+        limiter = getattr(self.client, "limiter", None)
+        return bool(limiter is not None and limiter.pressured())
 
-    async def _first_look(self, started: float) -> bool:
-        """Sleep until the operations are likely done. Returns True if this waiter is the scout.
+    async def _first_look(self, started: float, learn: bool) -> tuple[bool, float, bool]:
+        """Sleep until the first poll is due. Returns (scout, the elapsed time it was planned for, probe).
 
         Until one reset's operations have been timed, a single scout polls finely to learn how long
         they take, and every other project waits for that answer instead of guessing: that keeps
         polling near one request per reset even when fifty projects start at once.
         """
-        if self._estimate() is None:
+        timer = self.poll_timer
+        scout = False
+        if learn and not timer.known:
             if not self._scout_taken:
                 self._scout_taken = True
-                await self._sleep(self.first_poll)
-                return True
-            try:
-                await asyncio.wait_for(self._learned.wait(), timeout=self.poll_max * 6)
-            except asyncio.TimeoutError:
-                pass
-        est = self._estimate()
-        remaining = (est if est is not None else self.first_poll) - (time.monotonic() - started)
+                scout = True
+            else:
+                try:
+                    await asyncio.wait_for(self._learned.wait(), timeout=self.poll_max * 6)
+                except asyncio.TimeoutError:
+                    pass
+        probe = False
+        if learn:
+            at, probe = timer.plan(pressured=self._pressured())
+        else:
+            at = timer.hi if timer.hi is not None else self.first_poll
+        remaining = at - (time.monotonic() - started)
         if remaining > 0:
-            await self._sleep(remaining)
-        return False
+            try:
+                await self._sleep(remaining)
+            except BaseException:
+                if probe:
+                    timer.abandon()
+                raise
+        return scout, at, probe
 
-    async def _wait_ops(self, t: Target, op_ids: list[str]) -> tuple[Operation, ...]:
-        """Poll (one list request per round) until every operation is terminal; raise on failure."""
+    def _sent_at(self, t: Target, fallback: float) -> tuple[float, float | None]:
+        """When the poll that just answered actually left (after the limiter's wait), and its round trip."""
+        path = f"/projects/{t.project_id}/operations"
+        for rec in reversed(getattr(self.client, "history", ())):
+            if rec.method == "GET" and rec.path.endswith(path) and rec.status == 200 and rec.started >= fallback:
+                return rec.started, rec.duration
+        return fallback, None
+
+    async def _wait_ops(self, t: Target, op_ids: list[str], *, started: float | None = None) -> tuple[Operation, ...]:
+        """Poll (one list request per round) until every operation is terminal; raise on failure.
+
+        `started`: when the reset that created them answered. Only such waits teach the poll timer (an
+        earlier reset being reconciled has no known start)."""
         if not op_ids:
             return ()
-        started = time.monotonic()
-        scout = await self._first_look(started)
-        delay = self.poll_min
+        learn = started is not None
+        if started is None:
+            started = time.monotonic()
+        timer = self.poll_timer
+        scout, planned, probe = await self._first_look(started, learn)
+        step = self.poll_min
+        missed: list[float] = []
+        observed = False
         try:
             while True:
-                sent = time.monotonic()
+                before = time.monotonic()
                 ops, _ = await self._read(self.client.list_operations, t.project_id,
                                           limit=max(10, 2 * len(op_ids) + 4))
+                sent, rtt = self._sent_at(t, before)
+                elapsed = sent - started
                 by_id = {o.id: o for o in ops}
                 for missing in [i for i in op_ids if i not in by_id]:
                     by_id[missing] = await self._read(self.client.get_operation, t.project_id, missing)
@@ -779,20 +807,29 @@ class RotationEngine:
                 if bad:
                     raise _OpError(str(OperationFailed(bad[0])))
                 if all(o.done for o in mine):
-                    # An upper bound (done when this poll left); a scout's fine polling keeps it tight,
-                    # and timing from the send, not the answer, keeps the estimate from creeping up.
-                    self._durations.append(sent - started)
-                    self._learned.set()
+                    if learn:
+                        # `elapsed` is when this poll really left (after any wait in the limiter).
+                        timer.observe(elapsed, missed, pressured=self._pressured(), rtt=rtt, probe=probe)
+                        observed = True
+                        self._learned.set()
                     return mine
                 self.emit(self._changed(t, mine))
                 if scout:
+                    missed.append(elapsed)
                     await self._sleep(self.poll_min)
                     continue
-                await self._sleep(delay)
-                delay = min(delay * 2, self.poll_max)
+                if learn:
+                    missed.append(elapsed)
+                    planned, step = timer.after_miss(elapsed, step, pressured=self._pressured())
+                    await self._sleep(max(0.0, planned - (time.monotonic() - started)))
+                else:
+                    await self._sleep(step)
+                    step = min(step * 2, self.poll_max)
         finally:
             if scout and not self._learned.is_set():
                 self._scout_taken = False  # let another waiter learn the timing
+            if probe and not observed:
+                timer.abandon()
 
     async def _finish(self, t: Target, password: Secret, *, operations: tuple[Operation, ...] = (),
                       reason: str | None = None) -> None:

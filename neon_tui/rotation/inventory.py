@@ -265,6 +265,15 @@ class Inventory:
             await self._once(("databases", info.branch.id), fetch)
         return info.databases or []
 
+    async def load_roles_and_databases(self, project: ProjectInfo, info: BranchInfo, *, databases: bool) -> None:
+        """A branch's roles and, when asked and the branch has a compute, its databases, in one round trip
+        (two requests side by side). Databases only feed connection strings, which need a compute: on a
+        branch without one they are never listed."""
+        if databases and info.has_compute:
+            await asyncio.gather(self.load_roles(project, info), self.load_databases(project, info))
+        else:
+            await self.load_roles(project, info)
+
     async def refresh_roles(self, project: ProjectInfo, info: BranchInfo) -> list[Role]:
         """Read a branch's roles again (their updated_at moves with every reset)."""
         info.roles = None

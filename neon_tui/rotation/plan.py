@@ -319,7 +319,9 @@ async def plan_from_selectors(inventory: Inventory, selectors: Iterable[str], or
     loads = []
     for p in wanted:
         for b in (p.branches or {}).values():
-            loads.append(inventory.load_roles(p, b))
+            # Databases ride along with the roles (one phase, not two) where a selector could pick the branch.
+            could_pick = any(s.matches_project(p, project_ids) and s.matches_branch(b) for s in sels)
+            loads.append(inventory.load_roles_and_databases(p, b, databases=could_pick))
     await asyncio.gather(*loads)
     hits: set[int] = set()
     for p in wanted:
@@ -406,9 +408,8 @@ async def build_plan(inventory: Inventory, chosen: Iterable[TargetKey]) -> Plan:
     for pid in by_project:
         p = inventory.projects[pid]
         for b in (p.branches or {}).values():
-            loads.append(inventory.load_roles(p, b))
-            if b.branch.id in by_project[pid]:
-                loads.append(inventory.load_databases(p, b))
+            # Databases feed connection strings only, which need a compute: none listed where there is none.
+            loads.append(inventory.load_roles_and_databases(p, b, databases=b.branch.id in by_project[pid]))
     await asyncio.gather(*loads)
     for pid in sorted(by_project, key=lambda i: inventory.projects[i].project.name):
         p = inventory.projects[pid]

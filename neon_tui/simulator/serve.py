@@ -16,6 +16,7 @@ from typing import Iterator
 import uvicorn
 
 from .config import SimConfig
+from . import serve_args
 from .core import API_PREFIX, SimulatedDrop, Simulator
 
 
@@ -63,6 +64,10 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit TCP_NODELAY from the listening socket. Without it, Nagle's algorithm holds
+    # the body of a keep-alive response (written after its headers) until the client's delayed ACK, ~40 ms:
+    # every request then measures the simulator's socket, not the API's latency.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
         # Listening before uvicorn starts lets clients connect as soon as the URL is printed.
@@ -109,23 +114,7 @@ def serve_in_thread(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> I
         sock.close()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
-    parser.add_argument("--api-key", default=None, help="personal API key to accept (default: generated)")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the simulated account (default 7)")
-    parser.add_argument("--projects", type=int, default=None, help="projects in the primary organization")
-    parser.add_argument("--branches", type=int, default=None, help="branches per project")
-    parser.add_argument("--roles", type=int, default=None, help="login roles per branch besides neondb_owner")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    parser.add_argument("--op-seconds", type=float, default=2.0, help="how long operations take (default 2)")
-    parser.add_argument("--rate-limit", choices=("neon", "off"), default="neon",
-                        help="apply Neon's documented rate limits (default neon)")
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of an injected fault per request")
-    parser.add_argument("--postgres", action="store_true",
-                        help="back every branch with a real local PostgreSQL cluster behind a Neon-like router")
-    parser.add_argument("--postgres-max-running", type=int, default=8, metavar="N",
-                        help="with --postgres: clusters running at once; the least recently used stops (default 8)")
+add_arguments = serve_args.add_arguments  # the options live apart so the CLI can build its parser cheaply
 
 
 def _config(ns: argparse.Namespace) -> SimConfig:

@@ -217,3 +217,26 @@ async def test_journal_refuses_secrets(tmp_path):
     j.close()
     line = json.loads((tmp_path / "run-x.jsonl").read_text().strip())
     assert line["state"] == "planned"
+
+
+async def test_polls_learn_that_operations_finish_sooner_than_the_first_guess():
+    """A first guess of 0.8 s for 0.2 s operations: the old estimate kept 0.8 s for every later reset (a
+    poll that succeeds first time never learned they were done earlier); now it comes down."""
+    import time
+
+    async with sim_client(projects=1, branches=12, roles=0, op_seconds=0.2, seed=5) as (sim, client):
+        org = sim.inspect.primary_org_id
+        plan = await plan_for(sim, client, "*", org=org)
+        with_ops = [t for t in plan.targets if t.read_write_endpoints]
+        assert len(with_ops) >= 8
+        engine = fast_engine(client, first_poll=0.8, poll_min=0.05, poll_max=0.5)
+        t0 = time.monotonic()
+        events = await run_all(engine, plan)
+        wall = time.monotonic() - t0
+    assert isinstance(events[-1], RunFinished) and events[-1].counts == {"rotated": len(plan.targets)}
+    timer = engine.poll_timer
+    assert timer.hi is not None and timer.hi < 0.4
+    # Without learning downward every reset with operations would wait 0.8 s.
+    assert wall < 0.6 * 0.8 * len(with_ops)
+    polls = sum(1 for r in sim.inspect.requests if r.route == "GET /projects/{project_id}/operations")
+    assert polls <= 2 * len(with_ops) + 8

@@ -85,7 +85,8 @@ async def test_planning_survives_an_outage_the_client_alone_does_not(kind, error
     p = sim.inspect.project_by_name("acme-prod")
     expected = {k for k in sim.inspect.login_roles() if k[0] == p.id}
     assert {t.key for t in plan.targets} == expected and expected
-    assert all(t.databases for t in plan.targets)  # databases were loaded too
+    # databases were loaded too, where they feed connection strings (branches with a compute)
+    assert all(t.databases for t in plan.targets if t.endpoints) and any(t.endpoints for t in plan.targets)
     assert any(t.endpoints for t in plan.targets)  # and endpoints
     assert ft.now < 20.0 + 2 * BACKOFF_CAP  # it did not wait much longer than the outage
 

@@ -52,7 +52,9 @@ async def test_no_endpoint_rows_are_labelled_in_the_file(tmp_path):
         await session.close()
         (t,) = plan.targets
         rows = [line.split("\t") for line in path.read_text().splitlines() if not line.startswith("#")]
-        assert rows == [[t.label, "billing", "password", sim.inspect.password(*t.key), "live,no-endpoint-yet"]]
+        # No compute, so no connection strings: the branch's databases are not listed (issue 11: a request
+        # per such branch bought nothing a string could use), and the row says "-" for the database.
+        assert rows == [[t.label, "-", "password", sim.inspect.password(*t.key), "live,no-endpoint-yet"]]
         assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
