@@ -284,12 +284,13 @@ class MainScreen(NeonScreen):
             self.notify("Mark roles with space first; c copies them as a neon-tui rotate command.",
                         severity="warning")
             return
-        missing = [k for k in tree.marks if k[0] not in self.inventory.projects]
-        if missing:
-            self.notify("Some marked projects are not loaded; reload (ctrl+r) and try again.", severity="error")
+        # The organization each project is listed under (None: the key's own, so no --org).
+        org_of = {pid: oid for oid, pids in tree.org_projects.items() for pid in pids}
+        if any(k[0] not in org_of for k in tree.marks):
+            self.notify("Some marked projects are no longer listed; reload (ctrl+r) and mark again.",
+                        severity="error")
             return
-        commands = rotate_commands(tree.marks, lambda pid: self.inventory.projects[pid].project.org_id,
-                                   demo=bool(self.app.demo))
+        commands = rotate_commands(tree.marks, org_of.__getitem__, demo=bool(self.app.demo))
         text = "\n".join(commands)
         # The command names roles, never a password; it goes the app's one copy way (and is cleared as any copy).
         copied = self.app.copy_secret(Secret(text), f"the rotate command for {len(tree.marks)} target(s)")
