@@ -799,7 +799,8 @@ class OrgTree(Tree[NodeRef]):
         if node.label.plain[:3] in self.MARK_BOXES:
             from rich.style import Style
 
-            text.stylize(Style(meta={"mark": True}), box, box + 3)
+            # the box and the space after it: one span, as the label's own text was, and an easier target
+            text.stylize(Style(meta={"mark": True}), box, box + 4)
         return text
 
     async def _on_click(self, event: events.Click) -> None:
