@@ -28,7 +28,13 @@ class MainScreen(NeonScreen):
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
         Binding("o", "open_run", "Open run", id="open-run"),
         Binding("L", "load_leak", "Load leak", show=False, id="load-leak"),
+        Binding("M", "mark_matches", "Mark all matches", show=False, id="mark-matches"),
+        Binding("U,ctrl+z", "undo_marks", "Undo mark/unmark", show=False, id="undo-marks"),
+        Binding("c", "copy_command", "Copy rotate command", show=False, id="copy-command"),
     ]
+
+    # Marking more than this many targets with one key (M) asks first.
+    CONFIRM_MARKS_ABOVE = 20
 
     def __init__(self, inventory: Inventory) -> None:
         super().__init__()
@@ -39,6 +45,8 @@ class MainScreen(NeonScreen):
         self._last_rebuild = 0.0
         self._rebuild_pending = False
         self._filter_timer = None
+        self.filter_problem: str | None = None
+        self.match_text: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -46,7 +54,8 @@ class MainScreen(NeonScreen):
             yield OrgTree(self.inventory, now=self.app.now, id="tree")
             with VerticalScroll(id="details-pane"):
                 yield Static("", id="details", markup=False)
-        yield Input(placeholder="filter by name or id (enter keeps it, esc clears)", id="filter")
+        yield Input(placeholder="filter: name or id, or role:NAME project:P branch:B (enter keeps it, esc clears)",
+                    id="filter")
         yield Static("", id="status", markup=False)
         yield Footer()
 
@@ -203,9 +212,91 @@ class MainScreen(NeonScreen):
         return (skip_reason(role) or "") if role else "unknown role"
 
     def action_unmark_all(self) -> None:
-        self.tree.marks.clear()
-        self.tree.refresh_labels()
+        n = self.tree.unmark_all()
         self.update_status()
+        if n:
+            self.notify(f"Unmarked {n} target{'s' if n != 1 else ''}; U (or ctrl+z) marks them again.",
+                        title="Unmark all", markup=False)
+
+    def action_undo_marks(self) -> None:
+        undone = self.tree.undo()
+        self.update_status()
+        if undone is None:
+            self.notify("Nothing to undo.", severity="information")
+            return
+        what, taken_back, restored = undone
+        parts = ([f"{restored} marked again"] if restored else []) + ([f"{taken_back} unmarked"] if taken_back else [])
+        left = self.tree.undo_depth
+        self.notify(f"Undid {what}: {', '.join(parts)}"
+                    + (f" ({left} more step{'s' if left != 1 else ''} to undo)" if left else ""),
+                    title="Undo", markup=False)
+
+    @work(exclusive=True, group="mark-matches", exit_on_error=False, description="Marking every match")
+    async def action_mark_matches(self) -> None:
+        """M: mark every login role the filter shows, in every organization; asks above CONFIRM_MARKS_ABOVE."""
+        tree = self.tree
+        if not tree.filter_text:
+            self.notify("Filter first (/, e.g. role:app), then M marks every match.", severity="warning")
+            return
+        # Every project that may hold a match is read in full first: "all" must not mean "all loaded so far".
+        missing = [p for p in tree.projects_for_matches() if p.branches is None
+                   or any(b.roles is None for b in p.branches.values())]
+        if missing:
+            self.notify(f"Reading {len(missing)} project(s) to find every match…", markup=False)
+            await asyncio.gather(*(self.inventory.load_project_tree(p) for p in missing))
+            self.schedule_rebuild(force=True)
+        keys = tree.match_targets()
+        new = [k for k in keys if k not in tree.marks]
+        if not keys:
+            self.notify("Nothing to mark: no login role matches the filter.", severity="warning")
+            return
+        if not new:
+            self.notify(f"All {len(keys)} matching target(s) are already marked.", markup=False)
+            return
+        orgs = len({(self.inventory.projects[k[0]].project.org_id) for k in new})
+        projects = len({k[0] for k in new})
+        where = (f"{projects} project{'s' if projects != 1 else ''}"
+                 + (f" in {orgs} organizations" if orgs > 1 else ""))
+        what = f"mark all matches of {tree.filter_text!r}"
+        if len(new) > self.CONFIRM_MARKS_ABOVE:
+            from neon_tui.screens.modals import YesNoModal
+
+            question = (f"Mark {len(new)} targets matching {tree.filter_text!r} across {where}?"
+                        + (f" ({len(keys) - len(new)} more are marked already.)" if len(keys) > len(new) else "")
+                        + "\nU undoes it.")
+            if not await self.app.push_screen_wait(YesNoModal("Mark all matches?", question, "Mark", "Cancel")):
+                self.notify("Nothing marked.", markup=False)
+                return
+        added, _ = tree.change_marks(what, add=new)
+        self.update_status()
+        self.notify(f"Marked {len(added)} target{'s' if len(added) != 1 else ''} in {where}; "
+                    f"{len(tree.marks)} marked in all. U undoes it.", title="Mark all matches", markup=False)
+
+    # ------------------------------------------------------------- hand-off
+
+    def action_copy_command(self) -> None:
+        """c: the marked targets as `neon-tui rotate` command(s), one per organization, copied and shown."""
+        from neon_tui.neon.secret import Secret
+        from neon_tui.rotate_command import rotate_commands
+
+        tree = self.tree
+        if not tree.marks:
+            self.notify("Mark roles with space first; c copies them as a neon-tui rotate command.",
+                        severity="warning")
+            return
+        # The organization each project is listed under (None: the key's own, so no --org).
+        org_of = {pid: oid for oid, pids in tree.org_projects.items() for pid in pids}
+        if any(k[0] not in org_of for k in tree.marks):
+            self.notify("Some marked projects are no longer listed; reload (ctrl+r) and mark again.",
+                        severity="error")
+            return
+        commands = rotate_commands(tree.marks, org_of.__getitem__, demo=bool(self.app.demo))
+        text = "\n".join(commands)
+        # The command names roles, never a password; it goes the app's one copy way (and is cleared as any copy).
+        copied = self.app.copy_secret(Secret(text), f"the rotate command for {len(tree.marks)} target(s)")
+        self.notify(text, title=("Copied: " if copied else "Not copied: ")
+                    + (f"{len(commands)} commands (one per organization)" if len(commands) > 1 else "rotate command"),
+                    markup=False, timeout=30)
 
     # ------------------------------------------------------------- filter
 
@@ -225,12 +316,36 @@ class MainScreen(NeonScreen):
         self._filter_timer = self.set_timer(self.FILTER_DEBOUNCE, self._apply_filter)
 
     def _apply_filter(self) -> None:
+        from neon_tui.tree_filter import FilterError
+
         self._filter_timer = None
         value = self.query_one("#filter", Input).value.strip()
-        if value != self.tree.filter_text:
+        if value == self.tree.filter_text and self.filter_problem is None:
+            return
+        try:
             self.tree.filter_text = value
-            self.tree.rebuild()
+        except FilterError as e:
+            self.filter_problem = str(e)  # said on the status line while typing; the tree keeps the last filter
             self.update_status()
+            return
+        self.filter_problem = None
+        self.match_text = None
+        self.tree.rebuild()
+        if value:
+            self.tree.first_match()
+        self.update_details()
+        self.update_status()
+
+    @on(OrgTree.MatchMoved)
+    def _match_moved(self, event: OrgTree.MatchMoved) -> None:
+        if not self.tree.filter_text:
+            self.notify("No filter: / filters, then n and N go from match to match.", severity="information")
+            return
+        if not event.total:
+            self.match_text = "no match"
+        else:
+            self.match_text = f"match {event.position}/{event.total}" + (" (wrapped)" if event.wrapped else "")
+        self.update_status()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
@@ -245,6 +360,7 @@ class MainScreen(NeonScreen):
             box.value = ""
             box.display = False
             self.tree.filter_text = ""
+            self.filter_problem = self.match_text = None
             self.tree.rebuild()
             self.tree.focus()
             self.update_status()
@@ -337,8 +453,10 @@ class MainScreen(NeonScreen):
             parts.append(self.exposure_progress)
         elif tree.exposed or tree.unchecked:
             parts.append(f"{len(tree.exposed)} exposed, {len(tree.unchecked)} not checked")
-        if self.tree.filter_text:
-            parts.append(f"filter: {self.tree.filter_text}")
+        if self.filter_problem:
+            parts.append(f"filter: {self.filter_problem}")
+        elif self.tree.filter_text:
+            parts.append(f"filter: {self.tree.filter_text}" + (f" ({self.match_text})" if self.match_text else ""))
         if self.app.read_only:
             parts.append("READ-ONLY")
         if self.app.demo:
@@ -421,7 +539,7 @@ class MainScreen(NeonScreen):
         replaced = len(tree.marks)
         tree.exposed = {e.key: e for e in report.exposed}
         tree.unchecked = {u.key: u for u in report.unchecked if u.key is not None}
-        tree.marks = set(tree.exposed)
+        tree.replace_marks("the exposure scan's marks", tree.exposed)
         tree.reveal(tree.exposed)  # open the way down to every exposed role
         self.schedule_rebuild(force=True)
         tree.refresh_labels()
@@ -484,7 +602,7 @@ class MainScreen(NeonScreen):
 
     def after_run(self, done: list, touched: list[tuple[str, str]]) -> None:
         """A run ended: what rotated is no longer marked, and the touched roles are read again."""
-        self.tree.marks.difference_update(done)
+        self.tree.forget_marks(done)
         self.reload_touched(set(touched))
 
     @work(group="after-run", exit_on_error=False, description="Reloading rotated roles")

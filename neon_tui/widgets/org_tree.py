@@ -17,6 +17,7 @@ from textual.widgets.tree import TreeNode
 from neon_tui.neon.models import Organization, Role
 from neon_tui.rotation.inventory import BranchInfo, Inventory, ProjectInfo, shares_parent_password
 from neon_tui.rotation.plan import TargetKey, skip_reason
+from neon_tui.tree_filter import TreeFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,13 @@ class OrgTree(Tree[NodeRef]):
         Binding("h,left", "close_node", "Close / to parent", show=False, id="close-node"),
         Binding("j", "cursor_down", "Down", show=False, id="down"),
         Binding("k", "cursor_up", "Up", show=False, id="up"),
+        Binding("g", "cursor_top", "Top", show=False, id="top"),
+        Binding("G", "cursor_bottom", "Bottom", show=False, id="bottom"),
+        Binding("n", "next_match", "Next match", show=False, id="next-match"),
+        Binding("N", "previous_match", "Previous match", show=False, id="previous-match"),
     ]
+
+    UNDO_LEVELS = 50
 
     def action_open_node(self) -> None:
         node = self.cursor_node
@@ -116,7 +123,9 @@ class OrgTree(Tree[NodeRef]):
         # The last exposure scan: roles holding a leaked password, and roles it could not check.
         self.exposed: dict[TargetKey, object] = {}
         self.unchecked: dict[TargetKey, object] = {}
-        self.filter_text = ""
+        self._filter = TreeFilter()
+        # Undo for marks: each step is (what, marks added, marks removed), newest last.
+        self._undo: list[tuple[str, frozenset[TargetKey], frozenset[TargetKey]]] = []
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.show_root = False
         self.guide_depth = 2
@@ -132,6 +141,15 @@ class OrgTree(Tree[NodeRef]):
         self._held_for: NodeRef | None = None
         self._held: deque[tuple[str, str | None]] = deque()
         self._hold_timer = None
+
+    @property
+    def filter_text(self) -> str:
+        return self._filter.text
+
+    @filter_text.setter
+    def filter_text(self, text: str) -> None:
+        """Set the filter (plain text, or prefixed terms: see neon_tui.tree_filter); FilterError if malformed."""
+        self._filter = TreeFilter.parse(text)
 
     # ------------------------------------------------------------- labels
 
@@ -223,8 +241,51 @@ class OrgTree(Tree[NodeRef]):
     # ------------------------------------------------------------- building
 
     def _matches(self, *values: str | None) -> bool:
-        f = self.filter_text.casefold()
-        return not f or any(v is not None and f in v.casefold() for v in values)
+        """Plain-text filter: is the text a substring (any case) of one of these names or ids?"""
+        return self._filter.plain_match(*values)
+
+    # Prefixed terms (role:, project:, ...) are judged on a role's whole path: org, project, branch, role.
+
+    def _org_values(self, org_id: str | None) -> tuple[str | None, str | None]:
+        org = next((o for o in self.orgs if o is not None and o.id == org_id), None)
+        return (org.name, org.id) if org is not None else (None, org_id)
+
+    def _complete(self, p: ProjectInfo | None = None, b: BranchInfo | None = None, r: Role | None = None,
+                  org_id: str | None = None) -> bool:
+        """Does this path (org, then project, branch, role as far as given) satisfy the whole prefixed filter?"""
+        f = self._filter
+        oid = p.project.org_id if p is not None else org_id
+        values: list[str | None] = list(self._org_values(oid))
+        if not f.term_ok("org", *values):
+            return False
+        level = "org"
+        if p is not None:
+            if not f.term_ok("project", p.project.name, p.project.id):
+                return False
+            values += [p.project.name, p.project.id]
+            level = "project"
+        if b is not None:
+            if not f.term_ok("branch", b.branch.name, b.branch.id):
+                return False
+            values += [b.branch.name, b.branch.id]
+            level = "branch"
+        if r is not None:
+            if not f.term_ok("role", r.name):
+                return False
+            values.append(r.name)
+            level = "role"
+        if level != "role" and f.deeper(level):
+            return False
+        return not f.words_left(*values)
+
+    def _project_possible(self, p: ProjectInfo) -> bool:
+        """Could anything in this project match the prefixed filter (its org and project terms hold)?"""
+        f = self._filter
+        return f.term_ok("org", *self._org_values(p.project.org_id)) and \
+            f.term_ok("project", p.project.name, p.project.id)
+
+    def _role_hit(self, p: ProjectInfo, b: BranchInfo, r: Role) -> bool:
+        return self._complete(p, b, r) or self._complete(p, b) or self._complete(p)
 
     def _add(self, parent: TreeNode[NodeRef], ref: NodeRef, *, leaf: bool = False,
              expand: bool = False) -> TreeNode[NodeRef]:
@@ -250,18 +311,34 @@ class OrgTree(Tree[NodeRef]):
             node = node.parent
         self.clear()
         self._node_map.clear()
-        filtering = bool(self.filter_text)
+        filtering = self._filter.active
+        structured = self._filter.structured
         for org in self.orgs:
             oid = org.id if org else None
             oref = NodeRef("org", org_id=oid)
             pids = [pid for pid in self.org_projects.get(oid, []) if pid in self.inventory.projects]
-            org_hit = self._matches(org.name if org else None, oid)
-            shown = [pid for pid in pids if org_hit or self._project_hit(self.inventory.projects[pid])]
+            shown: list[tuple[str, bool]] = []  # (project id, narrowed to what matches)
+            if structured:
+                whole_org = self._complete(org_id=oid)
+                for pid in pids:
+                    p = self.inventory.projects[pid]
+                    if whole_org or self._complete(p):
+                        shown.append((pid, False))
+                    elif self._project_possible(p) and self._project_hit(p):
+                        shown.append((pid, True))
+            else:
+                org_hit = self._matches(org.name if org else None, oid)
+                for pid in pids:
+                    p = self.inventory.projects[pid]
+                    if org_hit or self._matches(p.project.name, p.project.id):
+                        shown.append((pid, False))
+                    elif self._project_hit(p):
+                        shown.append((pid, True))
             if filtering and not shown:
                 continue
             onode = self._add(self.root, oref, expand=True)
-            for pid in shown:
-                self._add_project(onode, self.inventory.projects[pid], filtering and not org_hit)
+            for pid, narrow in shown:
+                self._add_project(onode, self.inventory.projects[pid], narrow)
         # Lay the lines out now (Textual would on the next refresh) and put the cursor back in this same
         # call: a key handled before the next repaint must move from, or mark, the node the user sees.
         self.get_node_at_line(0)
@@ -286,16 +363,17 @@ class OrgTree(Tree[NodeRef]):
                 b = (p.branches or {}).get(b.branch.parent_id or "")
 
     def _project_hit(self, p: ProjectInfo) -> bool:
-        if self._matches(p.project.name, p.project.id):
+        if not self._filter.structured and self._matches(p.project.name, p.project.id):
             return True
-        return any(self._branch_hit(b) for b in (p.branches or {}).values())
+        return any(self._branch_hit(p, b) for b in (p.branches or {}).values())
 
-    def _branch_hit(self, b: BranchInfo) -> bool:
+    def _branch_hit(self, p: ProjectInfo, b: BranchInfo) -> bool:
+        if self._filter.structured:
+            return any(self._role_hit(p, b, r) for r in b.roles or [])
         return self._matches(b.branch.name, b.branch.id) or any(self._matches(r.name) for r in b.roles or [])
 
     def _add_project(self, parent, p: ProjectInfo, narrow: bool) -> None:
         ref = NodeRef("project", org_id=p.project.org_id, project_id=p.project.id)
-        narrow = narrow and not self._matches(p.project.name, p.project.id)
         open_ = ref in self._expanded or narrow
         node = self._add(parent, ref, expand=open_)
         self._narrow[ref] = narrow
@@ -317,9 +395,11 @@ class OrgTree(Tree[NodeRef]):
         b = p.branches.get(ref.branch_id or "")
         if b is None:
             return
-        self_hit = self._matches(b.branch.name, b.branch.id)
+        structured = self._filter.structured
+        # Plain text: a matching branch shows all it holds. Prefixed terms: a role shows when its path matches.
+        self_hit = not structured and self._matches(b.branch.name, b.branch.id)
         for r in sorted(b.roles or [], key=lambda r: r.name):
-            if narrow and not self_hit and not self._matches(r.name):
+            if narrow and not self_hit and not (self._role_hit(p, b, r) if structured else self._matches(r.name)):
                 continue
             self._add(node, NodeRef("role", project_id=p.project.id, branch_id=b.branch.id, role_name=r.name),
                       leaf=True)
@@ -337,7 +417,7 @@ class OrgTree(Tree[NodeRef]):
                 self._fill(node)
 
     def _subtree_hit(self, p: ProjectInfo, b: BranchInfo) -> bool:
-        return self._branch_hit(b) or any(self._subtree_hit(p, c) for c in p.children(b.branch.id))
+        return self._branch_hit(p, b) or any(self._subtree_hit(p, c) for c in p.children(b.branch.id))
 
     def _on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
         # Children of a collapsed node are added when it opens (the screen loads missing data).
@@ -496,6 +576,10 @@ class OrgTree(Tree[NodeRef]):
         p = self.inventory.projects.get(key[0])
         if p is None or p.branches is None:
             return False
+        if self._filter.structured:
+            b = p.branches.get(key[1])
+            role = next((r for r in (b.roles or []) if r.name == key[2]), None) if b is not None else None
+            return self._complete(org_id=p.project.org_id) or (role is not None and self._role_hit(p, b, role))
         if self._matches(key[2]) or self._matches(p.project.name, p.project.id):
             return True
         b = p.branches.get(key[1])
@@ -509,20 +593,226 @@ class OrgTree(Tree[NodeRef]):
         """Mark every login role under the node, or unmark them if all were marked; returns the change.
 
         With a filter on, only the roles the filter shows: filter by a role name, then mark a project to
-        take that role on every branch.
+        take that role on every branch. Undoable (`undo`).
         """
         keys = self.login_keys(ref)
         if self.filter_text and ref.kind != "role":
             keys = [k for k in keys if self._shown(k)]
         if not keys:
             return 0
-        before = len(self.marks)
+        what = f"{'unmark' if all(k in self.marks for k in keys) else 'mark'} {self.node_label_text(ref)}"
         if all(k in self.marks for k in keys):
-            self.marks.difference_update(keys)
+            return -len(self.change_marks(what, remove=keys)[1])
+        return len(self.change_marks(what, add=keys)[0])
+
+    def node_label_text(self, ref: NodeRef) -> str:
+        """A node's name for messages ("acme-prod/staging", "role app on acme-prod/staging")."""
+        if ref.kind == "org":
+            org = next((o for o in self.orgs if (o.id if o else None) == ref.org_id), None)
+            return f"organization {org.name}" if org else "this key's organization"
+        if ref.kind == "role":
+            return f"{ref.role_name} on {self.node_name(NodeRef('branch', project_id=ref.project_id, branch_id=ref.branch_id))}"
+        return self.node_name(ref)
+
+    # ------------------------------------------------------------- changing marks, undoably
+
+    def change_marks(self, what: str, *, add=(), remove=()) -> tuple[frozenset[TargetKey], frozenset[TargetKey]]:
+        """Add and remove marks as one undoable step; returns (what was added, what was removed)."""
+        added = frozenset(k for k in add if k not in self.marks)
+        removed = frozenset(k for k in remove if k in self.marks and k not in added)
+        if not added and not removed:
+            return added, removed
+        self.marks.difference_update(removed)
+        self.marks.update(added)
+        self._undo.append((what, added, removed))
+        del self._undo[:-self.UNDO_LEVELS]
+        self.refresh_labels(self._affected(list(added | removed)))
+        return added, removed
+
+    def replace_marks(self, what: str, keys) -> tuple[frozenset[TargetKey], frozenset[TargetKey]]:
+        keys = set(keys)
+        return self.change_marks(what, add=keys, remove=self.marks - keys)
+
+    def unmark_all(self) -> int:
+        return len(self.change_marks("unmark all", remove=set(self.marks))[1])
+
+    def forget_marks(self, keys) -> None:
+        """Drop marks without an undo step (a run rotated them): no undo brings a rotated target back."""
+        keys = set(keys)
+        self.marks.difference_update(keys)
+        self._undo = [(w, a - keys, r - keys) for w, a, r in self._undo if (a - keys) or (r - keys)]
+        self.refresh_labels(self._affected(list(keys)))
+
+    @property
+    def undo_depth(self) -> int:
+        return len(self._undo)
+
+    def undo(self) -> tuple[str, int, int] | None:
+        """Undo the last mark change: (what it was, marks taken back, marks restored), or None if none."""
+        if not self._undo:
+            return None
+        what, added, removed = self._undo.pop()
+        self.marks.difference_update(added)
+        self.marks.update(removed)
+        self.refresh_labels(self._affected(list(added | removed)))
+        return what, len(added), len(removed)
+
+    # ------------------------------------------------------------- matches
+
+    def is_match(self, ref: NodeRef) -> bool:
+        """Is this node itself a hit of the filter (not just on the way to one)?
+
+        Plain text: its own name or id contains the text. Prefixed terms: its path satisfies the filter and
+        its parent's does not (the highest node that matches as a whole: a project for `project:x`, each
+        role for `role:x`).
+        """
+        f = self._filter
+        if not f.active or ref.kind not in ("org", "project", "branch", "role"):
+            return False
+        if ref.kind == "org":
+            org_values = self._org_values(ref.org_id)
+            return self._complete(org_id=ref.org_id) if f.structured else self._matches(*org_values)
+        p = self.inventory.projects.get(ref.project_id or "")
+        if p is None:
+            return False
+        if ref.kind == "project":
+            if f.structured:
+                return self._complete(p) and not self._complete(org_id=p.project.org_id)
+            return self._matches(p.project.name, p.project.id)
+        b = (p.branches or {}).get(ref.branch_id or "")
+        if b is None:
+            return False
+        if ref.kind == "branch":
+            if f.structured:
+                return self._complete(p, b) and not self._complete(p)
+            return self._matches(b.branch.name, b.branch.id)
+        role = next((r for r in b.roles or [] if r.name == ref.role_name), None)
+        if role is None:
+            return False
+        if f.structured:
+            return self._complete(p, b, role) and not self._complete(p, b) and not self._complete(p)
+        return self._matches(role.name)
+
+    def _walk(self) -> list[TreeNode[NodeRef]]:
+        """Every node the tree holds, in the order it shows them (collapsed nodes' children included)."""
+        out: list[TreeNode[NodeRef]] = []
+        stack = list(reversed(self.root.children))
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(reversed(node.children))
+        return out
+
+    def matches(self) -> list[NodeRef]:
+        """The nodes that are hits of the filter, top to bottom."""
+        return [n.data for n in self._walk() if n.data is not None and self.is_match(n.data)]
+
+    def go_to(self, ref: NodeRef) -> bool:
+        """Put the cursor on a node, opening its ancestors; False if the tree does not hold it."""
+        node = self.node_for(ref)
+        if node is None:
+            return False
+        parent = node.parent
+        while parent is not None and parent is not self.root:
+            if not parent.is_expanded:
+                parent.expand()
+            parent = parent.parent
+        self.get_node_at_line(0)  # lay the lines out now, so the cursor lands on the node at once
+        self.move_cursor(node)
+        self.scroll_to_node(node, animate=False)
+        return True
+
+    class MatchMoved(Message):
+        """n/N moved (or could not move) the cursor between matches; `position` is 1-based, 0 when none."""
+
+        def __init__(self, position: int, total: int, wrapped: bool) -> None:
+            super().__init__()
+            self.position = position
+            self.total = total
+            self.wrapped = wrapped
+
+    def first_match(self) -> bool:
+        """The cursor on the first match (when a filter is applied); False when nothing matches."""
+        found = self.matches()
+        return bool(found) and self.go_to(found[0])
+
+    def _step_match(self, step: int) -> None:
+        nodes = [n for n in self._walk() if n.data is not None]
+        order = {n.data: i for i, n in enumerate(nodes)}
+        found = [n.data for n in nodes if self.is_match(n.data)]
+        if not found:
+            self.post_message(self.MatchMoved(0, 0, False))
+            return
+        here = order.get(self.cursor_node.data, -1) if self.cursor_node is not None else -1
+        if step > 0:
+            after = [i for i, r in enumerate(found) if order[r] > here]
+            index, wrapped = (after[0], False) if after else (0, True)
         else:
-            self.marks.update(keys)
-        self.refresh_labels(self._affected(keys))
-        return len(self.marks) - before
+            before = [i for i, r in enumerate(found) if order[r] < here]
+            index, wrapped = (before[-1], False) if before else (len(found) - 1, True)
+        self.go_to(found[index])
+        self.post_message(self.MatchMoved(index + 1, len(found), wrapped))
+
+    def action_next_match(self) -> None:
+        self._step_match(1)
+
+    def action_previous_match(self) -> None:
+        self._step_match(-1)
+
+    def action_cursor_top(self) -> None:
+        if self.last_line >= 0:
+            self.cursor_line = 0
+            self.scroll_to_line(0, animate=False)
+
+    def action_cursor_bottom(self) -> None:
+        if self.last_line >= 0:
+            self.cursor_line = self.last_line
+            self.scroll_to_line(self.last_line, animate=False)
+
+    def match_targets(self) -> list[TargetKey]:
+        """Every login role the filter shows, in every organization (as far as loaded)."""
+        if not self._filter.active:
+            return []
+        keys: list[TargetKey] = []
+        for org in self.orgs:
+            keys.extend(k for k in self.login_keys(NodeRef("org", org_id=org.id if org else None)) if self._shown(k))
+        return keys
+
+    def projects_for_matches(self) -> list[ProjectInfo]:
+        """The projects whose roles decide what matches (the prefixed filter's org/project terms narrow them)."""
+        out = []
+        for oid, pids in self.org_projects.items():
+            for pid in pids:
+                p = self.inventory.projects.get(pid)
+                if p is not None and (not self._filter.structured or self._project_possible(p)):
+                    out.append(p)
+        return out
+
+    # ------------------------------------------------------------- mouse
+
+    MARK_BOXES = ("[ ]", "[x]", "[-]")
+
+    def render_label(self, node: TreeNode[NodeRef], base_style, style) -> Text:
+        text = super().render_label(node, base_style, style)
+        # The mark box at the start of the label: a click on it marks (the click handler reads this meta).
+        box = len(text.plain) - len(node.label.plain)
+        if node.label.plain[:3] in self.MARK_BOXES:
+            from rich.style import Style
+
+            # the box and the space after it: one span, as the label's own text was, and an easier target
+            text.stylize(Style(meta={"mark": True}), box, box + 4)
+        return text
+
+    async def _on_click(self, event: events.Click) -> None:
+        meta = event.style.meta
+        if meta.get("mark") and "line" in meta:
+            node = self.get_node_at_line(meta["line"])
+            if node is not None and node.data is not None:
+                event.stop()
+                event.prevent_default()
+                self.move_cursor(node)
+                self.post_message(self.MarkRequested(self, node.data))
+        # Anywhere else: Tree's own click handler runs next (Textual calls each class's in turn).
 
     def _affected(self, keys: list[TargetKey]) -> set[NodeRef]:
         """The nodes whose mark box can change when these roles change: them and their ancestors."""
