@@ -12,6 +12,8 @@ from neon_tui.cli import _parser
 from neon_tui.neon import NeonClient
 from neon_tui.rotation.inventory import Inventory
 from neon_tui.rotation.plan import plan_from_selectors
+from neon_tui.screens.main import MainScreen
+from neon_tui.screens.modals import YesNoModal
 from neon_tui.widgets.org_tree import NodeRef, OrgTree
 
 SIZE = (110, 40)
@@ -32,7 +34,7 @@ def refs(tree: OrgTree, kind: str) -> list[NodeRef]:
 
 
 def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
+    return [n.message for n in app.notices]
 
 
 async def apply_filter(app, pilot, text: str) -> OrgTree:
@@ -141,7 +143,7 @@ async def test_M_marks_every_match_across_organizations_and_U_undoes_it(tmp_path
         tree = await apply_filter(app, pilot, "role:app")
         await pilot.press("M")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MainScreen"  # 18: under the threshold, no question
+        assert type(app.screen) is MainScreen  # 18: under the threshold, no question
         assert tree.marks == want
         assert any("Marked 18 targets in 6 projects in 3 organizations" in n for n in notes(app))
         await pilot.press("M")
@@ -156,7 +158,7 @@ async def until_question(app, pilot) -> None:
     """Wait for the confirmation (settle would wait for the worker, which waits for the answer)."""
     for _ in range(200):
         await pilot.pause(0.01)
-        if type(app.screen).__name__ == "YesNoModal":
+        if isinstance(app.screen, YesNoModal):
             return
     raise AssertionError(f"no question; on {type(app.screen).__name__}")
 
@@ -200,7 +202,7 @@ async def test_M_reads_projects_not_loaded_yet_before_marking(tmp_path):
         for _ in range(400):  # the first projects are listed; their branches and roles are not all read yet
             await pilot.pause(0.01)
             screen = app.screen
-            if type(screen).__name__ == "MainScreen" and refs(screen.query_one(OrgTree), "project"):
+            if type(screen) is MainScreen and refs(screen.query_one(OrgTree), "project"):
                 break
         tree = app.screen.query_one(OrgTree)
         app.screen.action_filter()
