@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Input, Static, Tree
 
 from neon_tui.rotation.inventory import Inventory, ProjectInfo, shares_parent_password
 from neon_tui.rotation.plan import build_plan, skip_reason
+from neon_tui.widgets.wrapping import wrap_text
 from neon_tui.widgets.org_tree import NodeRef, OrgTree, stamp
 
 
@@ -385,7 +386,22 @@ class MainScreen(NeonScreen):
     def update_details(self) -> None:
         node = self.tree.cursor_node
         text = self.describe(node.data) if node is not None and node.data is not None else ""
-        self.query_one("#details", Static).update(text)
+        details = self.query_one("#details", Static)
+        # wrapped here, at a host's dots and an id's seams, not by the terminal in the middle of a name
+        # (the pane's width less its scrollbar's, which appears once the text is taller than the pane)
+        pane = self.query_one("#details-pane")
+        width = pane.content_size.width - pane.styles.scrollbar_size_vertical
+        self._details_width = width
+        details.update(wrap_text(text, width) if width > 8 else text)
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.call_after_refresh(self._rewrap_details)
+
+    def _rewrap_details(self) -> None:
+        pane = self.query_one("#details-pane")
+        if pane.content_size.width - pane.styles.scrollbar_size_vertical != getattr(self, "_details_width", None):
+            self.update_details()
 
     def describe(self, ref: NodeRef) -> str:
         inv = self.inventory
