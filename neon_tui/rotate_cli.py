@@ -520,8 +520,12 @@ class Output:
                 self.say(f"          - {c}")
         for sk in plan.skipped:
             self.say(f"  skip    {sk.label}: {sk.reason}")
-        for w in sorted(plan.warnings, key=lambda w: not w.likely_same_password):
-            self.say(f"  WARNING {w}")
+        from neon_tui.rotation.plan import group_copies
+
+        # one line per branch and reason, as in the TUI's review: flagged copies (likely the same password as a
+        # target, so still exposed after this run) are WARNINGs; copies with their own password are notes
+        for g in group_copies(plan.warnings):
+            self.say(f"  {'WARNING' if g.flagged else 'copy   '} {g}")
         if getattr(self.ns, "verify", False) and plan.targets:
             from neon_tui.rotation.verify import WAKES_COMPUTES
 

@@ -23,6 +23,14 @@ def test_plan_only_changes_nothing(served):
     assert "skip    acme-prod/staging/authenticator" in out.stdout
     assert not [r for r in served.sim.inspect.requests if r.method != "GET"]
     assert not served.journals()
+    # unselected copies: one line per branch and reason, the ones likely holding the same password flagged
+    lines = out.stdout.splitlines()
+    flagged = [line for line in lines if line.startswith("  WARNING acme-prod/preview/pr-142: same password as staging")]
+    assert len(flagged) == 1, lines
+    assert set(flagged[0].rsplit(": ", 1)[1].split(", ")) == {"app", "data team", "migrator", "neondb_owner",
+                                                            "readonly"}
+    assert sum(line.startswith("  WARNING acme-prod/preview/pr-142") for line in lines) == 1, lines
+    assert any(line.startswith("  copy    acme-prod/main: its own password") for line in lines), lines
 
 
 def test_apply_needs_yes_without_a_terminal_and_a_delivery_choice(served):
