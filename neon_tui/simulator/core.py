@@ -340,7 +340,7 @@ class Simulator:
                     body = json.loads(body_bytes)
                 except ValueError as exc:
                     return self._error(400, f"invalid request: decode application/json: {exc}", request_id)
-            invalid = check_request(route.name, params, request.query_params, body, body is not None)
+            invalid = check_request(route.name, params, request.query_params, body, bool(body_bytes.strip()))
             if invalid is not None:
                 if fault in ("drop_reset", "op_failed", "drop_reset_late", "502_applied"):
                     record.fault = None  # refused before anything was applied: the fault never happened

@@ -154,6 +154,8 @@ def check_request(route: str, path_params: dict[str, str], query, body: Any, has
     if not has_body:
         return "invalid request: decode application/json: request body is required" if rule["body_required"] else None
     why = check(rule["body"], body, "")
+    if why and why.startswith(" ("):
+        why = "request body" + why  # the body itself (e.g. JSON null), not one of its fields
     if why:
         return f"invalid request: decode application/json: invalid: {why}"
     return None

@@ -81,7 +81,8 @@ BAD_BODIES = [
     ("POST", "/branches", {"branch": {"protected": "yes"}}, "branch.protected (boolean expected)"),
     ("POST", "/branches", {"endpoints": [{"type": "read_mostly"}]}, "endpoints[0].type (must be one of"),
     ("POST", "/branches", {"endpoints": [{}]}, "endpoints[0].type (field required)"),
-    ("POST", "/branches", [], "(object expected)"),
+    ("POST", "/branches", [], "request body (object expected)"),
+    ("POST", "/branches", None, "request body (object expected)"),  # JSON null is a body, not an absent one
     ("POST", "/branches/{main}/roles", {"role": {"name": "zz", "no_login": "yes"}}, "role.no_login (boolean expected)"),
     ("POST", "/branches/{main}/roles", {"role": {"name": 7}}, "role.name (string expected)"),
     ("POST", "/branches/{main}/roles", {"role": {}}, "role.name (field required)"),
@@ -101,7 +102,8 @@ async def test_bad_bodies_get_a_400_naming_the_field_before_any_lock(sim, client
     # a running reset locks the project: the body is still judged first (decoding precedes scheduling)
     assert (await client.post(role_path(pid, main, "app", "/reset_password"))).status_code == 200
     before = len(sim.inspect.projects[pid].operations)
-    r = await client.request(method, f"/projects/{pid}{tail.format(main=main)}", json=body)
+    r = await client.request(method, f"/projects/{pid}{tail.format(main=main)}", content=json.dumps(body),
+                               headers={"content-type": "application/json"})
     assert why in _is_neon_error(r, 400)["message"]
     assert len(sim.inspect.projects[pid].operations) == before  # nothing scheduled
 
