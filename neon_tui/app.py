@@ -171,7 +171,8 @@ class NeonApp(App):
             from urllib.parse import urlsplit
 
             u = urlsplit(host)
-            parts.append((u.netloc + (u.path if u.path.rstrip("/") not in ("", "/api/v2") else ""),))
+            where = u.netloc.rpartition("@")[2]  # never a user:password written into the URL
+            parts.append((where + (u.path if u.path.rstrip("/") not in ("", "/api/v2") else ""),))
         orgs = self.inventory.organizations if self.inventory is not None else None
         if orgs:
             parts.append((orgs[0].name,) if len(orgs) == 1 else (f"{len(orgs)} organizations", f"{len(orgs)} orgs"))

@@ -86,7 +86,10 @@ class ConnectScreen(NeonScreen):
         self.phase = phase
         self.request_id = request_id
         if host is not None:
-            self.host = host
+            # shown, pre-filled in h and in screenshots: never a user:password written into the URL
+            from neon_tui.neon.client import _redact_url
+
+            self.host = _redact_url(host)
         self.attempt, self.attempts = attempt, attempts
         self.error = " ".join(error.split()) if error else ""
         self.retry_at = self.clock() + retry_in if retry_in is not None else None

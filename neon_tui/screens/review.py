@@ -25,11 +25,13 @@ class ReviewScreen(NeonScreen):
         Binding("enter,y", "start", "Start rotation", id="start", priority=True),
         # the same keys (and id, so a keymap moves both) under --read-only, where start is not offered
         Binding("enter,y", "read_only_hint", "Why nothing starts", show=False, id="start", priority=True),
-        Binding("d", "delivery", "Deliver to…", id="delivery"),
-        Binding("a", "add_flagged", "Add flagged", id="add-flagged",
+        # priority too: a key typed before enter must act before it (enter, a priority binding, would otherwise
+        # overtake it and start the plan this key was meant to change or leave)
+        Binding("d", "delivery", "Deliver to…", id="delivery", priority=True),
+        Binding("a", "add_flagged", "Add flagged", id="add-flagged", priority=True,
                 tooltip="Add flagged copies to plan"),
-        Binding("s", "stored", "Stored copies", show=False, id="stored-copies"),  # named in the head when .env is chosen
-        Binding("escape", "app.pop_screen", "Back", id="back"),
+        Binding("s", "stored", "Stored copies", show=False, id="stored-copies", priority=True),  # named in the head when .env is chosen
+        Binding("escape", "app.pop_screen", "Back", id="back", priority=True),
         Binding("j", "cursor_down", "Down", show=False, id="review-down"),
         Binding("k", "cursor_up", "Up", show=False, id="review-up"),
     ]
@@ -39,6 +41,7 @@ class ReviewScreen(NeonScreen):
         self.plan = plan
         self.delivery: tuple[str, str] = ("hand", "")  # by hand, the keyring, or a new file
         self.more = ""  # more sinks: --deliver specs, space-separated
+        self.widening = False  # `a` is building the widened plan: enter waits for its review
 
     def copy_groups(self) -> list[CopyGroup]:
         exposure = getattr(self.app, "exposure", None)
@@ -188,6 +191,9 @@ class ReviewScreen(NeonScreen):
         if not keys:
             self.notify("No flagged copies to add.", severity="information")
             return
+        # until the widened review replaces this one, enter must not start the narrow plan the user just asked
+        # to widen (keys typed ahead arrive before the worker ends)
+        self.widening = True
         self.widen(keys)
 
     @work(exclusive=True, group="plan", exit_on_error=False, description="Adding the flagged copies")
@@ -199,10 +205,18 @@ class ReviewScreen(NeonScreen):
             self.notify("The account is not loaded here: mark the copies in the tree.", severity="warning")
             return
         chosen = {t.key for t in self.plan.targets} | set(keys)
-        plan = await build_plan(main.inventory, chosen)
+        try:
+            plan = await build_plan(main.inventory, chosen)
+        except Exception as e:  # noqa: BLE001 - said, and this review (the narrow plan) stays as it was
+            self.widening = False
+            self.notify(f"Could not add the flagged copies: {e}", severity="error", markup=False)
+            return
+        self.widening = False
+        if self.app.screen is not self:  # the user left this review meanwhile: nothing added behind their back
+            return
         plan.skipped = [*self.plan.skipped, *(s for s in plan.skipped if s not in self.plan.skipped)]
-        main.tree.marks.update(keys)  # the tree shows what the plan now holds
-        main.tree.refresh()
+        # the tree shows what the plan now holds, as one step U takes back
+        main.tree.change_marks("add flagged copies", add=keys)
         review = ReviewScreen(plan)
         review.delivery, review.more = self.delivery, self.more
         self.notify(f"Added {len(keys)} flagged cop{'y' if len(keys) == 1 else 'ies'} to the plan: review it again.",
@@ -240,6 +254,9 @@ class ReviewScreen(NeonScreen):
     def action_start(self) -> None:
         if self.app.read_only:
             self.notify(self.app.read_only_hint(), title="Read-only", severity="warning", markup=False)
+            return
+        if self.widening:
+            self.notify("Adding the flagged copies: review the widened plan, then start it.", severity="warning")
             return
         if not self.plan.targets:
             self.notify("Nothing to rotate.", severity="warning")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets._header import HeaderTitle
-from ui_helpers import IN_PROCESS, NOW, make_app, make_sim, settle
+from ui_helpers import NOW, make_app, make_sim, settle
 
 from neon_tui.app import NeonApp
 from neon_tui.neon import NeonClient, RetryPolicy
@@ -65,4 +65,3 @@ async def test_default_host_is_not_shown_and_long_names_are_cut_not_spilled(tmp_
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         assert app.sub_title == "3 organizations · personal key"
-    assert IN_PROCESS not in app.sub_title
