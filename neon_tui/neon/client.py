@@ -110,12 +110,21 @@ class _BearerAuth(httpx.Auth):
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    """A loopback address, or a `localhost` name that resolves to loopback addresses only (a resolver without
+    RFC 6761's rule could send `api.localhost` out over DNS, and the key with it in plain http)."""
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
+        pass
+    if not (host.lower() == "localhost" or host.lower().endswith(".localhost")):
         return False
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
 
 
 def _char_kind(ch: str) -> str:

@@ -250,6 +250,31 @@ def test_refuses_plain_http_to_non_loopback():
         NeonClient(KEY, host=ok)
 
 
+def test_a_localhost_name_must_resolve_to_loopback_only(monkeypatch):
+    """`*.localhost` is loopback only where the resolver follows RFC 6761; a name that resolves elsewhere (or
+    not at all) gets no plain http, so the key never crosses a network unencrypted."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def fake(host, *a, **kw):
+        if host == "api.localhost":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", 0))]
+        if host == "gone.localhost":
+            raise socket.gaierror("no such name")
+        if host == "lo.localhost":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+                    (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0))]
+        return real(host, *a, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    for bad in ("http://api.localhost/api/v2", "http://gone.localhost:8/api/v2"):
+        with pytest.raises(InsecureTransportError):
+            NeonClient(KEY, host=bad)
+    NeonClient(KEY, host="http://lo.localhost:8/api/v2")
+    NeonClient(KEY, host="https://api.localhost/api/v2")  # TLS: no loopback needed
+
+
 def test_env_names(monkeypatch):
     monkeypatch.setenv("NEON_API_KEY", KEY)
     monkeypatch.setenv("NEON_API_HOST", "http://127.0.0.1:9/api/v2/")
