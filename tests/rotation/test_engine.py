@@ -219,6 +219,7 @@ async def test_journal_refuses_secrets(tmp_path):
     assert line["state"] == "planned"
 
 
+@pytest.mark.slow
 async def test_polls_learn_that_operations_finish_sooner_than_the_first_guess():
     """A first guess of 0.8 s for 0.2 s operations: the old estimate kept 0.8 s for every later reset (a
     poll that succeeds first time never learned they were done earlier); now it comes down."""

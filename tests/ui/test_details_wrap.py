@@ -3,6 +3,8 @@ parenthesis), never in the middle of a name, and the pane re-wraps when the term
 
 from __future__ import annotations
 
+import pytest
+
 from ui_helpers import make_app, make_sim, settle
 
 from neon_tui.screens.main import MainScreen
@@ -33,6 +35,7 @@ def _details_lines(app) -> list[str]:
     return str(app.screen.query_one("#details").render()).split("\n")
 
 
+@pytest.mark.slow
 async def test_details_pane_never_cuts_a_host_or_id_at_80_columns(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)

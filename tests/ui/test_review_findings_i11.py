@@ -3,12 +3,15 @@ enter, the marks `a` adds outside undo, and credentials written into NEON_API_HO
 
 from __future__ import annotations
 
+import pytest
+
 from textual import events
 from ui_helpers import make_app, make_sim, review_staging_app, settle, staging_ids
 
 from neon_tui.screens.review import ReviewScreen
 
 
+@pytest.mark.slow
 async def test_a_then_enter_typed_ahead_does_not_silently_drop_the_flagged_copies(tmp_path):
     """`a` and enter arriving in one terminal read: `a` starts the widening worker, enter starts the run on the
     narrow plan, switching the review away, which cancels the worker. No notice, no widened review: the
@@ -36,6 +39,7 @@ async def test_a_then_enter_typed_ahead_does_not_silently_drop_the_flagged_copie
         assert app.session is not None and flagged <= {v.target.key for v in app.session.views()}
 
 
+@pytest.mark.slow
 async def test_a_then_start_in_one_callback_starts_nothing(tmp_path):
     """The same race with both actions in one callback (it used to start the narrow run and crash the app)."""
     sim = make_sim()
@@ -84,6 +88,7 @@ async def test_credentials_in_neon_api_host_never_reach_the_screen(tmp_path, mon
     assert "Hunter2secret" not in shot
 
 
+@pytest.mark.slow
 async def test_marks_added_by_a_are_one_undo_step(tmp_path):
     """The copies `a` adds to the tree's marks are one undo step: U after leaving the widened review takes back
     exactly those, and the user's own mark stays."""
@@ -107,6 +112,7 @@ async def test_marks_added_by_a_are_one_undo_step(tmp_path):
         assert left == {(pid, staging, "app")}, left
 
 
+@pytest.mark.slow
 async def test_escape_then_enter_typed_ahead_leaves_the_review_and_starts_nothing(tmp_path):
     """enter is a priority binding (the table would take it); a key typed before it must still act first."""
     from neon_tui.screens.main import MainScreen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from textual.widgets import DataTable, Static
 from ui_helpers import footer_keys, make_app, make_sim, mark_role, review_staging_app, settle, staging_ids
 
@@ -9,6 +11,7 @@ from neon_tui.screens.main import MainScreen
 from neon_tui.screens.review import ReviewScreen
 
 
+@pytest.mark.slow
 async def test_copies_are_grouped_by_branch_and_a_adds_the_flagged_ones(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -42,6 +45,7 @@ async def test_copies_are_grouped_by_branch_and_a_adds_the_flagged_ones(tmp_path
         assert isinstance(app.screen, MainScreen)
 
 
+@pytest.mark.slow
 async def test_nothing_flagged_offers_no_add_key(tmp_path):
     app = make_app(make_sim(), tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:

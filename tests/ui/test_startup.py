@@ -179,6 +179,7 @@ async def test_connects_when_a_served_simulator_comes_up_on_that_port(tmp_path):
             await pilot.press("q")
 
 
+@pytest.mark.slow
 async def test_h_changes_the_host_validated_then_connects(tmp_path):
     from neon_tui.simulator.serve import serve_in_thread
 
@@ -305,6 +306,7 @@ async def test_demo_never_offers_a_journal_for_resume(tmp_path, monkeypatch):
         assert type(real.screen) is MainScreen
 
 
+@pytest.mark.slow
 async def test_read_only_enter_on_the_review_says_why_nothing_starts(tmp_path):
     from ui_helpers import make_app, mark_role
 
@@ -347,6 +349,7 @@ async def test_every_settings_problem_is_a_notification_at_start_up(tmp_path, mo
         await pilot.press("q")
 
 
+@pytest.mark.slow
 async def test_a_refused_api_host_is_said_and_h_fixes_it(tmp_path, monkeypatch):
     from neon_tui.app import make_app as make_cli_app
     from neon_tui.simulator.serve import serve_in_thread

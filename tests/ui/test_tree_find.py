@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
+
 from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle
 
 from neon_tui.cli import _parser
@@ -62,6 +64,7 @@ async def test_role_filter_shows_every_branch_holding_the_role_in_every_org_and_
         assert "role:app" in screen_text(app)
 
 
+@pytest.mark.slow
 async def test_project_and_branch_prefixes_and_quoted_names(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -83,6 +86,7 @@ async def test_project_and_branch_prefixes_and_quoted_names(tmp_path):
         assert tree.cursor_node.data.kind == "project" and tree.cursor_node.data.project_id == pid
 
 
+@pytest.mark.slow
 async def test_an_unclosed_quote_is_said_and_keeps_the_last_filter(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -95,6 +99,7 @@ async def test_an_unclosed_quote_is_said_and_keeps_the_last_filter(tmp_path):
         assert "close the quote" in screen_text(app)
 
 
+@pytest.mark.slow
 async def test_n_and_N_go_between_matches_and_wrap(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -135,6 +140,7 @@ async def test_g_and_G_go_to_the_top_and_bottom(tmp_path):
         assert tree.scroll_offset.y == 0
 
 
+@pytest.mark.slow
 async def test_M_marks_every_match_across_organizations_and_U_undoes_it(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -163,6 +169,7 @@ async def until_question(app, pilot) -> None:
     raise AssertionError(f"no question; on {type(app.screen).__name__}")
 
 
+@pytest.mark.slow
 async def test_M_asks_above_twenty_and_no_marks_nothing(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -213,6 +220,7 @@ async def test_M_reads_projects_not_loaded_yet_before_marking(tmp_path):
         assert tree.marks == want
 
 
+@pytest.mark.slow
 async def test_unmark_all_and_several_levels_of_undo(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -264,6 +272,7 @@ def _box_x(tree: OrgTree, node) -> tuple[int, int]:
     return start + 1 + gutter_x, y + gutter_y
 
 
+@pytest.mark.slow
 async def test_a_click_on_the_mark_box_marks_and_a_click_on_the_name_only_moves(tmp_path):
     sim = make_sim()
     app = make_app(sim, tmp_path)
@@ -312,6 +321,7 @@ async def _plan_of(command: str, sim) -> set[tuple[str, str, str]]:
     return {t.key for t in plan.targets}
 
 
+@pytest.mark.slow
 async def test_c_copies_a_rotate_command_that_selects_exactly_the_marks_odd_names_included(tmp_path):
     sim = make_sim()
     pid = sim.inspect.project_by_name("acme-prod").id
