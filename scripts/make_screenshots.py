@@ -28,6 +28,15 @@ NOW = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)
 EPOCH = dt.datetime(2026, 6, 15, 9, 0, tzinfo=dt.timezone.utc)
 
 
+async def until(predicate, what: str, timeout: float = 120.0) -> None:
+    """Wait for `predicate()`, or fail saying what never happened (a screenshot run never hangs)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise SystemExit(f"make_screenshots: {what} did not happen within {timeout:.0f} s")
+        await asyncio.sleep(0.1)
+
+
 async def settle(app, pilot) -> None:
     for _ in range(3):
         await pilot.pause()
@@ -91,8 +100,8 @@ async def shoot(tmp: Path, size: tuple[int, int]) -> list[Path]:
         await asyncio.sleep(0.8)
         await pilot.pause()
         save("04-run-live")
-        while not app.screen.session.finished:
-            await asyncio.sleep(0.1)
+        await until(lambda: getattr(getattr(app.screen, "session", None), "finished", False) is True,
+                    "the run finishing")
         await settle(app, pilot)
         save("05-results-masked")
         await pilot.press("question_mark")
@@ -135,8 +144,8 @@ async def shoot_drill(tmp: Path, size: tuple[int, int]) -> list[Path]:
             await pilot.press("r")
             await settle(app, pilot)
             await pilot.press("y")
-            while getattr(getattr(app.screen, "session", None), "finished", False) is not True:
-                await asyncio.sleep(0.1)
+            await until(lambda: getattr(getattr(app.screen, "session", None), "finished", False) is True,
+                        "the drill's run finishing")
             await settle(app, pilot)
             save("09-verified")
             # the rest of the incident: the checklist the drill follows, then the views its steps open
@@ -175,7 +184,10 @@ def main() -> int:
     if not shutil.which("rsvg-convert"):
         print("rsvg-convert not found: apt-get install librsvg2-bin fonts-symbola", file=sys.stderr)
         return 2
+    only = sys.argv[1:]  # e.g. "80x24" or "wide": one pass
     for sub, size in SIZES.items():
+        if only and (sub or "wide") not in only:
+            continue
         out = OUT / sub if sub else OUT
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:

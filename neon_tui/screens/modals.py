@@ -257,6 +257,7 @@ class DeliveryModal(ModalScreen[tuple[str, str, str] | None]):
         Binding("m", "more", "More sinks", id="delivery-more"),
         Binding("escape", "cancel", "Back", id="delivery-back"),
     ]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # see LeakModal: one-line fields when short
 
     def __init__(self, current: str = "hand", path: str = "", more: str = "") -> None:
         super().__init__()
@@ -326,6 +327,8 @@ class LeakModal(ModalScreen["tuple[str, object, bool, object] | None"]):
     the pasted value never stays in the widget."""
 
     BINDINGS = [Binding("escape", "cancel", "Back", id="cancel")]
+    # below 32 rows (80x24, a tmux split) the fields lose their borders so the buttons stay on screen
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     def __init__(self, *, sample: bool = False, probe: bool = False) -> None:
         super().__init__()
