@@ -340,7 +340,7 @@ class RunScreen(NeonScreen):
         target names and strings, and an 80-column one keeps every column readable: there the verification
         joins the detail column and the connection column names the endpoint (the full string of the row
         under the cursor is on the line below the table)."""
-        labels = max((len(self.label(t.key)) for t in self.plan.targets), default=10)
+        labels = rows = max((len(self.label(t.key)) for t in self.plan.targets), default=10)
         projects = {t.project_name for t in self.plan.targets}
         if len(projects) == 1:  # the title names the project: room for it if there is some
             labels = max(labels, len(f"target in {next(iter(projects))}"))
@@ -353,7 +353,12 @@ class RunScreen(NeonScreen):
         room = max(40, width - scrollbar - 2 * ncols)
         state = 11
         if narrow:
-            target = min(labels, 22)
+            if rows > 22:
+                # Long target names (several projects): their names come first. The endpoint column gives way (the
+                # whole string of the row under the cursor is on the line below the table).
+                target = min(labels, max(22, room - state - 18))
+                return {"state": state, "target": target, "detail": max(8, room - state - target)}
+            target = labels
             conn = min(max(12, self.widest_connection(database=False)[1]), max(12, room - state - target - 17))
             return {"state": state, "target": target, "detail": max(8, room - state - target - conn), "conn": conn}
         verified = 16 if verifying else 0
@@ -397,7 +402,7 @@ class RunScreen(NeonScreen):
                           "target")
         titles = {"state": "state", "target": target,
                   "detail": "detail", "verified": "verified",
-                  "conn": "connection string" if self.widths["conn"] >= self.widest_connection()[0]
+                  "conn": "connection string" if self.widths.get("conn", 0) >= self.widest_connection()[0]
                   else "endpoint" if self.narrow else "endpoint/database"}
         for key in self.widths:
             table.add_column(titles[key], key=key, width=self.widths[key])
@@ -451,7 +456,7 @@ class RunScreen(NeonScreen):
         detail = Text(self.details.get(key, ""), overflow="ellipsis", no_wrap=True)
         out = {"state": Text(str(state), style=STATE_STYLE.get(state, "")),
                "target": Text(self.label(key), overflow="ellipsis", no_wrap=True), "detail": detail,
-               "conn": self.conn_cell(key)}
+               "conn": self.conn_cell(key) if "conn" in self.widths else Text("")}
         if "verified" in self.widths:
             out["verified"] = self.verified_cell(key)
         else:
@@ -543,6 +548,9 @@ class RunScreen(NeonScreen):
             verdict = self.session.view(key).verification
             if verdict is not None:
                 text = f"{text} · {verdict.describe()}" if text else verdict.describe()
+            label = self.label(key)
+            if res is not None and len(label) > self.widths.get("target", 0):  # cut in the table: named here
+                text = f"{label}: {text}"
         line = self.query_one("#run-selected", Static)
         # Wrapped at the string's own seams, never inside a host name (padding: one cell either side).
         line.update(break_points(text, (self.size.width or self.app.size.width) - 2))

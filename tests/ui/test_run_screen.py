@@ -11,7 +11,7 @@ import pytest
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from ui_helpers import footer_keys, make_app, make_sim, review_staging_app, settle, staging_ids, wait_run
 
-from neon_tui.screens.modals import QuitModal
+from neon_tui.screens.modals import QuitModal, TypedConfirmModal
 from neon_tui.screens.run import RunScreen, break_points
 
 
@@ -82,10 +82,12 @@ async def test_columns_use_the_width_there_is_and_follow_a_resize(tmp_path):
         assert run.widths != wide and "verified" not in run.widths
         # No sideways scrollbar (it drew a stray glyph under the table).
         assert table.virtual_size.width <= table.size.width and not table.show_horizontal_scrollbar
-        # 80 columns: the endpoint, not a cut "postgresql", tells the rows apart, uncut.
-        endpoints = {str(c) for c in table.get_column("conn")}
-        assert "ep-misty-math-a9m2i0hz" in endpoints and not any("postgresql" in e for e in endpoints)
-        assert not _fits(table, "conn") and not _fits(table, "state")
+        # 80 columns: names like backfill-2025/neondb_owner come first, whole; the endpoint column gives way
+        # (never a cut "postgresql"), the row's string is whole on the line below.
+        assert "conn" not in run.widths
+        assert all(len(run.label(t.key)) <= run.widths["target"] for t in run.plan.targets)
+        assert not _fits(table, "target") and not _fits(table, "state")
+        assert "ep-" in str(run.query_one("#run-selected", Static).render())
         keys = footer_keys(app)
         for key in ("v", "c", "w", "p", "k", "e", "esc", "?", "@"):
             assert key in keys, (key, keys)  # wholly on screen
@@ -258,3 +260,43 @@ async def test_quit_during_a_run_counts_what_would_be_lost_and_follows_the_run(t
         await pilot.press("n")
         await pilot.pause()
         assert app.screen is run
+
+
+@pytest.mark.slow
+async def test_at_80_columns_targets_in_several_projects_are_named_whole(tmp_path):
+    """Several projects: the target names come first at 80 columns; the endpoint column gives way to them
+    (the row's whole string is on the line below the table)."""
+    app = make_app(make_sim(op_seconds=0.1), tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("slash", *"role:app", "enter")
+        await settle(app, pilot)
+        await pilot.press("M")  # every `app` role: 18 in 6 projects, under the question's threshold
+        await settle(app, pilot)
+        await pilot.press("r")
+        await settle(app, pilot)
+        await pilot.press("y")
+        await settle(app, pilot)
+        if isinstance(app.screen, TypedConfirmModal):  # protected branches among them: typed confirmation
+            await pilot.press(*"rotate", "enter")
+        for _ in range(100):
+            if isinstance(app.screen, RunScreen):
+                break
+            await asyncio.sleep(0.05)
+        run = app.screen
+        assert isinstance(run, RunScreen) and len({t.project_id for t in run.plan.targets}) > 1
+        await wait_run(app, pilot)
+        table = run.query_one(DataTable)
+        assert "conn" not in run.widths
+        assert {str(c) for c in table.get_column("target")} == {t.label for t in run.plan.targets}
+        fits = [t for t in run.plan.targets if len(t.label) <= run.widths["target"]]
+        assert len(fits) >= len(run.plan.targets) * 3 // 4, run.widths  # most names whole in the table…
+        longest = max(run.plan.targets, key=lambda t: len(t.label))
+        table.move_cursor(row=run.shown_keys.index(longest.key))
+        await pilot.pause()
+        if longest not in fits:  # …and one the table cuts is named whole on the line below
+            assert str(run.query_one("#run-selected", Static).render()).replace("\n", "").startswith(
+                f"{longest.label}: postgresql://")
+        assert table.virtual_size.width <= table.size.width
+        below = str(run.query_one("#run-selected", Static).render())
+        assert "postgresql://" in below and "********" in below
