@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +19,12 @@ def dry_run(target: str, tmp_path: Path, fresh: bool = True) -> str:
     for name in ("Makefile", "pyproject.toml", "constraints.txt"):
         if fresh:
             shutil.copy(ROOT / name, tmp_path / name)
-    out = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    # Under `make test` this runs inside make: without its MAKEFLAGS/MAKELEVEL the inner make prints only the
+    # commands (no "Entering directory" lines) and is not told -n/-k by the outer one.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTEST_ARGS")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=30, env=env)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
