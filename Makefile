@@ -40,7 +40,8 @@ quick: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/neon-tui simulator serve
 
-# About 15 minutes on an idle machine (rotate_bench alone about 10); `make bench-quick` is a 2-minute smoke run.
+# rotate_bench about 7 minutes on an idle machine, pg_bench about 5, plus the fault soak and the TUI figures;
+# `make bench-quick` is a 2-minute run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rotate_bench
 	$(BIN)/python -m benchmarks.fault_soak

@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from neon_tui.screens.base import NeonScreen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from neon_tui.neon.errors import NeonError
 from neon_tui.rotation.plan import CopyGroup, Plan, build_plan, group_copies
 from neon_tui.rotation.verify import WAKES_COMPUTES
 from neon_tui.screens.modals import TypedConfirmModal
@@ -201,17 +202,17 @@ class ReviewScreen(NeonScreen):
         from neon_tui.screens.main import MainScreen
 
         main = next((s for s in self.app.screen_stack if isinstance(s, MainScreen)), None)
-        if main is None:
-            self.notify("The account is not loaded here: mark the copies in the tree.", severity="warning")
-            return
-        chosen = {t.key for t in self.plan.targets} | set(keys)
         try:
+            if main is None:
+                self.notify("The account is not loaded here: mark the copies in the tree.", severity="warning")
+                return
+            chosen = {t.key for t in self.plan.targets} | set(keys)
             plan = await build_plan(main.inventory, chosen)
-        except Exception as e:  # noqa: BLE001 - said, and this review (the narrow plan) stays as it was
-            self.widening = False
+        except (NeonError, LookupError) as e:  # said (Neon's texts hold no secret); the narrow plan stays
             self.notify(f"Could not add the flagged copies: {e}", severity="error", markup=False)
             return
-        self.widening = False
+        finally:
+            self.widening = False  # whatever happened, enter starts this review's plan again
         if self.app.screen is not self:  # the user left this review meanwhile: nothing added behind their back
             return
         plan.skipped = [*self.plan.skipped, *(s for s in plan.skipped if s not in self.plan.skipped)]
