@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
@@ -70,15 +71,15 @@ async def settle(app, pilot) -> None:
     await pilot.pause()
 
 
-async def wait_run(app, pilot, timeout: float = 30.0) -> None:
-    """Wait until the run on screen has finished; fail the test if it does not within `timeout`."""
+async def wait_run(app, pilot, timeout: float = 90.0) -> None:
+    """Wait until the run on screen has finished; fail the test if it does not within `timeout` seconds of
+    wall time (generous: each journal record is fsync'd, and a CI disk can take most of a second for one)."""
     session = app.screen.session
-    for _ in range(int(timeout / 0.05)):
-        if session.finished and not session.running:
-            break
+    deadline = time.monotonic() + timeout
+    while not (session.finished and not session.running):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the run did not finish within {timeout}s: {session.counts()}")
         await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"the run did not finish within {timeout}s: {session.counts()}")
     await settle(app, pilot)
 
 
