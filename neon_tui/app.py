@@ -294,9 +294,11 @@ class NeonApp(App):
         client.retry = RetryPolicy(max_attempts=1, base_delay=policy.base_delay, max_delay=policy.max_delay,
                                    max_retry_after=policy.max_retry_after)
         auth = None
+        said, rid = "", None  # the last attempt's error stays on screen while the next one runs
         try:
             for attempt in range(1, attempts + 1):
-                screen.show("Checking the API key…", host=client.base_url, attempt=attempt, attempts=attempts)
+                screen.show("Checking the API key…", host=client.base_url, attempt=attempt, attempts=attempts,
+                            error=said, request_id=rid)
                 try:
                     auth = await client.get_auth()
                     break
