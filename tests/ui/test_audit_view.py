@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from ui_helpers import EPOCH, IN_PROCESS, make_app, make_sim, screen_text, settle
+from ui_helpers import EPOCH, IN_PROCESS, make_app, make_sim, screen_text, settle, until
 
 from neon_tui.incident.actions import create_action_journal, list_action_journals, read_action_journal
 from neon_tui.screens.audit import AuditScreen
@@ -24,12 +24,8 @@ def _leak_recorded() -> None:
     j.close()
 
 
-async def _until(pilot, predicate, tries: int = 100) -> None:
-    for _ in range(tries):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    assert predicate()
+async def _until(pilot, predicate) -> None:
+    await until(pilot, predicate, what="the audit view")
 
 
 async def _open(app, pilot) -> AuditScreen:

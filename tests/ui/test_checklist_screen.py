@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable
-from ui_helpers import make_app, make_sim, screen_text, settle
+from ui_helpers import make_app, make_sim, screen_text, settle, until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "incident"))
 from incident_fixtures import rehost, write_incident  # noqa: E402
@@ -22,10 +22,7 @@ async def _loaded(app, pilot) -> ChecklistScreen:
     await settle(app, pilot)
     screen = app.screen
     assert isinstance(screen, ChecklistScreen)
-    for _ in range(100):
-        if screen.loaded:
-            break
-        await pilot.pause(0.02)
+    await until(pilot, lambda: screen.loaded, what="the checklist to load")
     await settle(app, pilot)
     return screen
 
@@ -101,10 +98,7 @@ async def test_w_writes_the_report_and_the_step_turns_done(tmp_path, monkeypatch
         assert [s.state for s in screen.steps][-1] == "todo"
         before = screen.loaded
         await pilot.press("w")
-        for _ in range(100):
-            if screen.loaded > before:
-                break
-            await pilot.pause(0.02)
+        await until(pilot, lambda: screen.loaded > before, what="the checklist to reload after w")
         await settle(app, pilot)
         (report,) = (state / "reports").glob("incident-*.md")
         assert report.read_text().startswith("# Incident report")

@@ -4,7 +4,7 @@ The real app on the in-process simulator, with two test sinks added to the run (
 from __future__ import annotations
 
 import pytest
-from ui_helpers import make_app, make_sim, screen_text, settle, wait_run
+from ui_helpers import make_app, make_sim, screen_text, settle, until, wait_run
 
 import neon_tui.app as app_module
 from neon_tui.rotation.journal import read_journal
@@ -66,11 +66,7 @@ async def test_deliver_view_shows_each_sink_per_target_and_retries_a_failed_cell
         await pilot.press("r")
         await settle(app, pilot)
         await pilot.press("y")
-        for _ in range(300):
-            await pilot.pause(0.02)
-            if type(app.screen) is BreakerModal:
-                break
-        assert type(app.screen) is BreakerModal
+        await until(pilot, lambda: type(app.screen) is BreakerModal, what="the breaker's question")
         await pilot.press("s")  # stop: the password for the vault stays held
         await wait_run(app, pilot)
         session = app.session

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from keyring.backend import KeyringBackend
-from ui_helpers import MEMORY_KEYRING, make_app, make_sim, review_staging_app, screen_text, settle, staging_ids, wait_run
+from ui_helpers import MEMORY_KEYRING, make_app, make_sim, review_staging_app, screen_text, settle, staging_ids, until, wait_run
 
 from neon_tui.config import Settings
 from neon_tui.rotation.journal import read_journal
@@ -204,11 +204,7 @@ async def test_a_failing_keyring_opens_the_breaker_and_by_hand_takes_over(tmp_pa
             await pilot.press("d", "k")
             await pilot.pause()
             await pilot.press("y")
-            for _ in range(200):
-                await pilot.pause(0.02)
-                if type(app.screen) is BreakerModal:
-                    break
-            assert type(app.screen) is BreakerModal
+            await until(pilot, lambda: type(app.screen) is BreakerModal, what="the breaker's question")
             await pilot.pause()
             assert "delivery to keyring failed" in screen_text(app)
             resets_at_breaker = sum(sim.inspect.reset_count(*k) for k in keys)

@@ -4,7 +4,7 @@ passwords, marks cleared after a run, cancel and continue, enter on review, filt
 from __future__ import annotations
 
 import pytest
-from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, wait_run
+from ui_helpers import make_app, make_sim, mark_role, review_staging_app, screen_text, settle, staging_ids, until, wait_run
 
 from neon_tui.rotation.journal import read_journal
 from neon_tui.screens.modals import YesNoModal
@@ -61,8 +61,8 @@ async def test_leaving_undelivered_results_asks_and_the_journal_waits_for_delive
         await pilot.pause()
         assert type(app.screen) is RunScreen
         await pilot.press("c")
-        await pilot.pause()
-        assert read_journal(tmp_path / JOURNAL).ended  # delivered: the run is complete
+        # delivered: the run is complete (its last record is written and fsync'd off the event loop)
+        await until(pilot, lambda: read_journal(tmp_path / JOURNAL).ended, what="the journal's end record")
         assert sim.inspect.password(pid, bid, "app") in app.clipboard
         await pilot.press("escape")  # nothing left to lose: no question
         await settle(app, pilot)

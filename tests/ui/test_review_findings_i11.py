@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from textual import events
-from ui_helpers import make_app, make_sim, review_staging_app, settle, staging_ids
+from ui_helpers import make_app, make_sim, review_staging_app, settle, staging_ids, until
 
 from neon_tui.screens.review import ReviewScreen
 
@@ -64,11 +64,8 @@ async def test_credentials_in_neon_api_host_never_reach_the_screen(tmp_path, mon
     monkeypatch.setenv("NEON_TUI_CONFIG", str(tmp_path / "none.toml"))
     app = make_cli_app(env={"NEON_API_KEY": "napi_x", "NEON_API_HOST": "https://bob:Hunter2secret@neon.example.com/api/v2"})
     async with app.run_test(size=(120, 30)) as pilot:
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, ConnectScreen) and app.screen.waiting_for_user:
-                break
-        assert isinstance(app.screen, ConnectScreen) and app.screen.waiting_for_user
+        await until(pilot, lambda: isinstance(app.screen, ConnectScreen) and app.screen.waiting_for_user,
+                    what="the start-up screen to wait for the user")
         shot = html.unescape(app.export_screenshot()).replace("\xa0", " ")
         header = " ".join(p[0] for p in app.header_parts())
         status = app.screen.status_text()

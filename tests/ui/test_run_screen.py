@@ -10,7 +10,7 @@ import time
 import pytest
 
 from textual.widgets import DataTable, Footer, ProgressBar, Static
-from ui_helpers import footer_keys, make_app, make_sim, review_staging_app, settle, staging_ids, wait_run
+from ui_helpers import footer_keys, make_app, make_sim, review_staging_app, settle, staging_ids, until, wait_run
 
 from neon_tui.screens.modals import QuitModal, TypedConfirmModal
 from neon_tui.screens.run import RunScreen, break_points
@@ -35,20 +35,16 @@ async def _project_run(app, pilot, project: str = "acme-analytics") -> RunScreen
     await pilot.press("space", "r")
     await settle(app, pilot)
     await pilot.press("y")
-    for _ in range(100):
-        if isinstance(app.screen, RunScreen):
-            break
-        await asyncio.sleep(0.05)
-    assert isinstance(app.screen, RunScreen)
+    await until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
     return app.screen
 
 
 async def _running(app) -> None:
-    for _ in range(200):
-        if isinstance(app.screen, RunScreen) and app.screen.running:
-            return
+    deadline = time.monotonic() + 30
+    while not (isinstance(app.screen, RunScreen) and app.screen.running):
+        if time.monotonic() > deadline:
+            raise AssertionError("the run did not start")
         await asyncio.sleep(0.01)
-    raise AssertionError("the run did not start")
 
 
 def _shown(run: RunScreen) -> str:
@@ -287,10 +283,7 @@ async def test_at_80_columns_targets_in_several_projects_are_named_whole(tmp_pat
         await settle(app, pilot)
         if isinstance(app.screen, TypedConfirmModal):  # protected branches among them: typed confirmation
             await pilot.press(*"rotate", "enter")
-        for _ in range(100):
-            if isinstance(app.screen, RunScreen):
-                break
-            await asyncio.sleep(0.05)
+        await until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
         run = app.screen
         assert isinstance(run, RunScreen) and len({t.project_id for t in run.plan.targets}) > 1
         await wait_run(app, pilot)

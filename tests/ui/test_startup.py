@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from ui_helpers import IN_PROCESS, MEMORY_KEYRING, NOW, make_sim, screen_text, settle, wait_run
+from ui_helpers import IN_PROCESS, MEMORY_KEYRING, NOW, make_sim, screen_text, settle, wait_run, until
 
 from neon_tui.app import NeonApp
 from neon_tui.clipboard import Clipboard
@@ -94,12 +94,8 @@ def unreachable_app(port: int, retry: RetryPolicy, **kw) -> NeonApp:
         env={"NEON_API_KEY": "napi_x"}, now=lambda: NOW, offer_resume=False, **kw)
 
 
-async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out")
+async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
+    await until(pilot, predicate, timeout=timeout, what="the start-up screen", step=0.05)
 
 
 SLOW = RetryPolicy(max_attempts=5, base_delay=8.0, max_delay=8.0)  # waits of 4-8 s: time to look and press keys

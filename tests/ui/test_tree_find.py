@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle
+from ui_helpers import IN_PROCESS, make_app, make_sim, screen_text, settle, until
 
 from neon_tui.cli import _parser
 from neon_tui.neon import NeonClient
@@ -162,11 +162,7 @@ async def test_M_marks_every_match_across_organizations_and_U_undoes_it(tmp_path
 
 async def until_question(app, pilot) -> None:
     """Wait for the confirmation (settle would wait for the worker, which waits for the answer)."""
-    for _ in range(200):
-        await pilot.pause(0.01)
-        if isinstance(app.screen, YesNoModal):
-            return
-    raise AssertionError(f"no question; on {type(app.screen).__name__}")
+    await until(pilot, lambda: isinstance(app.screen, YesNoModal), what="the question", step=0.01)
 
 
 @pytest.mark.slow
@@ -206,11 +202,9 @@ async def test_M_reads_projects_not_loaded_yet_before_marking(tmp_path):
     app = make_app(sim, tmp_path)
     want = {k for k in sim.inspect.login_roles() if k[2] == "app"}
     async with app.run_test(size=SIZE) as pilot:
-        for _ in range(400):  # the first projects are listed; their branches and roles are not all read yet
-            await pilot.pause(0.01)
-            screen = app.screen
-            if type(screen) is MainScreen and refs(screen.query_one(OrgTree), "project"):
-                break
+        # the first projects are listed; their branches and roles are not all read yet
+        await until(pilot, lambda: type(app.screen) is MainScreen and refs(app.screen.query_one(OrgTree), "project"),
+                    what="the first projects", step=0.01)
         tree = app.screen.query_one(OrgTree)
         app.screen.action_filter()
         app.screen.query_one("#filter").value = "role:app"

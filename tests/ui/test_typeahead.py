@@ -4,6 +4,7 @@ its cursor through rebuilds, and keys typed while a node the user just opened is
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from textual import events
@@ -173,10 +174,9 @@ async def test_a_failed_load_drops_the_waiting_keys_instead_of_feeding_them_to_t
 
         app.client.list_branches = failing
         await type_keys(app, ["j", "j", "l", "enter", "space"])
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while not (type(app.screen) is ErrorModal and tree.holding is None) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-            if type(app.screen) is ErrorModal and tree.holding is None:
-                break
         await asyncio.sleep(0.2)
         await pilot.pause()
         assert type(app.screen) is ErrorModal  # still there: the waiting enter did not close it

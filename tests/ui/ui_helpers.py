@@ -71,11 +71,25 @@ async def settle(app, pilot) -> None:
     await pilot.pause()
 
 
+async def until(pilot, predicate, *, timeout: float = 30.0, what: str = "the condition", step: float = 0.02) -> None:
+    """Let the app run until `predicate()` holds; fail naming `what` after `timeout` seconds of wall time.
+    A deadline, not a count of pauses: a loaded CI machine stretches every pause and every fsync."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await pilot.pause(step)
+
+
 async def wait_run(app, pilot, timeout: float = 90.0) -> None:
     """Wait until the run on screen has finished; fail the test if it does not within `timeout` seconds of
     wall time (generous: each journal record is fsync'd, and a CI disk can take most of a second for one)."""
-    session = app.screen.session
+    from neon_tui.screens.run import RunScreen
+
     deadline = time.monotonic() + timeout
+    # the run screen comes after the preflight (sinks, the journal's first fsync'd record): wait for it too
+    await until(pilot, lambda: isinstance(app.screen, RunScreen), timeout=timeout, what="the run screen")
+    session = app.screen.session
     while not (session.finished and not session.running):
         if time.monotonic() > deadline:
             raise AssertionError(f"the run did not finish within {timeout}s: {session.counts()}")
