@@ -245,12 +245,10 @@ async def test_quit_during_a_run_counts_what_would_be_lost_and_follows_the_run(t
         assert counted and 2 <= int(counted.group(1)) <= 12, body
         assert "Neon stores them" in body  # acme-analytics stores passwords: resuming can read them back
         # The run finishes under the dialog (a deadline, not a count of naps: a loaded machine stretches both).
-        deadline = time.monotonic() + 120
-        while not (session.finished and not session.running) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert session.finished and not session.running, "the run did not finish in 120 s: " + "; ".join(
-            f"{v.target.label}={v.state} ({v.reason})" for v in session.views()
-            if v.state in ("planned", "resetting", "applying")) + f"; halts={session.halts}"
+        await until(pilot, lambda: session.finished and not session.running, timeout=120, step=0.05,
+                    what=lambda: "the run to finish; still going: " + "; ".join(
+                        f"{v.target.label}={v.state} ({v.reason})" for v in session.views()
+                        if v.state in ("planned", "resetting", "applying")) + f"; halts={session.halts}")
         # ... and the dialog, which asks again every 0.25 s, follows it.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

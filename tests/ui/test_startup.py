@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from ui_helpers import IN_PROCESS, MEMORY_KEYRING, NOW, make_sim, screen_text, settle, wait_run, until
+from ui_helpers import IN_PROCESS, MEMORY_KEYRING, NOW, make_sim, screen_text, settle, until, wait_run
 
 from neon_tui.app import NeonApp
 from neon_tui.clipboard import Clipboard

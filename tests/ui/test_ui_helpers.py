@@ -33,6 +33,8 @@ async def test_until_fails_after_its_deadline_and_returns_as_soon_as_the_conditi
         with pytest.raises(AssertionError, match=r"timed out after 0\.3s waiting for the impossible"):
             await until(pilot, lambda: False, timeout=0.3, what="the impossible")
         assert time.monotonic() - started >= 0.3
+        with pytest.raises(AssertionError, match=r"waiting for 7 things"):
+            await until(pilot, lambda: False, timeout=0.1, what=lambda: f"{3 + 4} things")  # said at the deadline
         calls = []
         await until(pilot, lambda: calls.append(1) or len(calls) >= 3, timeout=30)
         assert len(calls) == 3  # asked again after each pause, and not once more after it held

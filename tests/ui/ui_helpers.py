@@ -71,13 +71,14 @@ async def settle(app, pilot) -> None:
     await pilot.pause()
 
 
-async def until(pilot, predicate, *, timeout: float = 30.0, what: str = "the condition", step: float = 0.02) -> None:
-    """Let the app run until `predicate()` holds; fail naming `what` after `timeout` seconds of wall time.
-    A deadline, not a count of pauses: a loaded CI machine stretches every pause and every fsync."""
+async def until(pilot, predicate, *, timeout: float = 30.0, what="the condition", step: float = 0.02) -> None:
+    """Let the app run until `predicate()` holds; fail naming `what` (a text, or a callable giving one from the
+    state at the deadline) after `timeout` seconds of wall time. A deadline, not a count of pauses: a loaded CI
+    machine stretches every pause and every fsync."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what() if callable(what) else what}")
         await pilot.pause(step)
 
 
